@@ -1,0 +1,207 @@
+using System.Text;
+using System.Text.Json;
+using Colo.Core.Qmp;
+
+namespace Colo.Core.Objects;
+
+/// <summary>
+/// All creatable types, by category. Every creation path (command line and QMP) goes through
+/// <see cref="CreateFromStrings"/> or <see cref="CreateFromJson"/>, so the error texts live in one place.
+/// </summary>
+public sealed class TypeRegistry
+{
+    private const string IdentifierHelp = "Identifiers consist of letters, digits, '-', '.', '_', starting with a letter.";
+
+    private readonly Dictionary<(ObjectCategory, string), ObjectTypeInfo> _types = [];
+
+    public void Register(ObjectTypeInfo type)
+    {
+        if (!_types.TryAdd((type.Category, type.Name), type))
+        {
+            throw new InvalidOperationException($"type '{type.Name}' registered twice");
+        }
+    }
+
+    public IEnumerable<ObjectTypeInfo> TypesOf(ObjectCategory category) =>
+        _types.Values.Where(t => t.Category == category).OrderBy(t => t.Name, StringComparer.Ordinal);
+
+    public ObjectTypeInfo? Find(ObjectCategory category, string name) => _types.GetValueOrDefault((category, name));
+
+    /// <exception cref="QmpException">Unknown type, with the category's QEMU text.</exception>
+    public ObjectTypeInfo Get(ObjectCategory category, string name) =>
+        Find(category, name) ?? throw new QmpException(category switch
+        {
+            ObjectCategory.Object => $"Parameter 'qom-type' does not accept value '{name}'",
+            ObjectCategory.Device => $"'{name}' is not a valid device model name",
+            ObjectCategory.Netdev => $"Parameter 'type' does not accept value '{name}'",
+            _ => $"'{name}' is not a valid char driver name",
+        });
+
+    /// <summary>Creates and completes an object from command-line strings (everything but type and id).</summary>
+    public QomObject CreateFromStrings(ObjectCategory category, string typeName, string? id, IEnumerable<KeyValuePair<string, string>> properties)
+    {
+        ObjectTypeInfo type = Get(category, typeName);
+        var values = new PropertyValues(type);
+        foreach (KeyValuePair<string, string> p in properties)
+        {
+            values.SetFromString(p.Key, p.Value);
+        }
+        return Instantiate(type, id, values);
+    }
+
+    /// <summary>Creates and completes an object from QMP JSON members.</summary>
+    public QomObject CreateFromJson(ObjectCategory category, string typeName, string? id, IEnumerable<JsonProperty> properties)
+    {
+        ObjectTypeInfo type = Get(category, typeName);
+        var values = new PropertyValues(type);
+        foreach (JsonProperty p in properties)
+        {
+            values.SetFromJson(p.Name, p.Value);
+        }
+        return Instantiate(type, id, values);
+    }
+
+    /// <summary>QEMU's identifier rule for ids: a letter, then letters, digits, '-', '.', '_'.</summary>
+    public static void CheckId(string? id)
+    {
+        if (id is null)
+        {
+            throw new QmpException("Parameter 'id' is missing");
+        }
+        if (!IsIdentifier(id))
+        {
+            throw new QmpException($"Parameter 'id' expects an identifier\n{IdentifierHelp}");
+        }
+    }
+
+    public static bool IsIdentifier(string id)
+    {
+        if (id.Length == 0 || !char.IsAsciiLetter(id[0]))
+        {
+            return false;
+        }
+        foreach (char c in id)
+        {
+            if (!char.IsAsciiLetterOrDigit(c) && c is not '-' and not '.' and not '_')
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    internal static string UnknownPropertyText(ObjectTypeInfo type, string name, bool fromQmp) => type.Category switch
+    {
+        ObjectCategory.Device => $"Property '{type.Name}.{name}' not found",
+        _ when fromQmp => $"Parameter '{name}' is unexpected",
+        _ => $"Invalid parameter '{name}'",
+    };
+
+    /// <summary>The text of <c>-device help</c>, <c>-object help</c>, <c>-netdev help</c>, <c>-chardev help</c>.</summary>
+    public string ListHelp(ObjectCategory category)
+    {
+        var sb = new StringBuilder();
+        switch (category)
+        {
+            case ObjectCategory.Device:
+                foreach (IGrouping<string, ObjectTypeInfo> group in TypesOf(category).GroupBy(t => t.HelpGroup ?? "Uncategorized devices").OrderBy(g => g.Key, StringComparer.Ordinal))
+                {
+                    sb.Append(group.Key).Append(":\n");
+                    foreach (ObjectTypeInfo t in group)
+                    {
+                        sb.Append("name \"").Append(t.Name).Append('"');
+                        if (t.Bus is not null)
+                        {
+                            sb.Append(", bus ").Append(t.Bus);
+                        }
+                        if (t.Description is not null)
+                        {
+                            sb.Append(", desc \"").Append(t.Description).Append('"');
+                        }
+                        sb.Append('\n');
+                    }
+                    sb.Append('\n');
+                }
+                break;
+            case ObjectCategory.Object:
+                sb.Append("List of user creatable objects:\n");
+                foreach (ObjectTypeInfo t in TypesOf(category))
+                {
+                    sb.Append("  ").Append(t.Name).Append('\n');
+                }
+                break;
+            case ObjectCategory.Netdev:
+                sb.Append("Available netdev backend types:\n");
+                foreach (ObjectTypeInfo t in TypesOf(category))
+                {
+                    sb.Append(t.Name).Append('\n');
+                }
+                break;
+            default:
+                sb.Append("Available chardev backend types: \n");
+                foreach (ObjectTypeInfo t in TypesOf(category))
+                {
+                    sb.Append("  ").Append(t.Name).Append('\n');
+                }
+                break;
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>The text of <c>-device NAME,help</c> / <c>-object NAME,help</c>.</summary>
+    public static string PropertyHelp(ObjectTypeInfo type)
+    {
+        var sb = new StringBuilder();
+        sb.Append(type.Name).Append(type.Category == ObjectCategory.Device ? " options:\n" : " options:\n");
+        foreach (PropertyDescriptor p in type.Properties.OrderBy(p => p.Name, StringComparer.Ordinal))
+        {
+            string left = $"  {p.Name}=<{p.QomTypeName}>";
+            sb.Append(left.PadRight(24)).Append(" - ");
+            if (p.Description is not null)
+            {
+                sb.Append(p.Description).Append(' ');
+            }
+            if (p.EnumValues is not null)
+            {
+                sb.Append('(').Append(string.Join('/', p.EnumValues)).Append(") ");
+            }
+            if (p.Default is not null)
+            {
+                sb.Append("(default: ").Append(p.Default).Append(')');
+            }
+            sb.Append('\n');
+        }
+        return sb.ToString();
+    }
+
+    private static QomObject Instantiate(ObjectTypeInfo type, string? id, PropertyValues values)
+    {
+        if (type.Category != ObjectCategory.Device || id is not null)
+        {
+            CheckId(id);
+        }
+        values.CheckRequired();
+        if (type.Factory is null)
+        {
+            string noun = type.Category switch
+            {
+                ObjectCategory.Device => "device",
+                ObjectCategory.Netdev => "netdev",
+                ObjectCategory.Chardev => "chardev backend",
+                _ => "object type",
+            };
+            throw new QmpException($"{noun} '{type.Name}' is not implemented yet in Colo{(type.NotImplemented is null ? "" : $" ({type.NotImplemented})")}");
+        }
+        QomObject obj = type.Factory(type, id ?? "", values);
+        try
+        {
+            obj.Complete();
+        }
+        catch
+        {
+            obj.Dispose();
+            throw;
+        }
+        return obj;
+    }
+}
