@@ -1,10 +1,78 @@
+using System.Runtime.InteropServices;
+using Colo.Core.Options;
+using Colo.Machine;
+
 namespace Colo.QemuSystem;
 
+/// <summary>
+/// <c>qemu-system-x86_64</c>: reads the command line, builds the VM and runs its main loop. Errors are
+/// one <c>qemu-system-x86_64: CONTEXT: reason</c> line on stderr and exit status 1, as QEMU prints them.
+/// </summary>
 internal static class Program
 {
+    private const string Prog = "qemu-system-x86_64";
+
     private static int Main(string[] args)
     {
-        Console.Error.WriteLine("qemu-system-x86_64: not built yet");
+        KeyValParser.WarningSink = w => Console.Error.WriteLine($"{Prog}: warning: {w}");
+        ConfigBuilder builder;
+        try
+        {
+            builder = QemuCommandLine.Parse(args);
+        }
+        catch (StartupException e)
+        {
+            return Fail(e);
+        }
+        if (builder.InformationalOutput is { } text)
+        {
+            Console.Out.Write(text);
+            Console.Out.Flush();
+            return 0;
+        }
+
+        MachineConfig config = builder.Config;
+        if (config.Daemonize)
+        {
+            Console.Error.WriteLine($"{Prog}: -daemonize is not implemented yet in Colo");
+            return 1;
+        }
+        using var vm = new VirtualMachine(config, Console.Error);
+        string? pidError = null;
+        using PidFile? pidFile = config.PidFile is null ? null : PidFile.Create(config.PidFile, out pidError);
+        if (pidError is not null)
+        {
+            Console.Error.WriteLine($"{Prog}: cannot create PID file: {pidError}");
+            return 1;
+        }
+        try
+        {
+            vm.Build();
+        }
+        catch (StartupException e)
+        {
+            return Fail(e);
+        }
+
+        using PosixSignalRegistration term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => OnSignal(ctx, vm, 15));
+        using PosixSignalRegistration interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx => OnSignal(ctx, vm, 2));
+        using PosixSignalRegistration hangup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, ctx => OnSignal(ctx, vm, 1));
+        return vm.Run();
+    }
+
+    private static void OnSignal(PosixSignalContext context, VirtualMachine vm, int number)
+    {
+        context.Cancel = true;
+        vm.MainLoop.Post(() =>
+        {
+            Console.Error.WriteLine($"{Prog}: terminating on signal {number}");
+            vm.RequestShutdown(false, "host-signal");
+        });
+    }
+
+    private static int Fail(StartupException e)
+    {
+        Console.Error.WriteLine(e.Context is null ? $"{Prog}: {e.Message}" : $"{Prog}: {e.Context}: {e.Message}");
         return 1;
     }
 }

@@ -37,6 +37,18 @@ public sealed class TypeRegistry
             _ => $"'{name}' is not a valid char driver name",
         });
 
+    /// <summary>Checks the type and every property value without creating anything; returns the type.</summary>
+    public ObjectTypeInfo Validate(ObjectCategory category, string typeName, IEnumerable<KeyValuePair<string, string>> properties)
+    {
+        ObjectTypeInfo type = Get(category, typeName);
+        var values = new PropertyValues(type);
+        foreach (KeyValuePair<string, string> p in properties)
+        {
+            values.SetFromString(p.Key, p.Value);
+        }
+        return type;
+    }
+
     /// <summary>Creates and completes an object from command-line strings (everything but type and id).</summary>
     public QomObject CreateFromStrings(ObjectCategory category, string typeName, string? id, IEnumerable<KeyValuePair<string, string>> properties)
     {
@@ -50,13 +62,17 @@ public sealed class TypeRegistry
     }
 
     /// <summary>Creates and completes an object from QMP JSON members.</summary>
-    public QomObject CreateFromJson(ObjectCategory category, string typeName, string? id, IEnumerable<JsonProperty> properties)
+    public QomObject CreateFromJson(ObjectCategory category, string typeName, string? id, IEnumerable<JsonProperty> properties) =>
+        CreateFromJson(category, typeName, id, properties.Select(p => KeyValuePair.Create(p.Name, p.Value)));
+
+    /// <summary>Creates and completes an object from QMP JSON name/value pairs.</summary>
+    public QomObject CreateFromJson(ObjectCategory category, string typeName, string? id, IEnumerable<KeyValuePair<string, JsonElement>> properties)
     {
         ObjectTypeInfo type = Get(category, typeName);
         var values = new PropertyValues(type);
-        foreach (JsonProperty p in properties)
+        foreach (KeyValuePair<string, JsonElement> p in properties)
         {
-            values.SetFromJson(p.Name, p.Value);
+            values.SetFromJson(p.Key, p.Value);
         }
         return Instantiate(type, id, values);
     }
@@ -174,6 +190,19 @@ public sealed class TypeRegistry
         return sb.ToString();
     }
 
+    /// <summary>The refusal for a registered type that is not built yet; names the type and what builds it.</summary>
+    public static string NotImplementedText(ObjectTypeInfo type)
+    {
+        string noun = type.Category switch
+        {
+            ObjectCategory.Device => "device",
+            ObjectCategory.Netdev => "netdev",
+            ObjectCategory.Chardev => "chardev backend",
+            _ => "object type",
+        };
+        return $"{noun} '{type.Name}' is not implemented yet in Colo{(type.NotImplemented is null ? "" : $" ({type.NotImplemented})")}";
+    }
+
     private static QomObject Instantiate(ObjectTypeInfo type, string? id, PropertyValues values)
     {
         if (type.Category != ObjectCategory.Device || id is not null)
@@ -183,14 +212,7 @@ public sealed class TypeRegistry
         values.CheckRequired();
         if (type.Factory is null)
         {
-            string noun = type.Category switch
-            {
-                ObjectCategory.Device => "device",
-                ObjectCategory.Netdev => "netdev",
-                ObjectCategory.Chardev => "chardev backend",
-                _ => "object type",
-            };
-            throw new QmpException($"{noun} '{type.Name}' is not implemented yet in Colo{(type.NotImplemented is null ? "" : $" ({type.NotImplemented})")}");
+            throw new QmpException(NotImplementedText(type));
         }
         QomObject obj = type.Factory(type, id ?? "", values);
         try

@@ -1,0 +1,116 @@
+using System.Text.Json;
+using Colo.Core.Loop;
+using Colo.Core.Objects;
+using Colo.Core.Qmp;
+
+namespace Colo.Machine.Qmp;
+
+/// <summary>The machine-level QMP commands: run state, identity, and the object tree.</summary>
+public static class MachineQmpCommands
+{
+    public static void Register(QmpCommandRegistry r, VirtualMachine vm)
+    {
+        MachineQmpJsonContext j = MachineQmpJsonContext.Default;
+        r.Register("query-status", j.QmpNoArgs, j.StatusInfo, _ => new StatusInfo(vm.State.ToQapi(), false, vm.State == RunState.Running));
+        r.Register("query-name", j.QmpNoArgs, j.NameInfo, _ => new NameInfo(vm.Name));
+        r.Register("query-version", j.QmpNoArgs, j.VersionInfo, _ => Version());
+        r.Register("query-kvm", j.QmpNoArgs, j.KvmInfo, _ => new KvmInfo(vm.Accelerator == "kvm", File.Exists("/dev/kvm")));
+        r.Register("stop", j.QmpNoArgs, j.QmpEmpty, _ => Done(vm.Stop));
+        r.Register("cont", j.QmpNoArgs, j.QmpEmpty, _ => Done(vm.Cont));
+        r.Register("system_reset", j.QmpNoArgs, j.QmpEmpty, _ => Done(() => vm.Reset(false, "host-qmp-system-reset")));
+        r.Register("quit", j.QmpNoArgs, j.QmpEmpty, _ => Done(() => vm.RequestShutdown(false, "host-qmp-quit")));
+        r.Register("object-add", j.ObjectAddArgs, j.QmpEmpty, a => Done(() => ObjectAdd(vm, a)));
+        r.Register("object-del", j.IdArgs, j.QmpEmpty, a => Done(() => vm.DeleteUserObject(a.Id)));
+        r.Register("qom-list", j.PathArgs, j.ObjectPropertyInfoArray, a => QomList(vm.Tree.Resolve(a.Path)));
+        r.Register("qom-get", j.QomGetArgs, j.JsonElement, a => QomGet(vm.Tree.Resolve(a.Path), a.Property));
+        r.Register("qom-set", j.QomSetArgs, j.QmpEmpty, a => Done(() => vm.Tree.Resolve(a.Path).SetProperty(a.Property, a.Value)));
+        r.Register("query-iothreads", j.QmpNoArgs, j.IoThreadInfoArray, _ => IoThreads(vm));
+    }
+
+    public static VersionInfo Version() =>
+        new(new VersionTriple(VirtualMachine.QemuMicro, VirtualMachine.QemuMinor, VirtualMachine.QemuMajor), VirtualMachine.Package);
+
+    private static QmpEmpty Done(Action action)
+    {
+        action();
+        return QmpEmpty.Instance;
+    }
+
+    /// <summary>
+    /// QEMU 7.2 takes the type's properties flat. QEMU's COLO document still writes them inside
+    /// <c>props</c> (the pre-6.0 form, which 7.2 refuses); Colo accepts both so the document works verbatim.
+    /// </summary>
+    private static void ObjectAdd(VirtualMachine vm, ObjectAddArgs args)
+    {
+        TypeRegistry.CheckId(args.Id);
+        ObjectTypeInfo type = vm.Types.Get(ObjectCategory.Object, args.QomType);
+        var members = new List<KeyValuePair<string, JsonElement>>();
+        foreach ((string name, JsonElement value) in args.Properties ?? [])
+        {
+            if (name == "props" && type.FindProperty("props") is null)
+            {
+                if (value.ValueKind != JsonValueKind.Object)
+                {
+                    throw new QmpException("Invalid parameter type for 'props', expected: object");
+                }
+                members.AddRange(value.EnumerateObject().Select(p => KeyValuePair.Create(p.Name, p.Value)));
+            }
+            else
+            {
+                members.Add(KeyValuePair.Create(name, value));
+            }
+        }
+        if (vm.Tree.Objects.FindChild(args.Id) is not null)
+        {
+            throw new QmpException($"attempt to add duplicate property '{args.Id}' to object (type 'container')");
+        }
+        QomObject obj = vm.Types.CreateFromJson(ObjectCategory.Object, args.QomType, args.Id, members);
+        vm.Tree.Objects.AddChild(args.Id, obj);
+    }
+
+    private static ObjectPropertyInfo[] QomList(QomObject obj)
+    {
+        var list = new List<ObjectPropertyInfo> { new("type", "string") };
+        foreach (KeyValuePair<string, QomObject> child in obj.Children)
+        {
+            list.Add(new(child.Key, $"child<{child.Value.TypeName}>"));
+        }
+        foreach (PropertyDescriptor p in obj.Type.Properties)
+        {
+            list.Add(new(p.Name, p.QomTypeName));
+        }
+        foreach ((string name, string type) in obj.RuntimeProperties)
+        {
+            list.Add(new(name, type));
+        }
+        return [.. list];
+    }
+
+    private static JsonElement QomGet(QomObject obj, string property)
+    {
+        if (obj.FindChild(property) is { } child)
+        {
+            return JsonDocument.Parse(JsonSerializer.Serialize(child.CanonicalPath, MachineQmpJsonContext.Default.String)).RootElement.Clone();
+        }
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>();
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            obj.WriteProperty(property, writer);
+        }
+        using JsonDocument doc = JsonDocument.Parse(buffer.WrittenMemory);
+        return doc.RootElement.Clone();
+    }
+
+    private static IoThreadInfo[] IoThreads(VirtualMachine vm)
+    {
+        var list = new List<IoThreadInfo>();
+        foreach (KeyValuePair<string, QomObject> child in vm.Tree.Objects.Children)
+        {
+            if (child.Value is IoThread t)
+            {
+                list.Add(new(child.Key, t.ThreadId, t.Values.GetInt("poll-max-ns"), t.Values.GetInt("poll-grow"), t.Values.GetInt("poll-shrink"), t.Values.GetInt("aio-max-batch")));
+            }
+        }
+        return [.. list];
+    }
+}

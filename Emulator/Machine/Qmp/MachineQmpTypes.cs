@@ -1,0 +1,108 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Colo.Core.Qmp;
+
+namespace Colo.Machine.Qmp;
+
+// Argument, return and event records of the machine-level commands. Names and member order follow
+// QEMU 7.2's QAPI schema and the order QEMU prints them in.
+
+public sealed record StatusInfo(
+    [property: JsonPropertyName("status")] string Status,
+    [property: JsonPropertyName("singlestep")] bool SingleStep,
+    [property: JsonPropertyName("running")] bool Running);
+
+public sealed record NameInfo([property: JsonPropertyName("name")] string? Name);
+
+public sealed record VersionTriple(
+    [property: JsonPropertyName("micro")] int Micro,
+    [property: JsonPropertyName("minor")] int Minor,
+    [property: JsonPropertyName("major")] int Major);
+
+public sealed record VersionInfo(
+    [property: JsonPropertyName("qemu")] VersionTriple Qemu,
+    [property: JsonPropertyName("package")] string Package);
+
+public sealed record KvmInfo(
+    [property: JsonPropertyName("enabled")] bool Enabled,
+    [property: JsonPropertyName("present")] bool Present);
+
+public sealed record IoThreadInfo(
+    [property: JsonPropertyName("id")] string Id,
+    [property: JsonPropertyName("thread-id")] int ThreadId,
+    [property: JsonPropertyName("poll-max-ns")] long PollMaxNs,
+    [property: JsonPropertyName("poll-grow")] long PollGrow,
+    [property: JsonPropertyName("poll-shrink")] long PollShrink,
+    [property: JsonPropertyName("aio-max-batch")] long AioMaxBatch);
+
+public sealed class ObjectAddArgs
+{
+    [JsonPropertyName("qom-type")]
+    public required string QomType { get; init; }
+
+    [JsonPropertyName("id")]
+    public required string Id { get; init; }
+
+    /// <summary>The type's own properties, flat as QEMU 7.2 takes them (and <c>props</c>, see the handler).</summary>
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Properties { get; set; } // set, not init: STJ binds init members through the constructor, which extension data cannot use
+}
+
+public sealed record IdArgs
+{
+    [JsonPropertyName("id")]
+    public required string Id { get; init; }
+}
+
+public sealed record PathArgs
+{
+    [JsonPropertyName("path")]
+    public required string Path { get; init; }
+}
+
+public sealed record QomGetArgs
+{
+    [JsonPropertyName("path")]
+    public required string Path { get; init; }
+
+    [JsonPropertyName("property")]
+    public required string Property { get; init; }
+}
+
+public sealed record QomSetArgs
+{
+    [JsonPropertyName("path")]
+    public required string Path { get; init; }
+
+    [JsonPropertyName("property")]
+    public required string Property { get; init; }
+
+    [JsonPropertyName("value")]
+    public required JsonElement Value { get; init; }
+}
+
+public sealed record ObjectPropertyInfo(
+    [property: JsonPropertyName("name")] string Name,
+    [property: JsonPropertyName("type")] string Type);
+
+public sealed record ShutdownEvent(
+    [property: JsonPropertyName("guest")] bool Guest,
+    [property: JsonPropertyName("reason")] string Reason);
+
+[JsonSourceGenerationOptions(DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+[JsonSerializable(typeof(QmpNoArgs))]
+[JsonSerializable(typeof(QmpEmpty))]
+[JsonSerializable(typeof(StatusInfo))]
+[JsonSerializable(typeof(NameInfo))]
+[JsonSerializable(typeof(VersionInfo))]
+[JsonSerializable(typeof(KvmInfo))]
+[JsonSerializable(typeof(IoThreadInfo[]))]
+[JsonSerializable(typeof(ObjectAddArgs))]
+[JsonSerializable(typeof(IdArgs))]
+[JsonSerializable(typeof(PathArgs))]
+[JsonSerializable(typeof(QomGetArgs))]
+[JsonSerializable(typeof(QomSetArgs))]
+[JsonSerializable(typeof(ObjectPropertyInfo[]))]
+[JsonSerializable(typeof(JsonElement))]
+[JsonSerializable(typeof(ShutdownEvent))]
+internal sealed partial class MachineQmpJsonContext : JsonSerializerContext;

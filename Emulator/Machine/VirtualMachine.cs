@@ -1,0 +1,310 @@
+using System.Reflection;
+using Colo.Core.Loop;
+using Colo.Core.Objects;
+using Colo.Core.Options;
+using Colo.Core.Qmp;
+using Colo.Devices;
+using Colo.Machine.Qmp;
+using Colo.Migration;
+using Colo.Net;
+
+namespace Colo.Machine;
+
+/// <summary>
+/// The composition root at run time: turns a <see cref="MachineConfig"/> into objects in QEMU's order
+/// (chardevs, early objects, netdevs, late objects, drives, devices, monitors), owns the run state and
+/// the main loop, and is what the machine-level QMP commands act on.
+/// </summary>
+public sealed class VirtualMachine : IDisposable
+{
+    public const int QemuMajor = 7;
+    public const int QemuMinor = 2;
+    public const int QemuMicro = 0;
+
+    private readonly MachineConfig _config;
+    private IncomingMigration? _incoming;
+    private bool _autostart;
+    private int _exitCode;
+
+    public VirtualMachine(MachineConfig config, TextWriter stderr)
+    {
+        _config = config;
+        Stderr = stderr;
+        MainLoop = new EventLoop("main-loop");
+        MainLoop.UnhandledException += e => Stderr.WriteLine($"qemu-system-x86_64: internal error: {e}");
+        Types = CreateTypeRegistry();
+        MachineQmpCommands.Register(Qmp, this);
+    }
+
+    /// <summary>Colo's own version, reported as the QMP/version "package".</summary>
+    public static string ColoVersion { get; } =
+        typeof(VirtualMachine).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
+
+    public static string Package => $"Colo {ColoVersion}";
+
+    public TextWriter Stderr { get; }
+
+    public EventLoop MainLoop { get; }
+
+    public ObjectTree Tree { get; } = new();
+
+    public TypeRegistry Types { get; }
+
+    public QmpEventBus Events { get; } = new();
+
+    public QmpCommandRegistry Qmp { get; } = new();
+
+    public RunState State { get; private set; } = RunState.Prelaunch;
+
+    public string? Name => _config.Name;
+
+    /// <summary>The configured accelerator that is in use.</summary>
+    public string Accelerator { get; private set; } = "tcg";
+
+    /// <summary>Every creatable type of every subsystem; also what the <c>help</c> options list.</summary>
+    public static TypeRegistry CreateTypeRegistry()
+    {
+        var registry = new TypeRegistry();
+        IoThread.Register(registry);
+        NetTypes.Register(registry);
+        DeviceTypes.Register(registry);
+        return registry;
+    }
+
+    /// <summary>Creates everything the configuration names, in QEMU's order.</summary>
+    /// <exception cref="StartupException">The first thing that cannot be built, with the option it came from.</exception>
+    public void Build()
+    {
+        Preflight();
+
+        foreach (OptionEntry entry in _config.Objects.Where(e => !NetTypes.IsLateObject(e.Value["qom-type"] ?? "")))
+        {
+            At(entry.Context, () => AddUserObject(entry.Value));
+        }
+        foreach (OptionEntry entry in _config.Objects.Where(e => NetTypes.IsLateObject(e.Value["qom-type"] ?? "")))
+        {
+            At(entry.Context, () => AddUserObject(entry.Value));
+        }
+        foreach (OptionEntry entry in _config.Drives)
+        {
+            At(entry.Context, () => throw new QmpException(DriveNotBuilt(entry.Value)));
+        }
+        Qmp.Freeze();
+
+        if (_config.Incoming is not null)
+        {
+            At("-incoming " + _config.Incoming, () => _incoming = IncomingMigration.Start(_config.Incoming, reason => MainLoop.Post(() => FailIncoming(reason))));
+            State = RunState.InMigrate;
+            _autostart = !_config.StartPaused;
+        }
+        else
+        {
+            State = _config.StartPaused ? RunState.Prelaunch : RunState.Running;
+        }
+    }
+
+    /// <summary>Runs the main loop until quit; returns the process exit status.</summary>
+    public int Run()
+    {
+        MainLoop.Run();
+        return _exitCode;
+    }
+
+    /// <summary><c>stop</c>: pauses a running VM (STOP event); in inmigrate it only cancels autostart.</summary>
+    public void Stop()
+    {
+        if (State == RunState.InMigrate)
+        {
+            _autostart = false;
+        }
+        else if (State == RunState.Running)
+        {
+            State = RunState.Paused;
+            Events.Emit("STOP");
+        }
+    }
+
+    /// <summary><c>cont</c>: resumes (RESUME event); in inmigrate it only asks to start once migration is done.</summary>
+    public void Cont()
+    {
+        switch (State)
+        {
+            case RunState.InMigrate:
+                _autostart = true;
+                break;
+            case RunState.Running:
+                break;
+            case RunState.Shutdown or RunState.InternalError or RunState.GuestPanicked:
+                throw new QmpException("Resetting the Virtual Machine is required");
+            default:
+                State = RunState.Running;
+                Events.Emit("RESUME");
+                break;
+        }
+    }
+
+    /// <summary><c>system_reset</c>: a stopped VM comes back in prelaunch, as in QEMU.</summary>
+    public void Reset(bool guest, string reason)
+    {
+        Events.Emit("RESET", new ShutdownEvent(guest, reason), MachineQmpJsonContext.Default.ShutdownEvent);
+        if (State is not (RunState.Running or RunState.InMigrate or RunState.FinishMigrate))
+        {
+            State = RunState.Prelaunch;
+        }
+    }
+
+    /// <summary>Emits SHUTDOWN and ends the main loop after the current work item (so a reply still goes out).</summary>
+    public void RequestShutdown(bool guest, string reason)
+    {
+        Events.Emit("SHUTDOWN", new ShutdownEvent(guest, reason), MachineQmpJsonContext.Default.ShutdownEvent);
+        State = RunState.Shutdown;
+        MainLoop.Stop();
+    }
+
+    public void Dispose()
+    {
+        _incoming?.Dispose();
+        // Objects before chardevs: filters and monitors use chardevs, not the other way round.
+        DisposeChildren(Tree.Objects);
+        DisposeChildren(Tree.Netdevs);
+        DisposeChildren(Tree.Chardevs);
+        MainLoop.Dispose();
+    }
+
+    /// <summary>Adds an <c>-object</c>/<c>object-add</c> object under /objects.</summary>
+    internal void AddUserObject(KeyValList options)
+    {
+        string type = options["qom-type"] ?? throw new QmpException("Parameter 'qom-type' is missing");
+        string? id = options["id"];
+        TypeRegistry.CheckId(id);
+        if (Tree.Objects.FindChild(id!) is not null)
+        {
+            throw new QmpException($"Duplicate ID '{id}' for object");
+        }
+        QomObject obj = Types.CreateFromStrings(ObjectCategory.Object, type, id, options.Except("qom-type", "id"));
+        Tree.Objects.AddChild(id!, obj);
+    }
+
+    /// <summary>Removes a user object (object-del) after checking nothing uses it.</summary>
+    internal void DeleteUserObject(string id)
+    {
+        QomObject obj = Tree.Objects.FindChild(id) ?? throw new QmpException($"object '{id}' not found");
+        if (obj.DeleteBlocker() is { } reason)
+        {
+            throw new QmpException(reason);
+        }
+        Tree.Objects.RemoveChild(obj);
+        obj.Dispose();
+    }
+
+    private void CheckMachineAndAccelerator()
+    {
+        switch (_config.MachineType)
+        {
+            case "none":
+                break;
+            case "pc" or "pc-i440fx-7.2":
+                throw new StartupException(null,
+                    $"machine type '{_config.MachineType}' is not implemented yet in Colo (the pc-machine issue builds it); -machine none runs without a board");
+            default:
+                throw new StartupException(null, "unsupported machine type\nUse -machine help to list supported machines");
+        }
+
+        string[] accels = _config.Accelerators.Count == 0 ? ["tcg"] : [.. _config.Accelerators];
+        string? lastError = null;
+        foreach (string accel in accels)
+        {
+            switch (accel)
+            {
+                case "tcg":
+                    Accelerator = accel;
+                    return;
+                case "kvm":
+                    lastError = "the KVM accelerator is not implemented yet in Colo (the KVM issue builds it; without -enable-kvm Colo uses its interpreter)";
+                    break;
+                case "qtest":
+                    lastError = "the qtest accelerator is not implemented yet in Colo (the pc-machine issue builds it)";
+                    break;
+                default:
+                    throw new StartupException($"-accel {accel}", $"invalid accelerator {accel}");
+            }
+            if (accels.Length > 1)
+            {
+                Stderr.WriteLine($"qemu-system-x86_64: -accel {accel}: {lastError}");
+            }
+        }
+        throw new StartupException(accels.Length == 1 ? $"-accel {accels[0]}" : null, accels.Length == 1 ? lastError! : "no accelerator found");
+    }
+
+    /// <summary>
+    /// Checks every typed option before anything is created: first that each type exists and its
+    /// properties are valid (QEMU's parse-time errors), then, after the machine and accelerator, that each
+    /// type is built, so a command line that names a part Colo does not have yet fails at once instead of
+    /// after binding sockets or waiting for a peer.
+    /// </summary>
+    private void Preflight()
+    {
+        var typed = new List<(string Context, ObjectTypeInfo Type)>();
+        foreach (OptionEntry e in _config.Objects)
+        {
+            At(e.Context, () => typed.Add((e.Context, Types.Validate(ObjectCategory.Object, Required(e.Value, "qom-type"), e.Value.Except("qom-type", "id")))));
+        }
+        foreach (OptionEntry e in _config.Netdevs)
+        {
+            At(e.Context, () => typed.Add((e.Context, Types.Validate(ObjectCategory.Netdev, Required(e.Value, "type"), e.Value.Except("type", "id")))));
+        }
+        foreach (OptionEntry e in _config.Devices)
+        {
+            At(e.Context, () => typed.Add((e.Context, Types.Validate(ObjectCategory.Device, Required(e.Value, "driver"), e.Value.Except("driver", "id")))));
+        }
+
+        CheckMachineAndAccelerator();
+
+        foreach ((string context, ObjectTypeInfo type) in typed)
+        {
+            if (type.Factory is null)
+            {
+                throw new StartupException(context, TypeRegistry.NotImplementedText(type));
+            }
+        }
+        foreach (OptionEntry e in _config.Drives)
+        {
+            At(e.Context, () => throw new QmpException(DriveNotBuilt(e.Value)));
+        }
+    }
+
+    private static string Required(KeyValList options, string key) =>
+        options[key] ?? throw new QmpException($"Parameter '{key}' is missing");
+
+    private static string DriveNotBuilt(KeyValList drive) =>
+        $"-drive is not implemented yet in Colo (the storage issue builds the block layer; driver '{drive["driver"] ?? "raw"}')";
+
+    private void FailIncoming(string reason)
+    {
+        Stderr.WriteLine($"qemu-system-x86_64: load of migration failed: {reason}");
+        _exitCode = 1;
+        MainLoop.Stop();
+    }
+
+    private static void DisposeChildren(QomObject container)
+    {
+        for (int i = container.Children.Count - 1; i >= 0; i--)
+        {
+            QomObject child = container.Children[i].Value;
+            container.RemoveChild(child);
+            child.Dispose();
+        }
+    }
+
+    private static void At(string context, Action action)
+    {
+        try
+        {
+            action();
+        }
+        catch (QmpException e)
+        {
+            throw new StartupException(context, e.Message);
+        }
+    }
+}

@@ -1,0 +1,231 @@
+using System.Globalization;
+using Colo.Core.Objects;
+using Colo.Core.Options;
+using Colo.Core.Qmp;
+using Colo.Machine;
+
+namespace Colo.QemuSystem;
+
+/// <summary>
+/// Accumulates options into a <see cref="MachineConfig"/> as the command line is read, and notes an
+/// informational request (<c>-version</c>, <c>-h</c>, <c>-device help</c>) that ends the program early.
+/// </summary>
+internal sealed class ConfigBuilder
+{
+    private int _monitorCount;
+
+    public MachineConfig Config { get; } = new();
+
+    /// <summary>Set by an option whose whole job is to print something (help, version); the program prints it and exits 0.</summary>
+    public string? InformationalOutput { get; private set; }
+
+    public void Print(string text) => InformationalOutput ??= text;
+
+    /// <summary>Parses a keyval argument and handles the <c>help</c> forms every typed option accepts.</summary>
+    public KeyValList ParseTyped(string text, string impliedKey, ObjectCategory category)
+    {
+        KeyValList list = KeyValParser.Parse(text, impliedKey);
+        string? type = list[impliedKey];
+        if (type is "help" or "?")
+        {
+            Print(VirtualMachine.CreateTypeRegistry().ListHelp(category));
+        }
+        else if (list["help"] == "on" && type is not null)
+        {
+            Print(TypeRegistry.PropertyHelp(VirtualMachine.CreateTypeRegistry().Get(category, type)));
+        }
+        return list;
+    }
+
+    public void AddMonitor(string spec, bool control, bool pretty, string option)
+    {
+        if (spec == "none")
+        {
+            return;
+        }
+        string context = $"-{option} {spec}";
+        if (spec.StartsWith("chardev:", StringComparison.Ordinal))
+        {
+            Config.Monitors.Add(new MonitorSpec(spec["chardev:".Length..], control, pretty, context));
+            return;
+        }
+        string id = $"compat_monitor{_monitorCount++}";
+        Config.CompatChardevs.Add(new CompatChardev(id, spec, context));
+        Config.Monitors.Add(new MonitorSpec(id, control, pretty, context));
+    }
+
+    public void AddSerial(string spec)
+    {
+        if (spec == "none")
+        {
+            return;
+        }
+        if (spec.StartsWith("chardev:", StringComparison.Ordinal))
+        {
+            Config.Serials.Add(spec["chardev:".Length..]);
+            return;
+        }
+        string id = $"serial{Config.Serials.Count}";
+        Config.CompatChardevs.Add(new CompatChardev(id, spec, $"-serial {spec}"));
+        Config.Serials.Add(id);
+    }
+
+    /// <summary><c>-hda FILE</c> and friends are shorthands for <c>-drive file=FILE,index=N,media=...</c>.</summary>
+    public void AddLegacyDrive(string file, int index, string media)
+    {
+        string text = $"file={file.Replace(",", ",,", StringComparison.Ordinal)},index={index.ToString(CultureInfo.InvariantCulture)},media={media}";
+        Config.Drives.Add(new OptionEntry("drive", KeyValParser.Parse(text, null)));
+    }
+
+    public void SetMemory(string text)
+    {
+        KeyValList list = KeyValParser.Parse(text, "size");
+        foreach (KeyValuePair<string, string> pair in list.Pairs)
+        {
+            if (pair.Key is not ("size" or "slots" or "maxmem"))
+            {
+                throw new QmpException($"Invalid parameter '{pair.Key}'");
+            }
+        }
+        if (list["size"] is { } size)
+        {
+            if (!OptionValues.TryParseSize(size, 'M', out ulong bytes))
+            {
+                throw new QmpException($"Parameter 'size' expects a non-negative number below 2^64\n{OptionValues.SizeHelp}");
+            }
+            if (bytes != 0)
+            {
+                Config.RamSize = bytes;
+            }
+        }
+    }
+
+    public void SetSmp(string text)
+    {
+        KeyValList list = KeyValParser.Parse(text, "cpus");
+        int cpus = 0;
+        int max = 0;
+        foreach (KeyValuePair<string, string> pair in list.Pairs)
+        {
+            if (!int.TryParse(pair.Value, NumberStyles.None, CultureInfo.InvariantCulture, out int n))
+            {
+                throw new QmpException($"Parameter 'smp.{pair.Key}' expects integer");
+            }
+            switch (pair.Key)
+            {
+                case "cpus":
+                    cpus = n;
+                    break;
+                case "maxcpus":
+                    max = n;
+                    break;
+                case "sockets" or "dies" or "clusters" or "cores" or "threads":
+                    break;
+                default:
+                    throw new QmpException($"Invalid parameter '{pair.Key}'");
+            }
+        }
+        Config.Cpus = cpus == 0 ? 1 : cpus;
+        Config.MaxCpus = Math.Max(max, Config.Cpus);
+    }
+
+    public void SetCpu(string text)
+    {
+        if (text is "help" or "?")
+        {
+            Print(CpuModels.Help());
+            return;
+        }
+        string[] parts = text.Split(',');
+        if (!CpuModels.IsKnown(parts[0]))
+        {
+            throw new StartupException(null, $"unable to find CPU model '{parts[0]}'");
+        }
+        Config.CpuModel = parts[0];
+        foreach (string feature in parts.Skip(1))
+        {
+            if (feature.Length == 0)
+            {
+                continue;
+            }
+            KeyValuePair<string, string> setting = feature[0] switch
+            {
+                '+' => new(feature[1..], "on"),
+                '-' => new(feature[1..], "off"),
+                _ when feature.Contains('=', StringComparison.Ordinal) => new(feature[..feature.IndexOf('=', StringComparison.Ordinal)], feature[(feature.IndexOf('=', StringComparison.Ordinal) + 1)..]),
+                _ => new(feature, "on"),
+            };
+            Config.CpuFeatures.Add(setting);
+        }
+    }
+
+    public void SetMachine(string text)
+    {
+        KeyValList list = KeyValParser.Parse(text, "type");
+        foreach (KeyValuePair<string, string> pair in list.Pairs)
+        {
+            switch (pair.Key)
+            {
+                case "type" when pair.Value is "help" or "?":
+                    Print(MachineHelp);
+                    break;
+                case "type":
+                    Config.MachineType = pair.Value;
+                    break;
+                case "accel":
+                    Config.Accelerators.AddRange(pair.Value.Split(':'));
+                    break;
+                default:
+                    Config.MachineProperties.Add(pair);
+                    break;
+            }
+        }
+    }
+
+    public void SetAccel(string text)
+    {
+        KeyValList list = KeyValParser.Parse(text, "accel");
+        string accel = list["accel"] ?? throw new QmpException("Parameter 'accel' is missing");
+        if (accel is "help" or "?")
+        {
+            Print("Accelerators supported in QEMU binary:\ntcg\nkvm\nqtest\n");
+            return;
+        }
+        foreach (KeyValuePair<string, string> pair in list.Except("accel"))
+        {
+            if (pair.Key is not ("thread" or "tb-size" or "kernel-irqchip" or "kvm-shadow-mem" or "split-wx" or "dirty-ring-size" or "one-insn-per-tb"))
+            {
+                throw new QmpException($"Invalid parameter '{pair.Key}'");
+            }
+        }
+        Config.Accelerators.Add(accel);
+    }
+
+    public void SetName(string text)
+    {
+        KeyValList list = KeyValParser.Parse(text, "guest");
+        Config.Name = list["guest"];
+    }
+
+    public void SetDisplay(string text)
+    {
+        KeyValList list = KeyValParser.Parse(text, "type");
+        string type = list["type"] ?? "none";
+        if (type is "help" or "?")
+        {
+            Print("Available display backend types:\nnone\n");
+            return;
+        }
+        if (type != "none")
+        {
+            throw new QmpException($"Display '{type}' is not available in Colo: it is headless; use -display none, the serial console or a VNC-free setup");
+        }
+        Config.Display = type;
+    }
+
+    public const string MachineHelp =
+        "Supported machines are:\n" +
+        "pc                   Standard PC (i440FX + PIIX, 1996) (alias of pc-i440fx-7.2)\n" +
+        "pc-i440fx-7.2        Standard PC (i440FX + PIIX, 1996) (default)\n" +
+        "none                 empty machine\n";
+}
