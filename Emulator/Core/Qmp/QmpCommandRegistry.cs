@@ -75,7 +75,7 @@ public sealed class QmpCommandRegistry
         {
             TArgs args = QmpArguments.Deserialize(arguments, argsInfo);
             TResult result = handler(args, context);
-            return JsonSerializer.Serialize(result, resultInfo);
+            return QmpJson.Serialize(result, resultInfo);
         }
     }
 

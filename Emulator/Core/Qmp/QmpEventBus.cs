@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 
 namespace Colo.Core.Qmp;
@@ -27,7 +26,7 @@ public sealed class QmpEventBus
     public void Emit(string name) => Publish(name, null);
 
     public void Emit<T>(string name, T data, JsonTypeInfo<T> typeInfo) =>
-        Publish(name, JsonSerializer.Serialize(data, typeInfo));
+        Publish(name, QmpJson.Serialize(data, typeInfo));
 
     private void Publish(string name, string? dataJson)
     {
