@@ -1,8 +1,8 @@
+using Colo.Tests.Shared;
 using System.Text.Json;
 using Colo.Core.Qmp;
 using Colo.Machine;
 using Colo.QemuSystem;
-using Colo.Tests.Unit.QemuSystem;
 
 namespace Colo.Tests.Unit.Machine;
 
@@ -161,7 +161,7 @@ public sealed class VirtualMachineTests
     [Test]
     public void Build_ColoDocumentLines_FailNamingTheMissingPart()
     {
-        foreach (string[] args in new[] { ColoDocumentCommandLines.Primary("/img"), ColoDocumentCommandLines.Secondary("/img", "127.0.0.1") })
+        foreach (string[] args in new[] { ColoDocument.Primary("/img"), ColoDocument.Secondary("/img", "127.0.0.1") })
         {
             using var vm = new VirtualMachine(QemuCommandLine.Parse(args).Config, TextWriter.Null);
             StartupException e = Assert.Throws<StartupException>(vm.Build)!;

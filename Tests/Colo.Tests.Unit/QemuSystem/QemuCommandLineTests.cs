@@ -1,3 +1,4 @@
+using Colo.Tests.Shared;
 using Colo.Core.Options;
 using Colo.Machine;
 using Colo.QemuSystem;
@@ -10,7 +11,7 @@ public sealed class QemuCommandLineTests
     [Test]
     public void Parse_ColoPrimary_RecordsEveryOption()
     {
-        MachineConfig c = QemuCommandLine.Parse(ColoDocumentCommandLines.Primary("/img")).Config;
+        MachineConfig c = QemuCommandLine.Parse(ColoDocument.Primary("/img")).Config;
         Assert.Multiple(() =>
         {
             Assert.That(c.Accelerators, Is.EqualTo(new[] { "kvm" }));
@@ -44,7 +45,7 @@ public sealed class QemuCommandLineTests
     [Test]
     public void Parse_ColoSecondary_RecordsEveryOption()
     {
-        MachineConfig c = QemuCommandLine.Parse(ColoDocumentCommandLines.Secondary("/img", "127.0.0.1")).Config;
+        MachineConfig c = QemuCommandLine.Parse(ColoDocument.Secondary("/img", "127.0.0.1")).Config;
         Assert.Multiple(() =>
         {
             Assert.That(c.Incoming, Is.EqualTo("tcp:0.0.0.0:9998"));

@@ -1,10 +1,10 @@
-namespace Colo.Tests.Unit.QemuSystem;
+namespace Colo.Tests.Shared;
 
 /// <summary>
 /// The primary and secondary command lines of QEMU 7.2's COLO document (docs/COLO-FT.txt), as argv,
 /// with $imagefolder and $primary_ip substituted.
 /// </summary>
-internal static class ColoDocumentCommandLines
+internal static class ColoDocument
 {
     public static string[] Primary(string imageFolder) =>
     [
