@@ -316,7 +316,7 @@ public sealed class SocketChardev : Chardev, IChardevInfo
                     File.Delete(_path); // a socket left by a dead process, as QEMU removes it
                     continue;
                 }
-                throw new QmpException($"Failed to bind socket to {_path}: {e.Message}", e);
+                throw new QmpException($"Failed to bind socket to {_path}: {UnixReason(e)}", e);
             }
         }
     }
@@ -476,7 +476,7 @@ public sealed class SocketChardev : Chardev, IChardevInfo
             catch (SocketException e)
             {
                 socket.Dispose();
-                throw new QmpException($"Failed to connect to '{_path}': {e.Message}", e);
+                throw new QmpException($"Failed to connect to '{_path}': {UnixReason(e)}", e);
             }
             catch
             {
@@ -629,6 +629,12 @@ public sealed class SocketChardev : Chardev, IChardevInfo
             socket.SetRawSocketOption(SolSocket, SoReuseAddr, BitConverter.GetBytes(1));
         }
     }
+
+    /// <summary>strerror text for unix socket errors; .NET reports a missing path (ENOENT) as AddressNotAvailable.</summary>
+    private static string UnixReason(SocketException e) =>
+        e.SocketErrorCode == SocketError.AddressNotAvailable || (OperatingSystem.IsLinux() && e.NativeErrorCode == 2)
+            ? "No such file or directory"
+            : e.Message;
 
     private static void CloseQuietly(Socket? socket)
     {
