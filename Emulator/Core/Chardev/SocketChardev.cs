@@ -116,6 +116,7 @@ public sealed class SocketChardev : Chardev, IChardevInfo
                 {
                     throw new QmpException($"Failed to accept connection: {e.Message}", e);
                 }
+                Publish(first);
             }
             _loop = Task.Run(() => ServeAsync(first, _stop.Token));
         }
@@ -130,6 +131,10 @@ public sealed class SocketChardev : Chardev, IChardevInfo
             catch (QmpException e) when (_reconnect > 0)
             {
                 _env.Report($"Unable to connect character device {_id}: {e.Message}");
+            }
+            if (connection is not null)
+            {
+                Publish(connection); // connected when creation returns, as in QEMU
             }
             _loop = Task.Run(() => ConnectLoopAsync(connection, _stop.Token));
         }
@@ -165,12 +170,8 @@ public sealed class SocketChardev : Chardev, IChardevInfo
         }
     }
 
-    /// <inheritdoc/>
-    protected override void OnAttached()
-    {
-        base.OnAttached();
-        _attached.Release();
-    }
+    /// <summary>Wakes the connection loop, which reports <see cref="CharEvent.Opened"/> to the new frontend.</summary>
+    protected override void OnAttached() => _attached.Release();
 
     /// <inheritdoc/>
     protected override void Dispose(bool disposing)
@@ -410,19 +411,35 @@ public sealed class SocketChardev : Chardev, IChardevInfo
         }
     }
 
-    /// <summary>Publishes a connection, pumps its input to the frontend until EOF, then retracts it.</summary>
-    private async Task RunConnectionAsync(Socket connection, CancellationToken token)
+    /// <summary>Makes <paramref name="connection"/> the one writes go to.</summary>
+    private void Publish(Socket connection)
     {
         if (_nodelay && !_unix)
         {
             connection.NoDelay = true;
         }
-        lock (_stateLock)
+        lock (_writeLock)
         {
-            Volatile.Write(ref _connection, connection);
-            SetFilenameLocked(connection);
+            lock (_stateLock)
+            {
+                Volatile.Write(ref _connection, connection);
+                SetFilenameLocked(connection);
+            }
         }
-        DeliverEvent(CharEvent.Opened);
+    }
+
+    /// <summary>
+    /// Pumps a connection's input to the frontend until EOF, then retracts it. Only this loop reports
+    /// <see cref="CharEvent.Opened"/> (once a frontend is there) and the matching <see cref="CharEvent.Closed"/>,
+    /// so an attach racing with a connect cannot produce a duplicate.
+    /// </summary>
+    private async Task RunConnectionAsync(Socket connection, CancellationToken token)
+    {
+        if (!ReferenceEquals(Volatile.Read(ref _connection), connection))
+        {
+            Publish(connection);
+        }
+        bool opened = false;
         byte[] buffer = new byte[ReadBufferSize];
         try
         {
@@ -431,6 +448,11 @@ public sealed class SocketChardev : Chardev, IChardevInfo
                 while (!HasFrontend)
                 {
                     await _attached.WaitAsync(250, token).ConfigureAwait(false);
+                }
+                if (!opened)
+                {
+                    opened = true;
+                    DeliverEvent(CharEvent.Opened);
                 }
                 int n = await connection.ReceiveAsync(buffer, SocketFlags.None, token).ConfigureAwait(false);
                 if (n == 0)
@@ -456,7 +478,7 @@ public sealed class SocketChardev : Chardev, IChardevInfo
                 }
             }
             CloseQuietly(connection);
-            if (wasCurrent && !_disposed)
+            if (wasCurrent && opened && !_disposed)
             {
                 DeliverEvent(CharEvent.Closed);
             }

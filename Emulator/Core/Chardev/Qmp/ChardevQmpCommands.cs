@@ -128,7 +128,10 @@ public static class ChardevQmpCommands
     private static List<KeyValuePair<string, string>> ToProperties(ChardevBackend backend, TypeRegistry types)
     {
         // Check the type first: QEMU names an unknown union tag before looking at its data.
-        types.Get(ObjectCategory.Chardev, backend.Type);
+        if (types.Find(ObjectCategory.Chardev, backend.Type) is null)
+        {
+            throw new QmpException($"Parameter 'type' does not accept value '{backend.Type}'");
+        }
         ChardevQmpJsonContext c = ChardevQmpJsonContext.Default;
         var p = new List<KeyValuePair<string, string>>();
         const string Prefix = "backend.data.";
