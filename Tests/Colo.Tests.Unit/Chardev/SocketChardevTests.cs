@@ -227,6 +227,65 @@ public sealed partial class SocketChardevTests
         Assert.That(Json(w => server.WriteProperty("type", w)), Is.EqualTo("\"socket\""));
     }
 
+    [Test]
+    public void Ipv6Loopback_ServerAndClientChardevs_Exchange()
+    {
+        Assume.That(Socket.OSSupportsIPv6, Is.True);
+        Colo.Core.Chardev.Chardev server;
+        try
+        {
+            server = _h.Create("socket,id=s6,host=::1,port=0,server=on,wait=off");
+        }
+        catch (QmpException e)
+        {
+            Assume.That(false, "no IPv6 loopback here: " + e.Message);
+            return;
+        }
+        RecordingFrontend serverSide = _h.Attach(server);
+        int port = PortOf(server);
+        Colo.Core.Chardev.Chardev client = _h.Create($"socket,id=c6,host=::1,port={port}");
+        RecordingFrontend clientSide = _h.Attach(client);
+        Assert.That(Write(client, "v6"), Is.EqualTo(2));
+        Assert.That(serverSide.WaitForText("v6"), Is.True);
+        Assert.That(Write(server, "ok"), Is.EqualTo(2));
+        Assert.That(clientSide.WaitForText("ok"), Is.True);
+        Assert.That(((SocketChardev)server).Filename, Does.StartWith($"tcp:::1:{port},server=on <-> ::1:"));
+    }
+
+    [Test]
+    public void Remove_ConnectedServer_ClosesListenerAndPeerPromptly()
+    {
+        Colo.Core.Chardev.Chardev server = _h.Create("socket,id=s0,host=127.0.0.1,port=0,server=on,wait=off");
+        RecordingFrontend frontend = _h.Attach(server);
+        int port = PortOf(server);
+        using Socket client = ConnectTcp(port);
+        Assert.That(frontend.NextEvent(), Is.EqualTo(CharEvent.Opened));
+        server.Detach();
+
+        long start = Environment.TickCount64;
+        ChardevFactory.Remove(_h.Tree, "s0");
+        Assert.That(Environment.TickCount64 - start, Is.LessThan(2000), "dispose does not wait for timeouts");
+        client.ReceiveTimeout = 5000;
+        Assert.That(client.Receive(new byte[16]), Is.Zero, "the peer sees EOF");
+        Assert.That(() => ConnectTcp(port).Dispose(), Throws.InstanceOf<SocketException>(), "the listener is closed");
+
+        // The port is free again for a new server.
+        Colo.Core.Chardev.Chardev again = _h.Create($"socket,id=s1,host=127.0.0.1,port={port},server=on,wait=off");
+        Assert.That(PortOf(again), Is.EqualTo(port));
+    }
+
+    [Test]
+    public void Remove_ReconnectingClient_StopsRetrying()
+    {
+        int port = FreePort();
+        _h.Create($"socket,id=r0,host=127.0.0.1,port={port},reconnect=1");
+        ChardevFactory.Remove(_h.Tree, "r0");
+        using var listener = new TcpListener(IPAddress.Loopback, port);
+        listener.Start();
+        // Bounded negative check: a disposed client must not connect any more.
+        Assert.That(listener.Server.Poll(1500_000, SelectMode.SelectRead), Is.False);
+    }
+
     private static string Json(Action<System.Text.Json.Utf8JsonWriter> write)
     {
         using var stream = new MemoryStream();
