@@ -207,6 +207,48 @@ public sealed partial class SocketChardevTests
     }
 
     [Test]
+    public void UnixWaitOn_ReportsQemuLine()
+    {
+        string dir = Directory.CreateTempSubdirectory("colo-chardev-").FullName;
+        try
+        {
+            string path = Path.Combine(dir, "w.sock");
+            Task<Colo.Core.Chardev.Chardev> creating = Task.Run(() => _h.Create($"socket,id=w1,path={path},server=on"));
+            Assert.That(_h.Reports.TryTake(out string? line, 5000), Is.True);
+            Assert.That(line, Is.EqualTo($"info: QEMU waiting for connection on: disconnected:unix:{path},server=on"));
+            using var client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            client.Connect(new UnixDomainSocketEndPoint(path));
+            Assert.That(creating.Wait(5000), Is.True);
+            Assert.That(creating.Result.IsConnected, Is.True);
+            ChardevFactory.RemoveAll(_h.Tree);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Test]
+    public void ServerPortRange_SkipsBusyPort()
+    {
+        using var busy = new TcpListener(IPAddress.Loopback, 0);
+        busy.Start();
+        int port = ((IPEndPoint)busy.LocalEndpoint).Port;
+        Assume.That(port, Is.LessThan(65535));
+        Colo.Core.Chardev.Chardev server;
+        try
+        {
+            server = _h.Create($"socket,id=s0,host=127.0.0.1,port={port},to={port + 1},server=on,wait=off");
+        }
+        catch (QmpException)
+        {
+            Assume.That(false, "the next port happens to be busy too");
+            return;
+        }
+        Assert.That(PortOf(server), Is.EqualTo(port + 1));
+    }
+
+    [Test]
     public void ServerPortInUse_FailsWithQemuText()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);

@@ -125,6 +125,18 @@ public sealed class ChardevQmpCommandsTests
     }
 
     [Test]
+    public void ChardevAdd_ClientWithReconnect_SucceedsAndReports()
+    {
+        int port = FreePort();
+        Assert.That(Run("chardev-add",
+            $"{{\"id\": \"c2\", \"backend\": {{\"type\": \"socket\", \"data\": {{\"addr\": {{\"type\": \"inet\", \"data\": {{\"host\": \"127.0.0.1\", \"port\": \"{port}\"}}}}, \"server\": false, \"reconnect\": 1}}}}}}"),
+            Is.EqualTo("{}"));
+        Assert.That(_h.Reports.TryTake(out string? line, 5000), Is.True);
+        Assert.That(line, Is.EqualTo($"Unable to connect character device c2: Failed to connect to '127.0.0.1:{port}': Connection refused"));
+        Assert.That(Run("query-chardev", "{}"), Is.EqualTo($"[{{\"label\":\"c2\",\"filename\":\"disconnected:tcp:127.0.0.1:{port}\",\"frontend-open\":false}}]"));
+    }
+
+    [Test]
     public void ChardevAdd_DuplicateId_QemuText()
     {
         Run("chardev-add", "{\"id\": \"n\", \"backend\": {\"type\": \"null\", \"data\": {}}}");
