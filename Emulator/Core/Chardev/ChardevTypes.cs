@@ -22,12 +22,12 @@ public static class ChardevTypes
     /// <summary>Options that exist in the schema but whose behaviour Colo lacks, per backend.</summary>
     private static readonly Dictionary<string, string[]> Unimplemented = new(StringComparer.Ordinal)
     {
-        ["socket"] = ["logfile", "logappend", "mux", "telnet", "tn3270", "websocket", "tls-creds", "tls-authz", "fd"],
-        ["stdio"] = ["logfile", "logappend", "mux"],
-        ["file"] = ["logfile", "logappend", "mux"],
-        ["null"] = ["logfile", "logappend", "mux"],
-        ["ringbuf"] = ["logfile", "logappend", "mux"],
-        ["memory"] = ["logfile", "logappend", "mux"],
+        ["socket"] = ["mux", "telnet", "tn3270", "websocket", "tls-creds", "tls-authz", "fd"],
+        ["stdio"] = ["mux"],
+        ["file"] = ["mux"],
+        ["null"] = ["mux"],
+        ["ringbuf"] = ["mux"],
+        ["memory"] = ["mux"],
     };
 
     /// <summary>Registers all chardev types with a default environment (stderr messages, process stdio).</summary>

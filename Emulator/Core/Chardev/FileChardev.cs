@@ -14,6 +14,7 @@ public sealed class FileChardev : Chardev, IChardevInfo
     private FileStream? _out;
     private FileStream? _in;
     private Task? _reader;
+    private ChardevLog? _log;
     private readonly SemaphoreSlim _attached = new(0);
 
     internal FileChardev(ObjectTypeInfo type, PropertyValues values)
@@ -38,6 +39,7 @@ public sealed class FileChardev : Chardev, IChardevInfo
         }
         bool append = Values.GetBool("append");
         _out = ChardevTypes.OpenFile(path!, append ? FileMode.Append : FileMode.Create, FileAccess.Write);
+        _log = ChardevLog.Open(Values);
         string? input = Values.GetString("in");
         if (!string.IsNullOrEmpty(input))
         {
@@ -59,6 +61,7 @@ public sealed class FileChardev : Chardev, IChardevInfo
             {
                 _out.Write(data);
                 _out.Flush();
+                _log?.Append(data);
                 return data.Length;
             }
             catch (IOException)
@@ -91,6 +94,7 @@ public sealed class FileChardev : Chardev, IChardevInfo
                 _out = null;
             }
             _in?.Dispose();
+            _log?.Dispose();
             ChardevTypes.WaitQuietly(_reader);
             _stop.Dispose();
             _attached.Dispose();

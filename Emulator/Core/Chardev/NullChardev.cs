@@ -5,6 +5,8 @@ namespace Colo.Core.Chardev;
 /// <summary>The <c>null</c> backend: writes vanish, nothing is ever received.</summary>
 public sealed class NullChardev : Chardev, IChardevInfo
 {
+    private ChardevLog? _log;
+
     internal NullChardev(ObjectTypeInfo type, PropertyValues values)
         : base(type, values)
     {
@@ -17,8 +19,26 @@ public sealed class NullChardev : Chardev, IChardevInfo
     public string Filename => "null";
 
     /// <inheritdoc/>
-    public override void Complete() => ChardevTypes.RefuseUnimplemented(this);
+    public override void Complete()
+    {
+        ChardevTypes.RefuseUnimplemented(this);
+        _log = ChardevLog.Open(Values);
+    }
 
     /// <inheritdoc/>
-    public override int Write(ReadOnlySpan<byte> data) => data.Length;
+    public override int Write(ReadOnlySpan<byte> data)
+    {
+        _log?.Append(data);
+        return data.Length;
+    }
+
+    /// <inheritdoc/>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _log?.Dispose();
+        }
+        base.Dispose(disposing);
+    }
 }

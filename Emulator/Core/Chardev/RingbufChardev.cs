@@ -16,6 +16,7 @@ public sealed class RingbufChardev : Chardev, IChardevInfo
     private byte[] _buffer = [];
     private long _produced;
     private long _consumed;
+    private ChardevLog? _log;
 
     internal RingbufChardev(ObjectTypeInfo type, PropertyValues values)
         : base(type, values)
@@ -58,10 +59,18 @@ public sealed class RingbufChardev : Chardev, IChardevInfo
             throw new QmpException("size of ringbuf chardev is larger than Colo supports (1G)");
         }
         _buffer = new byte[size];
+        _log = ChardevLog.Open(Values);
     }
 
-    /// <inheritdoc/>
+    /// <summary>A frontend's output: stored in the ring and copied to the log file.</summary>
     public override int Write(ReadOnlySpan<byte> data)
+    {
+        _log?.Append(data);
+        return Store(data);
+    }
+
+    /// <summary>Stores bytes in the ring without logging (QMP <c>ringbuf-write</c>).</summary>
+    public int Store(ReadOnlySpan<byte> data)
     {
         lock (_lock)
         {
@@ -81,6 +90,16 @@ public sealed class RingbufChardev : Chardev, IChardevInfo
             }
         }
         return data.Length;
+    }
+
+    /// <inheritdoc/>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _log?.Dispose();
+        }
+        base.Dispose(disposing);
     }
 
     /// <summary>Removes and returns up to <paramref name="max"/> of the oldest bytes.</summary>

@@ -46,6 +46,7 @@ public sealed class SocketChardev : Chardev, IChardevInfo
     private string _port = "";
     private string _path = "";
     private bool _createdSocketFile;
+    private ChardevLog? _log;
     private volatile bool _disposed;
 
     internal SocketChardev(ObjectTypeInfo type, string id, PropertyValues values, ChardevEnvironment env)
@@ -100,6 +101,7 @@ public sealed class SocketChardev : Chardev, IChardevInfo
     public override void Complete()
     {
         Configure();
+        _log = ChardevLog.Open(Values);
         if (_server)
         {
             _listener = _unix ? ListenUnix() : ListenTcp();
@@ -157,6 +159,7 @@ public sealed class SocketChardev : Chardev, IChardevInfo
                 {
                     sent += connection.Send(data[sent..]);
                 }
+                _log?.Append(data);
                 return data.Length;
             }
             catch (SocketException)
@@ -184,6 +187,7 @@ public sealed class SocketChardev : Chardev, IChardevInfo
             Socket? connection = Interlocked.Exchange(ref _connection, null);
             CloseQuietly(connection);
             ChardevTypes.WaitQuietly(_loop);
+            _log?.Dispose();
             if (_createdSocketFile)
             {
                 // The socket file is ours (QEMU removes it too); anything else at the path is left alone.

@@ -16,6 +16,7 @@ public sealed class StdioChardev : Chardev, IChardevInfo
     private Stream? _stdin;
     private Stream? _stdout;
     private Thread? _reader;
+    private ChardevLog? _log;
     private bool _claimed;
     private volatile bool _disposed;
     private volatile bool _eof;
@@ -40,6 +41,7 @@ public sealed class StdioChardev : Chardev, IChardevInfo
         {
             throw new QmpException(ChardevTypes.NotImplementedText("stdio", "signal=off"));
         }
+        _log = ChardevLog.Open(Values);
         if (!_env.TryClaimStdio())
         {
             throw new QmpException("cannot use stdio by multiple character devices");
@@ -65,6 +67,7 @@ public sealed class StdioChardev : Chardev, IChardevInfo
             {
                 _stdout.Write(data);
                 _stdout.Flush();
+                _log?.Append(data);
                 return data.Length;
             }
             catch (IOException)
@@ -100,6 +103,7 @@ public sealed class StdioChardev : Chardev, IChardevInfo
             // Closing our stdin stream ends an injected stream's read; a console read stays blocked on a
             // background thread until the process exits, which is harmless.
             _stdin?.Dispose();
+            _log?.Dispose();
             _reader?.Join(TimeSpan.FromSeconds(1));
             if (_claimed)
             {

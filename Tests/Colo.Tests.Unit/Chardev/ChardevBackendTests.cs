@@ -77,6 +77,23 @@ public sealed class ChardevBackendTests
     }
 
     [Test]
+    public void Logfile_CopiesFrontendOutput_TruncateOrAppend()
+    {
+        string log = Path.Combine(_dir, "log.txt");
+        File.WriteAllText(log, "old-");
+        Colo.Core.Chardev.Chardev n = _h.Create($"null,id=n0,logfile={log},logappend=on");
+        Write(n, "one");
+        ChardevFactory.Remove(_h.Tree, "n0");
+        Assert.That(File.ReadAllText(log), Is.EqualTo("old-one"));
+
+        var ring = (RingbufChardev)_h.Create($"ringbuf,id=r0,logfile={log}");
+        Write(ring, "two");
+        ring.Store(Encoding.ASCII.GetBytes("not-logged"));
+        ChardevFactory.Remove(_h.Tree, "r0");
+        Assert.That(File.ReadAllText(log), Is.EqualTo("two"));
+    }
+
+    [Test]
     public void Null_SwallowsWrites()
     {
         Colo.Core.Chardev.Chardev n = _h.Create("null,id=n0");
@@ -136,7 +153,8 @@ public sealed class ChardevBackendTests
     [TestCase("socket,id=a,host=127.0.0.1,port=abc", "address resolution failed for 127.0.0.1:abc: Servname not supported for ai_socktype")]
     [TestCase("socket,id=a,host=127.0.0.1,port=1,server=on,telnet=on", "chardev 'socket': option 'telnet' is not implemented yet in Colo")]
     [TestCase("socket,id=a,host=127.0.0.1,port=1,tls-creds=tls0", "chardev 'socket': option 'tls-creds' is not implemented yet in Colo")]
-    [TestCase("null,id=a,logfile=/tmp/x", "chardev 'null': option 'logfile' is not implemented yet in Colo")]
+    [TestCase("null,id=a,mux=on", "chardev 'null': option 'mux' is not implemented yet in Colo")]
+    [TestCase("null,id=a,logfile=/nonexistent-colo-dir/x", "Could not create '/nonexistent-colo-dir/x': No such file or directory")]
     [TestCase("pty,id=a", "chardev backend 'pty' is not implemented yet in Colo (the pty backend)")]
     [TestCase("pipe,id=a,path=/tmp/p", "chardev backend 'pipe' is not implemented yet in Colo (the pipe backend)")]
     [TestCase("stdio,id=a,signal=off", "chardev 'stdio': option 'signal=off' is not implemented yet in Colo")]

@@ -90,7 +90,7 @@ public static class ChardevQmpCommands
         {
             throw new QmpException($"Parameter 'format' does not accept value '{args.Format}'");
         }
-        ring.Write(data);
+        ring.Store(data);
         return QmpEmpty.Instance;
     }
 
