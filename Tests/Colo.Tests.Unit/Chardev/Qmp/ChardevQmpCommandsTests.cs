@@ -68,6 +68,14 @@ public sealed class ChardevQmpCommandsTests
         Assert.That(((SocketChardev)ChardevFactory.Find(_h.Tree, "mirror0")!).Filename,
             Is.EqualTo($"disconnected:tcp:127.0.0.1:{ports["9003"]},server=on"));
 
+        // The server side accepts on its own loop; QEMU's query-chardev then shows both ends of the pair.
+        var compare0 = (SocketChardev)ChardevFactory.Find(_h.Tree, "compare0")!;
+        var compare00 = (SocketChardev)ChardevFactory.Find(_h.Tree, "compare0-0")!;
+        Assert.That(SpinWait.SpinUntil(() => compare0.IsConnected, 5000), Is.True);
+        string clientPort = compare00.Filename.Split(" <-> ")[0].Split(':')[^1];
+        Assert.That(compare00.Filename, Is.EqualTo($"tcp:127.0.0.1:{clientPort} <-> 127.0.0.1:{ports["9001"]}"));
+        Assert.That(compare0.Filename, Is.EqualTo($"tcp:127.0.0.1:{ports["9001"]},server=on <-> 127.0.0.1:{clientPort}"));
+
         using (var query = JsonDocument.Parse(Run("query-chardev", "{}")))
         {
             string[] labels = [.. query.RootElement.EnumerateArray().Select(e => e.GetProperty("label").GetString()!)];
