@@ -556,6 +556,8 @@ public sealed class SocketChardev : Chardev, IChardevInfo
         IPAddress[] usable = Array.FindAll(all, a =>
             (a.AddressFamily == AddressFamily.InterNetwork && _ipv6 != true && _ipv4 != false)
             || (a.AddressFamily == AddressFamily.InterNetworkV6 && _ipv4 != true && _ipv6 != false));
+        // IPv4 first (stable), the order QEMU's resolver gives for names such as localhost.
+        usable = [.. usable.OrderBy(a => a.AddressFamily == AddressFamily.InterNetwork ? 0 : 1)];
         if (usable.Length == 0)
         {
             throw new QmpException($"address resolution failed for {_host}:{_port}: Address family for hostname not supported");
@@ -563,7 +565,8 @@ public sealed class SocketChardev : Chardev, IChardevInfo
         return usable;
     }
 
-    private IPAddress WildcardAddress() => _ipv4 == true || (_ipv6 == false) ? IPAddress.Any : IPAddress.IPv6Any;
+    /// <summary>An empty host listens on IPv4's wildcard first, as QEMU's getaddrinfo order gives it.</summary>
+    private IPAddress WildcardAddress() => _ipv6 == true ? IPAddress.IPv6Any : IPAddress.Any;
 
     private int ParsePort(string port)
     {
@@ -603,7 +606,8 @@ public sealed class SocketChardev : Chardev, IChardevInfo
         _filename = $"tcp:{Numeric(local.Address)}:{local.Port}{listen} <-> {Numeric(remote.Address)}:{remote.Port}";
     }
 
-    private string ListenHost() => _server && _listener?.LocalEndPoint is IPEndPoint bound && _host.Length == 0 ? Numeric(bound.Address) : _host;
+    /// <summary>A listener shows the numeric address it bound (<c>localhost</c> → <c>127.0.0.1</c>), as QEMU does.</summary>
+    private string ListenHost() => _server && _listener?.LocalEndPoint is IPEndPoint bound ? Numeric(bound.Address) : _host;
 
     private string ListenPort() => _server && _listener?.LocalEndPoint is IPEndPoint bound ? bound.Port.ToString(CultureInfo.InvariantCulture) : _port;
 

@@ -249,6 +249,13 @@ public sealed partial class SocketChardevTests
     }
 
     [Test]
+    public void ServerOnLocalhost_ShowsBoundNumericAddress()
+    {
+        Colo.Core.Chardev.Chardev server = _h.Create("socket,id=l0,host=localhost,port=0,server=on,wait=off");
+        Assert.That(((SocketChardev)server).Filename, Is.EqualTo($"disconnected:tcp:127.0.0.1:{PortOf(server)},server=on"));
+    }
+
+    [Test]
     public void ServerPortInUse_FailsWithQemuText()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
