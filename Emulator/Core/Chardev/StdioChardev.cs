@@ -1,0 +1,145 @@
+using Colo.Core.Objects;
+using Colo.Core.Qmp;
+
+namespace Colo.Core.Chardev;
+
+/// <summary>
+/// The <c>stdio</c> backend: the process's standard input and output (one per process, as in QEMU).
+/// Colo never puts the terminal into raw mode, so Ctrl-C always reaches the process as a signal,
+/// which is what <c>signal=on</c> (the default) asks for.
+/// </summary>
+public sealed class StdioChardev : Chardev, IChardevInfo
+{
+    private readonly ChardevEnvironment _env;
+    private readonly Lock _writeLock = new();
+    private readonly SemaphoreSlim _attached = new(0);
+    private Stream? _stdin;
+    private Stream? _stdout;
+    private Thread? _reader;
+    private ChardevLog? _log;
+    private bool _claimed;
+    private volatile bool _disposed;
+    private volatile bool _eof;
+
+    internal StdioChardev(ObjectTypeInfo type, PropertyValues values, ChardevEnvironment env)
+        : base(type, values)
+    {
+        _env = env;
+    }
+
+    /// <summary>False once standard input reached end of file.</summary>
+    public override bool IsConnected => !_eof;
+
+    /// <inheritdoc/>
+    public string Filename => "stdio";
+
+    /// <inheritdoc/>
+    public override void Complete()
+    {
+        ChardevTypes.RefuseUnimplemented(this);
+        if (Values.Contains("signal") && !Values.GetBool("signal"))
+        {
+            throw new QmpException(ChardevTypes.NotImplementedText("stdio", "signal=off"));
+        }
+        _log = ChardevLog.Open(Values);
+        if (!_env.TryClaimStdio())
+        {
+            throw new QmpException("cannot use stdio by multiple character devices");
+        }
+        _claimed = true;
+        _stdout = _env.OpenStdout();
+        _stdin = _env.OpenStdin();
+        // A dedicated thread: console reads cannot be cancelled, so they must not hold a pool thread.
+        _reader = new Thread(ReadLoop) { IsBackground = true, Name = "chardev-stdio" };
+        _reader.Start();
+    }
+
+    /// <inheritdoc/>
+    public override int Write(ReadOnlySpan<byte> data)
+    {
+        lock (_writeLock)
+        {
+            if (_stdout is null)
+            {
+                return 0;
+            }
+            try
+            {
+                _stdout.Write(data);
+                _stdout.Flush();
+                _log?.Append(data);
+                return data.Length;
+            }
+            catch (IOException)
+            {
+                return 0;
+            }
+            catch (ObjectDisposedException)
+            {
+                return 0;
+            }
+        }
+    }
+
+    /// <inheritdoc/>
+    protected override void OnAttached()
+    {
+        base.OnAttached();
+        _attached.Release();
+    }
+
+    /// <inheritdoc/>
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing && !_disposed)
+        {
+            _disposed = true;
+            _attached.Release();
+            lock (_writeLock)
+            {
+                _stdout?.Flush();
+                _stdout = null;
+            }
+            // Closing our stdin stream ends an injected stream's read; a console read stays blocked on a
+            // background thread until the process exits, which is harmless.
+            _stdin?.Dispose();
+            _log?.Dispose();
+            _reader?.Join(TimeSpan.FromSeconds(1));
+            if (_claimed)
+            {
+                _env.ReleaseStdio();
+            }
+        }
+        base.Dispose(disposing);
+    }
+
+    private void ReadLoop()
+    {
+        byte[] buffer = new byte[4096];
+        try
+        {
+            while (!_disposed)
+            {
+                if (!HasFrontend)
+                {
+                    _attached.Wait(250);
+                    continue;
+                }
+                int n = _stdin!.Read(buffer, 0, buffer.Length);
+                if (n == 0)
+                {
+                    _eof = true;
+                    DeliverEvent(CharEvent.Closed);
+                    return;
+                }
+                DeliverReceived(buffer.AsSpan(0, n));
+            }
+        }
+        catch (IOException)
+        {
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+}
