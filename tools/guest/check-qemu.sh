@@ -91,6 +91,7 @@ run_case() {
     if [[ $result == ok && $name == c ]] && ! vm_ask "test -b /dev/sda1 && echo disk-$token" "disk-$token" 30; then
         result="FAIL (no /dev/sda1)"
     fi
+    # shellcheck disable=SC2016 # $(nproc) is for the guest's shell
     if [[ $result == ok && $name == d ]] && ! vm_ask 'echo cpus-$(nproc)' cpus-2 30; then
         result="FAIL (not 2 cpus)"
     fi

@@ -36,6 +36,7 @@ vm_run() {
     local fifo=$vm_log.in
     rm -f "$fifo" "$vm_log"
     mkfifo "$fifo"
+    : >"$vm_log"
     # Opening read-write does not block, so the emulator can open it later.
     exec {vm_fd}<>"$fifo"
     vm_start=$(now)

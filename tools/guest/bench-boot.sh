@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Time from starting the emulator to the guest's ready marker, for the
+# -kernel boot of the guest built by tools/guest/build.sh; median of N runs.
+# Usage: bench-boot.sh [-n RUNS] [-t TIMEOUT] [-k bzImage|vmlinux] [-s SMP]
+#                      [-a ACCEL-ARGS] [-x EXTRA-ARGS] [EMULATOR]
+#   EMULATOR  binary to run (default qemu-system-x86_64 on PATH)
+#   -n  number of runs (default 5)
+#   -t  seconds to wait for the marker in one run (default 300)
+#   -k  kernel to pass with -kernel (default bzImage; vmlinux = PVH entry)
+#   -s  number of CPUs (default 1)
+#   -a  accelerator arguments (default "-accel tcg")
+#   -x  extra arguments (default "-nic user,model=rtl8139,restrict=on")
+# Prints one line per run and a last line "median: SECONDS s (N runs, EMULATOR)".
+# Exit status is non-zero if any run did not reach the marker.
+set -euo pipefail
+# shellcheck source=tools/guest/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+runs=5
+timeout=300
+kernel=bzImage
+smp=1
+accel="-accel tcg"
+extra="-nic user,model=rtl8139,restrict=on"
+while getopts 'n:t:k:s:a:x:h' opt; do
+    case $opt in
+        n) runs=$OPTARG ;;
+        t) timeout=$OPTARG ;;
+        k) kernel=$OPTARG ;;
+        s) smp=$OPTARG ;;
+        a) accel=$OPTARG ;;
+        x) extra=$OPTARG ;;
+        h) sed -n '2,14s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        *) exit 2 ;;
+    esac
+done
+shift $((OPTIND - 1))
+emulator=${1:-qemu-system-x86_64}
+[[ $runs =~ ^[1-9][0-9]*$ ]] || die "-n wants a positive number, not $runs"
+[[ $kernel == bzImage || $kernel == vmlinux ]] || die "-k wants bzImage or vmlinux, not $kernel"
+command -v "$emulator" >/dev/null || die "emulator $emulator not found"
+need_guest
+
+logdir=$guest_out/bench
+mkdir -p "$logdir"
+trap vm_stop EXIT
+read -ra accel_args <<<"$accel"
+read -ra extra_args <<<"$extra"
+
+times=()
+status=0
+for ((i = 1; i <= runs; i++)); do
+    vm_run "$logdir/run-$i.log" "$emulator" "${accel_args[@]}" -m 512 -smp "$smp" -nographic -no-reboot \
+        -kernel "$guest_out/$kernel" -initrd "$guest_out/initramfs.cpio.gz" -append "$(cat "$guest_out/cmdline")" \
+        "${extra_args[@]}"
+    if t=$(vm_wait_ready "$timeout"); then
+        times+=("$t")
+        printf 'run %d: %s s\n' "$i" "$t"
+    else
+        status=1
+        printf 'run %d: no ready marker (log: %s)\n' "$i" "$logdir/run-$i.log"
+    fi
+    vm_stop
+done
+[[ ${#times[@]} -gt 0 ]] || die "no run reached the ready marker"
+printf 'median: %s s (%d runs, %s %s, -kernel %s, -smp %s)\n' \
+    "$(median "${times[@]}")" "${#times[@]}" "$emulator" "$accel" "$kernel" "$smp"
+exit "$status"
