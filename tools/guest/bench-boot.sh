@@ -2,7 +2,7 @@
 # Time from starting the emulator to the guest's ready marker, for the
 # -kernel boot of the guest built by tools/guest/build.sh; median of N runs.
 # Usage: bench-boot.sh [-n RUNS] [-t TIMEOUT] [-k bzImage|vmlinux] [-s SMP]
-#                      [-a ACCEL-ARGS] [-x EXTRA-ARGS] [EMULATOR]
+#                      [-a ACCEL-ARGS] [-x EXTRA-ARGS] [-c CMDLINE] [EMULATOR]
 #   EMULATOR  binary to run (default qemu-system-x86_64 on PATH)
 #   -n  number of runs (default 5)
 #   -t  seconds to wait for the marker in one run (default 300)
@@ -10,6 +10,7 @@
 #   -s  number of CPUs (default 1)
 #   -a  accelerator arguments (default "-accel tcg")
 #   -x  extra arguments (default "-nic user,model=rtl8139,restrict=on")
+#   -c  kernel command line (default: the one in build/guest/cmdline)
 # Prints one line per run and a last line "median: SECONDS s (N runs, EMULATOR)".
 # Exit status is non-zero if any run did not reach the marker.
 set -euo pipefail
@@ -22,7 +23,8 @@ kernel=bzImage
 smp=1
 accel="-accel tcg"
 extra="-nic user,model=rtl8139,restrict=on"
-while getopts 'n:t:k:s:a:x:h' opt; do
+cmdline=
+while getopts 'n:t:k:s:a:x:c:h' opt; do
     case $opt in
         n) runs=$OPTARG ;;
         t) timeout=$OPTARG ;;
@@ -30,7 +32,8 @@ while getopts 'n:t:k:s:a:x:h' opt; do
         s) smp=$OPTARG ;;
         a) accel=$OPTARG ;;
         x) extra=$OPTARG ;;
-        h) sed -n '2,14s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        c) cmdline=$OPTARG ;;
+        h) sed -n '2,15s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) exit 2 ;;
     esac
 done
@@ -40,6 +43,7 @@ emulator=${1:-qemu-system-x86_64}
 [[ $kernel == bzImage || $kernel == vmlinux ]] || die "-k wants bzImage or vmlinux, not $kernel"
 command -v "$emulator" >/dev/null || die "emulator $emulator not found"
 need_guest
+[[ -n $cmdline ]] || cmdline=$(cat "$guest_out/cmdline")
 
 logdir=$guest_out/bench
 mkdir -p "$logdir"
@@ -51,7 +55,7 @@ times=()
 status=0
 for ((i = 1; i <= runs; i++)); do
     vm_run "$logdir/run-$i.log" "$emulator" "${accel_args[@]}" -m 512 -smp "$smp" -nographic -no-reboot \
-        -kernel "$guest_out/$kernel" -initrd "$guest_out/initramfs.cpio.gz" -append "$(cat "$guest_out/cmdline")" \
+        -kernel "$guest_out/$kernel" -initrd "$guest_out/initramfs.cpio.gz" -append "$cmdline" \
         "${extra_args[@]}"
     if t=$(vm_wait_ready "$timeout"); then
         times+=("$t")

@@ -313,14 +313,19 @@ EOF
 # ---------------------------------------------------------------- main
 
 main() {
-    need_packages apt dpkg xz-utils zstd cpio gzip binutils kmod fdisk mtools syslinux syslinux-common
+    need_packages xz-utils zstd cpio gzip binutils kmod fdisk mtools syslinux syslinux-common
     mkdir -p "$cache" "$work"
 
     local kpkg kver kdeb bbdeb kroot=$work/kernel bbroot=$work/busybox
     kpkg=${COLO_GUEST_KERNEL_PKG:-}
     if [[ -z $kpkg ]]; then
-        candidate_version linux-image-amd64 >/dev/null
-        kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+        if candidate_version linux-image-amd64 >/dev/null 2>&1; then
+            kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+        else
+            # Offline: take the newest kernel already in the cache.
+            kpkg=$(find "$cache" -maxdepth 1 -name 'linux-image-[0-9]*-amd64_*.deb' -printf '%f\n' \
+                | sort -V | tail -n 1 | cut -d_ -f1)
+        fi
         [[ -n $kpkg ]] || die "cannot tell which kernel linux-image-amd64 depends on"
     fi
     kver=${kpkg#linux-image-}
@@ -337,7 +342,7 @@ main() {
     fi
 
     local cmdline
-    cmdline="console=ttyS0 colo.ip=$guest_ip panic=-1 tsc=reliable no_timer_check cryptomgr.notests mitigations=off nokaslr"
+    cmdline="console=ttyS0 colo.ip=$guest_ip panic=-1 tsc=reliable no_timer_check cryptomgr.notests mitigations=off nokaslr edd=off"
     if [[ ! -f $out/cmdline || $(cat "$out/cmdline") != "$cmdline" ]]; then
         printf '%s\n' "$cmdline" >"$out/cmdline"
     fi
