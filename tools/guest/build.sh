@@ -275,7 +275,7 @@ build_initramfs() {
     printf 'colo-guest ok\n' >"$root/var/www/index.html"
     # Reproducible archive: fixed owner and timestamps, sorted names.
     find "$root" -exec touch -h -d @0 {} +
-    (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9 -n >"$dst.tmp"
+    (cd "$root" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --reproducible --quiet) | gzip -9 -n >"$dst.tmp"
     mv "$dst.tmp" "$dst"
 }
 
@@ -289,9 +289,11 @@ build_disk() {
     rm -f "$img"
     truncate -s "${size_mib}M" "$img"
     # One bootable FAT16 (LBA) partition from 1 MiB to the end.
-    printf 'label: dos\nstart=%d, type=e, bootable\n' "$start_sector" \
+    printf 'label: dos\nlabel-id: 0x434f4c4f\nstart=%d, type=e, bootable\n' "$start_sector" \
         | sfdisk --quiet --no-reread --no-tell-kernel "$img" >/dev/null
-    mformat -i "$img@@$off" -T "$nsect" -h 64 -s 32 -H "$start_sector" -v COLOGUEST ::
+    # Fixed volume serial and timestamps (mtools honours SOURCE_DATE_EPOCH): same inputs, same image.
+    export SOURCE_DATE_EPOCH=946684800
+    mformat -i "$img@@$off" -T "$nsect" -h 64 -s 32 -H "$start_sector" -N 434f4c4f -v COLOGUEST ::
     cat >"$cfg" <<EOF
 SERIAL 0 115200
 DEFAULT colo
