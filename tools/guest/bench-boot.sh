@@ -11,11 +11,16 @@
 #   -a  accelerator arguments (default "-accel tcg")
 #   -x  extra arguments (default "-nic user,model=rtl8139,restrict=on")
 #   -c  kernel command line (default: the one in build/guest/cmdline)
-# Prints one line per run and a last line "median: SECONDS s (N runs, EMULATOR)".
+# Prints one line per run and a last line "median: SECONDS s (cpu SECONDS s) (...)":
+# wall-clock seconds to the marker and the emulator's CPU seconds (all threads)
+# by then, which other jobs on the machine disturb less.
 # Exit status is non-zero if any run did not reach the marker.
 set -euo pipefail
 # shellcheck source=tools/guest/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# The comment block at the top of this file.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 runs=5
 timeout=300
@@ -33,7 +38,7 @@ while getopts 'n:t:k:s:a:x:c:h' opt; do
         a) accel=$OPTARG ;;
         x) extra=$OPTARG ;;
         c) cmdline=$OPTARG ;;
-        h) sed -n '2,15s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        h) usage; exit 0 ;;
         *) exit 2 ;;
     esac
 done
@@ -52,14 +57,17 @@ read -ra accel_args <<<"$accel"
 read -ra extra_args <<<"$extra"
 
 times=()
+cpus=()
 status=0
 for ((i = 1; i <= runs; i++)); do
     vm_run "$logdir/run-$i.log" "$emulator" "${accel_args[@]}" -m 512 -smp "$smp" -nographic -no-reboot \
         -kernel "$guest_out/$kernel" -initrd "$guest_out/initramfs.cpio.gz" -append "$cmdline" \
         "${extra_args[@]}"
     if t=$(vm_wait_ready "$timeout"); then
+        c=$(vm_cpu_time)
         times+=("$t")
-        printf 'run %d: %s s\n' "$i" "$t"
+        cpus+=("$c")
+        printf 'run %d: %s s (cpu %s s)\n' "$i" "$t" "$c"
     else
         status=1
         printf 'run %d: no ready marker (log: %s)\n' "$i" "$logdir/run-$i.log"
@@ -67,6 +75,7 @@ for ((i = 1; i <= runs; i++)); do
     vm_stop
 done
 [[ ${#times[@]} -gt 0 ]] || die "no run reached the ready marker"
-printf 'median: %s s (%d runs, %s %s, -kernel %s, -smp %s)\n' \
-    "$(median "${times[@]}")" "${#times[@]}" "$emulator" "$accel" "$kernel" "$smp"
+printf 'median: %s s (cpu %s s) (%d runs, %s %s, -kernel %s, -smp %s, load %s)\n' \
+    "$(median "${times[@]}")" "$(median "${cpus[@]}")" "${#times[@]}" "$emulator" "$accel" "$kernel" "$smp" \
+    "$(cut -d' ' -f1-3 /proc/loadavg)"
 exit "$status"

@@ -11,10 +11,15 @@
 #   -e  emulator binary (default qemu-system-x86_64)
 #   -t  seconds to wait for the ready marker (default 180)
 #   -n  no network device (skips the host-side TCP checks)
-# Logs go to build/guest/check/CASE.log. Exit status 0 only if all cases pass.
+# 'ready' is wall-clock seconds from start to the marker, 'cpu' the emulator's
+# CPU seconds (all threads) by then. Logs go to build/guest/check/CASE.log.
+# Exit status 0 only if all cases pass.
 set -euo pipefail
 # shellcheck source=tools/guest/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# The comment block at the top of this file.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 emulator=qemu-system-x86_64
 timeout=180
@@ -24,7 +29,7 @@ while getopts 'e:t:nh' opt; do
         e) emulator=$OPTARG ;;
         t) timeout=$OPTARG ;;
         n) network=0 ;;
-        h) sed -n '2,15s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        h) usage; exit 0 ;;
         *) exit 2 ;;
     esac
 done
@@ -60,7 +65,7 @@ tcp_echo() {
 failed=0
 summary=()
 run_case() {
-    local name=$1 what extra=() ready http_port echo_port result token
+    local name=$1 what extra=() ready cpu http_port echo_port result token
     case $name in
         a) what="-kernel bzImage"
            extra=(-kernel "$guest_out/bzImage" -initrd "$guest_out/initramfs.cpio.gz" -append "$cmdline") ;;
@@ -86,6 +91,7 @@ run_case() {
         result=FAIL
         ready=-
     fi
+    cpu=$(vm_cpu_time)
     token=hello-$RANDOM
     if [[ $result == ok ]] && ! vm_ask "echo $token" "$token" 30; then result=FAIL; fi
     if [[ $result == ok && $name == c ]] && ! vm_ask "test -b /dev/sda1 && echo disk-$token" "disk-$token" 30; then
@@ -106,7 +112,7 @@ run_case() {
     fi
     vm_stop
     [[ $result == ok ]] || failed=1
-    summary+=("$(printf '(%s) %-30s ready %6s s  %s' "$name" "$what" "$ready" "$result")")
+    summary+=("$(printf '(%s) %-30s ready %6s s  cpu %6s s  %s' "$name" "$what" "$ready" "$cpu" "$result")")
     printf '%s\n' "${summary[-1]}"
     [[ $result == ok ]] || printf '    log: %s\n' "$logdir/$name.log"
 }
@@ -114,5 +120,5 @@ run_case() {
 for c in "${cases[@]}"; do
     run_case "$c"
 done
-printf '%s\n' "$("$emulator" --version | head -n 1), -accel tcg, host $(nproc) cpu(s)"
+printf '%s\n' "$("$emulator" --version | head -n 1), -accel tcg, host $(nproc) cpu(s), load $(cut -d' ' -f1-3 /proc/loadavg)"
 exit "$failed"

@@ -86,6 +86,16 @@ vm_wait_ready() {
     elapsed "$vm_start"
 }
 
+# CPU seconds (user + system, all threads) the emulator has used so far.
+# Less disturbed than wall-clock time when other jobs share the machine.
+vm_cpu_time() {
+    local stat ticks
+    ticks=$(getconf CLK_TCK)
+    stat=$(cat "/proc/$vm_pid/stat" 2>/dev/null) || { printf -- '-'; return 0; }
+    stat=${stat##*) }
+    awk -v t="$ticks" '{ printf "%.2f", ($12 + $13) / t }' <<<"$stat"
+}
+
 # vm_send TEXT: types TEXT and Enter on the serial console.
 vm_send() { printf '%s\n' "$1" >&"$vm_fd"; }
 
