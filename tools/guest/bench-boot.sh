@@ -70,7 +70,9 @@ for ((i = 1; i <= runs; i++)); do
         printf 'run %d: %s s (cpu %s s)\n' "$i" "$t" "$c"
     else
         status=1
-        printf 'run %d: no ready marker (log: %s)\n' "$i" "$logdir/run-$i.log"
+        failed_log=$logdir/failed-$(date +%Y%m%d-%H%M%S)-run-$i.log
+        cp "$logdir/run-$i.log" "$failed_log"
+        printf 'run %d: no ready marker (log: %s)\n' "$i" "$failed_log"
     fi
     vm_stop
 done
