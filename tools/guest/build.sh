@@ -33,7 +33,7 @@ apt_updated=0
 apt_update_once() {
     if [[ $apt_updated -eq 0 ]]; then
         log "apt-get update"
-        apt-get update -qq || die "apt-get update failed"
+        apt-get update -qq >&2 || die "apt-get update failed"
         apt_updated=1
     fi
 }
@@ -81,8 +81,13 @@ fetch_deb() {
     file=$cache/${pkg}_${ver//:/%3a}_amd64.deb
     if [[ ! -s $file ]]; then
         log "downloading $pkg $ver"
-        (cd "$cache" && apt-get download "$pkg=$ver" >/dev/null 2>"$cache/apt-download.log") \
-            || die "apt-get download $pkg=$ver failed (see $cache/apt-download.log)"
+        if ! (cd "$cache" && apt-get download "$pkg=$ver" >/dev/null 2>"$cache/apt-download.log"); then
+            # Old apt lists can name a version the archive no longer has.
+            [[ $apt_updated -eq 0 ]] || die "apt-get download $pkg=$ver failed (see $cache/apt-download.log)"
+            apt_update_once
+            fetch_deb "$pkg"
+            return 0
+        fi
         [[ -s $file ]] || die "apt-get download did not produce $file"
     fi
     printf '%s\n' "$file"
