@@ -7,9 +7,10 @@
 #   b  -kernel vmlinux (PVH ELF entry) -initrd ... -append ...
 #   c  -drive file=disk.img,format=raw,if=ide (SeaBIOS -> syslinux -> kernel)
 #   d  as a, with -smp 2
-# Usage: check-qemu.sh [-e EMULATOR] [-t TIMEOUT] [-n] [CASE...]
+# Usage: check-qemu.sh [-e EMULATOR] [-t TIMEOUT] [-x EXTRA-ARGS] [-n] [CASE...]
 #   -e  emulator binary (default qemu-system-x86_64)
 #   -t  seconds to wait for the ready marker (default 180)
+#   -x  more emulator arguments, e.g. "-cpu max"
 #   -n  no network device (skips the host-side TCP checks)
 # 'ready' is wall-clock seconds from start to the marker, 'cpu' the emulator's
 # CPU seconds (all threads) by then. Logs go to build/guest/check/CASE.log.
@@ -24,11 +25,13 @@ usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' 
 emulator=qemu-system-x86_64
 timeout=180
 network=1
-while getopts 'e:t:nh' opt; do
+user_args=()
+while getopts 'e:t:x:nh' opt; do
     case $opt in
         e) emulator=$OPTARG ;;
         t) timeout=$OPTARG ;;
         n) network=0 ;;
+        x) read -ra user_args <<<"$OPTARG" ;;
         h) usage; exit 0 ;;
         *) exit 2 ;;
     esac
@@ -62,6 +65,20 @@ tcp_echo() {
     [[ $line == "$word" ]]
 }
 
+# Prints P such that nothing listens on 127.0.0.1 ports P and P+1.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port_pair() {
+    local p tries
+    for ((tries = 0; tries < 50; tries++)); do
+        p=$((20000 + RANDOM % 20000))
+        if ! port_in_use "$p" && ! port_in_use $((p + 1)); then
+            printf '%s\n' "$p"
+            return 0
+        fi
+    done
+    die "no free pair of loopback ports found"
+}
+
 failed=0
 summary=()
 run_case() {
@@ -77,14 +94,14 @@ run_case() {
            extra=(-smp 2 -kernel "$guest_out/bzImage" -initrd "$guest_out/initramfs.cpio.gz" -append "$cmdline") ;;
         *) die "unknown case $name (use a, b, c or d)" ;;
     esac
-    http_port=$((20000 + RANDOM % 20000))
+    http_port=$(free_port_pair)
     echo_port=$((http_port + 1))
     if [[ $network -eq 1 ]]; then
         extra+=(-nic "user,model=rtl8139,restrict=on,hostfwd=tcp:127.0.0.1:$http_port-:80,hostfwd=tcp:127.0.0.1:$echo_port-:7")
     else
         extra+=(-nic none)
     fi
-    vm_run "$logdir/$name.log" "$emulator" -accel tcg -m 512 -nographic -no-reboot "${extra[@]}"
+    vm_run "$logdir/$name.log" "$emulator" -accel tcg -m 512 -nographic -no-reboot "${extra[@]}" "${user_args[@]}"
 
     result=ok
     if ! ready=$(vm_wait_ready "$timeout"); then
