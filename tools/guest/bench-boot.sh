@@ -46,7 +46,7 @@ shift $((OPTIND - 1))
 emulator=${1:-qemu-system-x86_64}
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "-n wants a positive number, not $runs"
 [[ $kernel == bzImage || $kernel == vmlinux ]] || die "-k wants bzImage or vmlinux, not $kernel"
-command -v "$emulator" >/dev/null || die "emulator $emulator not found"
+need_emulator "$emulator"
 need_guest
 [[ -n $cmdline ]] || cmdline=$(cat "$guest_out/cmdline")
 

@@ -40,7 +40,7 @@ shift $((OPTIND - 1))
 cases=("$@")
 [[ ${#cases[@]} -gt 0 ]] || cases=(a b c d)
 
-command -v "$emulator" >/dev/null || die "emulator $emulator not found (apt-get install -y qemu-system-x86)"
+need_emulator "$emulator"
 need_guest
 logdir=$guest_out/check
 mkdir -p "$logdir"

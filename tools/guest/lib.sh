@@ -20,6 +20,21 @@ now() { date +%s.%N; }
 # Seconds since $1, with two decimals.
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 
+# need_emulator NAME: fails unless NAME runs; QEMU itself is installed from
+# Debian (qemu-system-x86) when it is missing and we are root.
+need_emulator() {
+    command -v "$1" >/dev/null && return 0
+    if [[ $1 == qemu-system-x86_64 && $(id -u) -eq 0 ]]; then
+        printf '%s: installing qemu-system-x86\n' "$(basename "$0")" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null 2>&1 \
+            || { apt-get update -qq >/dev/null 2>&1 \
+                 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null 2>&1; } \
+            || die "apt-get install qemu-system-x86 failed"
+        command -v "$1" >/dev/null && return 0
+    fi
+    die "emulator $1 not found"
+}
+
 need_guest() {
     local f
     for f in bzImage vmlinux initramfs.cpio.gz disk.img cmdline; do
