@@ -1,4 +1,6 @@
 using System.Reflection;
+using Colo.Core.Chardev;
+using Colo.Core.Chardev.Qmp;
 using Colo.Core.Loop;
 using Colo.Core.Objects;
 using Colo.Core.Options;
@@ -34,6 +36,7 @@ public sealed class VirtualMachine : IDisposable
         MainLoop.UnhandledException += e => Stderr.WriteLine($"qemu-system-x86_64: internal error: {e}");
         Types = CreateTypeRegistry();
         MachineQmpCommands.Register(Qmp, this);
+        ChardevQmpCommands.Register(Qmp, Types, Tree);
     }
 
     /// <summary>Colo's own version, reported as the QMP/version "package".</summary>
@@ -65,6 +68,7 @@ public sealed class VirtualMachine : IDisposable
     public static TypeRegistry CreateTypeRegistry()
     {
         var registry = new TypeRegistry();
+        ChardevTypes.Register(registry);
         IoThread.Register(registry);
         NetTypes.Register(registry);
         DeviceTypes.Register(registry);
@@ -77,6 +81,14 @@ public sealed class VirtualMachine : IDisposable
     {
         Preflight();
 
+        foreach (OptionEntry entry in _config.Chardevs)
+        {
+            At(entry.Context, () => ChardevFactory.CreateFromOptions(Types, Tree, entry.Value));
+        }
+        foreach (CompatChardev compat in _config.CompatChardevs)
+        {
+            At(compat.Context, () => ChardevFactory.CreateFromCompat(Types, Tree, compat.Id, compat.Spec));
+        }
         foreach (OptionEntry entry in _config.Objects.Where(e => !NetTypes.IsLateObject(e.Value["qom-type"] ?? "")))
         {
             At(entry.Context, () => AddUserObject(entry.Value));
@@ -167,7 +179,7 @@ public sealed class VirtualMachine : IDisposable
         // Objects before chardevs: filters and monitors use chardevs, not the other way round.
         DisposeChildren(Tree.Objects);
         DisposeChildren(Tree.Netdevs);
-        DisposeChildren(Tree.Chardevs);
+        ChardevFactory.RemoveAll(Tree);
         MainLoop.Dispose();
     }
 
@@ -245,6 +257,10 @@ public sealed class VirtualMachine : IDisposable
     private void Preflight()
     {
         var typed = new List<(string Context, ObjectTypeInfo Type)>();
+        foreach (OptionEntry e in _config.Chardevs)
+        {
+            At(e.Context, () => typed.Add((e.Context, Types.Validate(ObjectCategory.Chardev, Required(e.Value, "backend"), e.Value.Except("backend", "id")))));
+        }
         foreach (OptionEntry e in _config.Objects)
         {
             At(e.Context, () => typed.Add((e.Context, Types.Validate(ObjectCategory.Object, Required(e.Value, "qom-type"), e.Value.Except("qom-type", "id")))));

@@ -17,9 +17,12 @@ public static class ChardevFactory
 
     /// <summary>Creates a chardev from a <c>-chardev</c> argument such as <c>socket,id=red0,host=127.0.0.1,port=9003</c>.</summary>
     /// <exception cref="QmpException">QEMU's text for a missing id or backend, duplicate id, bad option or failed open.</exception>
-    public static Chardev CreateFromOption(TypeRegistry types, ObjectTree tree, string optionText)
+    public static Chardev CreateFromOption(TypeRegistry types, ObjectTree tree, string optionText) =>
+        CreateFromOptions(types, tree, KeyValParser.Parse(optionText, impliedKey: "backend", ShortFormFlags));
+
+    /// <summary>Creates a chardev from an already parsed <c>-chardev</c> argument.</summary>
+    public static Chardev CreateFromOptions(TypeRegistry types, ObjectTree tree, KeyValList options)
     {
-        KeyValList options = KeyValParser.Parse(optionText, impliedKey: "backend", ShortFormFlags);
         string? id = options["id"];
         string? backend = options["backend"];
         if (id is null)
