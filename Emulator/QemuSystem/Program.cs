@@ -34,10 +34,17 @@ internal static class Program
         MachineConfig config = builder.Config;
         if (config.Daemonize)
         {
-            Console.Error.WriteLine($"{Prog}: -daemonize is not implemented yet in Colo");
-            return 1;
+            if (DaemonizeConflict(config) is { } conflict)
+            {
+                Console.Error.WriteLine($"{Prog}: {conflict}");
+                return 1;
+            }
+            if (Daemon.StatusSocket is null)
+            {
+                return Daemon.RunLauncher(args);
+            }
         }
-        using var vm = new VirtualMachine(config, Console.Error);
+        using var vm = new VirtualMachine(config, CurrentStderr.Instance);
         string? pidError = null;
         using PidFile? pidFile = config.PidFile is null ? null : PidFile.Create(config.PidFile, out pidError);
         if (pidError is not null)
@@ -54,6 +61,11 @@ internal static class Program
             return Fail(e);
         }
 
+        if (config.Daemonize)
+        {
+            Daemon.Detach();
+        }
+
         using PosixSignalRegistration term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, ctx => OnSignal(ctx, vm, 15));
         using PosixSignalRegistration interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, ctx => OnSignal(ctx, vm, 2));
         using PosixSignalRegistration hangup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, ctx => OnSignal(ctx, vm, 1));
@@ -68,6 +80,44 @@ internal static class Program
             Console.Error.WriteLine($"{Prog}: terminating on signal {number}");
             vm.RequestShutdown(false, "host-signal");
         });
+    }
+
+    /// <summary>Writes to whatever Console.Error is now, so the VM's messages follow a daemon's detach.</summary>
+    private sealed class CurrentStderr : TextWriter
+    {
+        public static readonly CurrentStderr Instance = new();
+
+        public override System.Text.Encoding Encoding => Console.Error.Encoding;
+
+        public override void Write(char value) => Console.Error.Write(value);
+
+        public override void Write(string? value) => Console.Error.Write(value);
+
+        public override void WriteLine(string? value) => Console.Error.WriteLine(value);
+    }
+
+    /// <summary>What QEMU refuses to combine with -daemonize: anything on the terminal.</summary>
+    private static string? DaemonizeConflict(MachineConfig config)
+    {
+        if (config.NoGraphic)
+        {
+            return "-nographic cannot be used with -daemonize";
+        }
+        foreach (CompatChardev compat in config.CompatChardevs)
+        {
+            if (compat.Spec == "stdio" || compat.Spec.StartsWith("mon:stdio", StringComparison.Ordinal))
+            {
+                return $"{compat.Context}: cannot use stdio with -daemonize";
+            }
+        }
+        foreach (OptionEntry chardev in config.Chardevs)
+        {
+            if (chardev.Value["backend"] == "stdio")
+            {
+                return $"{chardev.Context}: cannot use stdio with -daemonize";
+            }
+        }
+        return null;
     }
 
     private static int Fail(StartupException e)

@@ -77,4 +77,38 @@ public sealed class CommandLineTests
         Assert.That(first.WaitForExit(), Is.Zero);
         Assert.That(File.Exists(pidFile), Is.False, "removed at exit");
     }
+
+    [Test]
+    public async Task Daemonize_LauncherExitsZero_DaemonAnswersQmpAndQuits()
+    {
+        string dir = Directory.CreateTempSubdirectory("colo-e2e-").FullName;
+        try
+        {
+            string pidFile = Path.Combine(dir, "vm.pid");
+            string socket = Path.Combine(dir, "qmp.sock");
+            (int code, _, string stderr) = QemuProcess.Run("-M", "none", "-S", "-display", "none", "-daemonize", "-pidfile", pidFile, "-qmp", $"unix:{socket},server=on,wait=off");
+            Assert.That(code, Is.Zero, stderr);
+            int pid = int.Parse(File.ReadAllText(pidFile).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            using (QmpClient qmp = await QmpClient.ConnectUnixAsync(socket))
+            {
+                await qmp.HandshakeAsync();
+                Assert.That(await qmp.ExecuteAsync("""{"execute": "quit"}"""), Is.EqualTo("""{"return": {}}"""));
+            }
+            using var daemon = System.Diagnostics.Process.GetProcessById(pid);
+            Assert.That(daemon.WaitForExit(QemuProcess.Timeout), Is.True);
+            Assert.That(File.Exists(pidFile), Is.False);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Test]
+    public void Daemonize_WithStdioMonitor_IsRefusedLikeQemu()
+    {
+        (int code, _, string stderr) = QemuProcess.Run("-M", "none", "-daemonize", "-qmp", "stdio");
+        Assert.That(code, Is.EqualTo(1));
+        Assert.That(stderr, Is.EqualTo("qemu-system-x86_64: -qmp stdio: cannot use stdio with -daemonize\n"));
+    }
 }
