@@ -64,12 +64,38 @@ internal static partial class Daemon
         Console.SetError(TextWriter.Null);
         Console.SetIn(TextReader.Null);
         int devNull = Open("/dev/null", 2 /* O_RDWR */);
-        if (devNull >= 0)
+        if (devNull < 0)
         {
-            for (int fd = 0; fd <= 2; fd++)
+            return;
+        }
+        // The runtime keeps private duplicates of the terminal fds (seen at fd 251); a launcher reading
+        // our stdout would never see end-of-file while one survives, so every duplicate goes too.
+        var terminal = new HashSet<string>(StringComparer.Ordinal);
+        for (int fd = 0; fd <= 2; fd++)
+        {
+            if (Target(fd) is { } target)
+            {
+                terminal.Add(target);
+            }
+        }
+        foreach (string entry in Directory.GetFileSystemEntries("/proc/self/fd"))
+        {
+            if (int.TryParse(Path.GetFileName(entry), out int fd) && fd != devNull && (fd <= 2 || (Target(fd) is { } target && terminal.Contains(target))))
             {
                 _ = Dup2(devNull, fd);
             }
+        }
+    }
+
+    private static string? Target(int fd)
+    {
+        try
+        {
+            return new FileInfo($"/proc/self/fd/{fd}").LinkTarget;
+        }
+        catch (IOException)
+        {
+            return null;
         }
     }
 
