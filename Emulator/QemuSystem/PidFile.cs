@@ -1,7 +1,7 @@
 namespace Colo.QemuSystem;
 
 /// <summary>
-/// <c>-pidfile</c>: the file holds our pid and stays exclusively locked while we run, so a second
+/// <c>-pidfile</c>: the file holds our pid and stays locked while we run, so a second
 /// instance given the same file refuses to start, as QEMU's does; it is removed at exit.
 /// </summary>
 internal sealed class PidFile : IDisposable
@@ -19,8 +19,18 @@ internal sealed class PidFile : IDisposable
     {
         try
         {
-            // .NET takes an exclusive advisory lock (flock) for FileShare.None on Unix.
-            var stream = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            // A byte-range lock (fcntl), as QEMU takes: readers such as cat, or .NET's File.ReadAllText
+            // (which takes a shared flock), are not blocked; a second instance is.
+            var stream = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite);
+            try
+            {
+                stream.Lock(0, 1);
+            }
+            catch (IOException)
+            {
+                stream.Dispose();
+                throw;
+            }
             stream.SetLength(0);
             byte[] text = System.Text.Encoding.ASCII.GetBytes($"{Environment.ProcessId}\n");
             stream.Write(text);
