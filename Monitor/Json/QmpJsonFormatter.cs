@@ -97,7 +97,13 @@ public static class QmpJsonFormatter
                     {
                         sb.Append(c);
                     }
-                    else if (char.IsSurrogate(c) && !(char.IsHighSurrogate(c) && i + 1 < value.Length && char.IsLowSurrogate(value[i + 1])))
+                    else if (char.IsHighSurrogate(c) && i + 1 < value.Length && char.IsLowSurrogate(value[i + 1]))
+                    {
+                        // Beyond the BMP QEMU prints the UTF-16 surrogate pair, which is what the string holds.
+                        sb.Append("\\u").Append(((int)c).ToString("X4", CultureInfo.InvariantCulture));
+                        sb.Append("\\u").Append(((int)value[++i]).ToString("X4", CultureInfo.InvariantCulture));
+                    }
+                    else if (char.IsSurrogate(c))
                     {
                         sb.Append("\\uFFFD"); // QEMU prints undecodable input as the replacement character
                     }
