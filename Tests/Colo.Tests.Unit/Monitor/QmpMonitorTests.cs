@@ -147,6 +147,27 @@ public sealed class QmpMonitorTests
     }
 
     [Test]
+    public void Disconnect_MidMessage_QemuSocketTranscript()
+    {
+        // Captured from QEMU 7.2 on -qmp unix:...,server=on: the first client leaves mid-message, the second
+        // client's bytes are lexed from a clean state (greetings differ by design: version/package).
+        var host = new QmpTestHost();
+        host.Chardev.Send("{\"execute\":\"qmp_capabilities\"}{\"execute\":\"query-na");
+        Assert.That(host.AfterGreeting, Is.EqualTo("{\"return\": {}}\r\n"));
+        host.Chardev.Disconnect();
+        host.Chardev.ClearOutput();
+        host.Chardev.Connect();
+        host.Chardev.Send("me\"}");
+        host.Chardev.Send("{\"execute\":\"quit\"}");
+        Assert.That(host.AfterGreeting, Is.EqualTo(
+            "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, invalid keyword 'me'\"}}\r\n"
+            + "{\"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input must be a JSON object\"}}\r\n"
+            + "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, invalid keyword 'execute'\"}}\r\n"
+            + "{\"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input must be a JSON object\"}}\r\n"
+            + "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, invalid keyword 'quit'\"}}\r\n"));
+    }
+
+    [Test]
     public void Events_OnlyAfterNegotiation_QemuFormat()
     {
         var host = new QmpTestHost();
