@@ -1,4 +1,5 @@
 using System.Text;
+using Colo.Core.Qmp;
 
 namespace Colo.Monitor.Hmp;
 
@@ -8,6 +9,19 @@ namespace Colo.Monitor.Hmp;
 /// <param name="Help">One-line description.</param>
 /// <param name="Handler">Runs the command on the text after its name; returns output with "\n" line ends.</param>
 public sealed record HmpCommand(string Name, string ArgsHelp, string Help, Func<string, string> Handler);
+
+/// <summary>
+/// Thrown by an HMP handler whose arguments don't parse ("string expected", "extraneous characters at the
+/// end of line"); printed as QEMU does, followed by a pointer to the command's help.
+/// </summary>
+public sealed class HmpUsageException : Exception
+{
+    /// <summary>Creates the exception with QEMU's message text, without the command name.</summary>
+    public HmpUsageException(string message)
+        : base(message)
+    {
+    }
+}
 
 /// <summary>
 /// The HMP (human monitor) command table. Subsystems register commands and <c>info</c> subcommands;
@@ -46,7 +60,7 @@ public sealed class HmpCommandRegistry
         }
         (string name, string rest) = SplitWord(line);
         HmpCommand? command = Find(_commands, name);
-        string output = command is null ? $"unknown command: '{name}'\n" : command.Handler(rest);
+        string output = command is null ? $"unknown command: '{name}'\n" : Run(command, name, name, rest);
         return ToCrLf(output);
     }
 
@@ -107,7 +121,25 @@ public sealed class HmpCommandRegistry
             return List(_infos, "info ");
         }
         HmpCommand? command = Find(_infos, name);
-        return command is null ? $"unknown command: 'info {name}'\n" : command.Handler(rest);
+        return command is null ? $"unknown command: 'info {name}'\n" : Run(command, name, "info " + name, rest);
+    }
+
+    /// <summary>Runs a handler, turning its failures into the text QEMU's HMP prints for them.</summary>
+    private static string Run(HmpCommand command, string name, string helpName, string args)
+    {
+        try
+        {
+            return command.Handler(args);
+        }
+        catch (HmpUsageException e)
+        {
+            return $"{name}: {e.Message}\nTry \"help {helpName}\" for more information\n";
+        }
+        catch (QmpException e)
+        {
+            // HMP commands built on QMP ones print the QMP error (QEMU's hmp_handle_error).
+            return $"Error: {e.Message}\n";
+        }
     }
 
     /// <summary>QEMU's help listing: sorted by name (strcmp), "PREFIXname args -- help" per line.</summary>

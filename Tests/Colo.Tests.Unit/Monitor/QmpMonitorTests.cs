@@ -268,6 +268,20 @@ public sealed class QmpMonitorTests
     }
 
     [Test]
+    public void Execute_HandlerFails_QemuTexts()
+    {
+        // Texts as QEMU 7.2 returned them for "qom-get /nonexist x", "qom-get" and "info status extra".
+        var hmp = new HmpCommandRegistry();
+        hmp.Register("qom-get", "path property", "print QOM property", args => args.Length == 0
+            ? throw new HmpUsageException("string expected")
+            : throw new QmpException("Device '/nonexist' not found", QmpErrorClass.DeviceNotFound));
+        hmp.RegisterInfo("status", "", "show the current VM status (running|paused)", _ => throw new HmpUsageException("extraneous characters at the end of line"));
+        Assert.That(hmp.Execute("qom-get /nonexist x"), Is.EqualTo("Error: Device '/nonexist' not found\r\n"));
+        Assert.That(hmp.Execute("qom-get"), Is.EqualTo("qom-get: string expected\r\nTry \"help qom-get\" for more information\r\n"));
+        Assert.That(hmp.Execute("info status extra"), Is.EqualTo("status: extraneous characters at the end of line\r\nTry \"help info status\" for more information\r\n"));
+    }
+
+    [Test]
     public void HmpMonitor_Transcript_BannerPromptAndLines()
     {
         var hmp = new HmpCommandRegistry();
