@@ -133,6 +133,18 @@ public sealed class QmpMonitorTests
     }
 
     [Test]
+    public void Receive_TooManyTokens_TokenCountErrorThenRecovers()
+    {
+        var host = new QmpTestHost();
+        host.Chardev.Send(Negotiate);
+        host.Chardev.ClearOutput();
+        // '[' plus commas fill the token budget exactly; the closing ']' is one token too many.
+        host.Chardev.Send("[" + new string(',', QmpJsonStreamer.MaxTokenCount - 1) + "]\n{\"execute\":\"query-name\",\"id\":\"after\"}\n");
+        Assert.That(host.Chardev.Output, Is.EqualTo(
+            "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON token count limit exceeded\"}}\r\n{\"return\": {}, \"id\": \"after\"}\r\n"));
+    }
+
+    [Test]
     public void Disconnect_MidMessage_NextClientGetsFreshSession()
     {
         var host = new QmpTestHost();
