@@ -132,6 +132,24 @@ public sealed class QmpMonitorTests
         Assert.That(host.Chardev.Output.Length, Is.EqualTo(count / (QmpJsonStreamer.MaxNesting + 1) * error.Length));
     }
 
+    [TestCase(1024, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"QMP input must be a JSON object\"}}\r\n", 0)]
+    [TestCase(1025, "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON nesting depth limit exceeded\"}}\r\n", 1025)]
+    public void Receive_NestingAtLimit_SameAsQemu(int depth, string first, int expectingValueErrors)
+    {
+        // QEMU 7.2: 1024 levels parse; the 1025th '[' fails and each following ']' is then a lone "expecting value".
+        var host = new QmpTestHost();
+        host.Chardev.Send(Negotiate);
+        host.Chardev.ClearOutput();
+        host.Chardev.Send(new string('[', depth) + new string(']', depth) + "\n{\"execute\":\"query-name\",\"id\":\"after\"}\n");
+        var expected = new StringBuilder(first);
+        for (int i = 0; i < expectingValueErrors; i++)
+        {
+            expected.Append("{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, expecting value\"}}\r\n");
+        }
+        expected.Append("{\"return\": {}, \"id\": \"after\"}\r\n");
+        Assert.That(host.Chardev.Output, Is.EqualTo(expected.ToString()));
+    }
+
     [Test]
     public void Receive_TooManyTokens_TokenCountErrorThenRecovers()
     {
@@ -139,6 +157,7 @@ public sealed class QmpMonitorTests
         host.Chardev.Send(Negotiate);
         host.Chardev.ClearOutput();
         // '[' plus commas fill the token budget exactly; the closing ']' is one token too many.
+        // QEMU 7.2 printed exactly these two lines for this input (verified, minutes because it reads 1 byte at a time).
         host.Chardev.Send("[" + new string(',', QmpJsonStreamer.MaxTokenCount - 1) + "]\n{\"execute\":\"query-name\",\"id\":\"after\"}\n");
         Assert.That(host.Chardev.Output, Is.EqualTo(
             "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON token count limit exceeded\"}}\r\n{\"return\": {}, \"id\": \"after\"}\r\n"));
