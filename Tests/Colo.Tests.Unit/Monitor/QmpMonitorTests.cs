@@ -328,6 +328,17 @@ public sealed class QmpMonitorTests
             + "\r\n(qemu) \r\n(qemu) "));
     }
 
+    // Member orders as QEMU 7.2 printed them (query-status, SHUTDOWN data, query-version), from any input order.
+    [TestCase("{\"running\":false,\"singlestep\":false,\"status\":\"prelaunch\"}", "{\"status\": \"prelaunch\", \"singlestep\": false, \"running\": false}")]
+    [TestCase("{\"reason\":\"host-signal\",\"guest\":false}", "{\"guest\": false, \"reason\": \"host-signal\"}")]
+    [TestCase("{\"package\":\"p\",\"qemu\":{\"major\":7,\"minor\":2,\"micro\":22}}", "{\"qemu\": {\"micro\": 22, \"minor\": 2, \"major\": 7}, \"package\": \"p\"}")]
+    public void WriteJson_AnyMemberOrder_QemuOrder(string json, string expected)
+    {
+        var sb = new StringBuilder();
+        QmpJsonFormatter.WriteJson(sb, json);
+        Assert.That(sb.ToString(), Is.EqualTo(expected));
+    }
+
     [TestCase(0.1, "0.10000000000000001")]
     [TestCase(100.0, "100")]
     [TestCase(1e-7, "9.9999999999999995e-08")]
