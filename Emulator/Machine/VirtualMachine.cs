@@ -6,8 +6,11 @@ using Colo.Core.Objects;
 using Colo.Core.Options;
 using Colo.Core.Qmp;
 using Colo.Devices;
+using Colo.Machine.Hmp;
 using Colo.Machine.Qmp;
 using Colo.Migration;
+using Colo.Monitor.Hmp;
+using Colo.Monitor.Qmp;
 using Colo.Net;
 
 namespace Colo.Machine;
@@ -24,6 +27,7 @@ public sealed class VirtualMachine : IDisposable
     public const int QemuMicro = 0;
 
     private readonly MachineConfig _config;
+    private readonly List<IDisposable> _monitors = [];
     private IncomingMigration? _incoming;
     private bool _autostart;
     private int _exitCode;
@@ -36,6 +40,8 @@ public sealed class VirtualMachine : IDisposable
         MainLoop.UnhandledException += e => Stderr.WriteLine($"qemu-system-x86_64: internal error: {e}");
         Types = CreateTypeRegistry();
         MachineQmpCommands.Register(Qmp, this);
+        MonitorQmpCommands.Register(Qmp, Hmp);
+        MachineHmpCommands.Register(Hmp, this);
         ChardevQmpCommands.Register(Qmp, Types, Tree);
     }
 
@@ -56,6 +62,8 @@ public sealed class VirtualMachine : IDisposable
     public QmpEventBus Events { get; } = new();
 
     public QmpCommandRegistry Qmp { get; } = new();
+
+    public HmpCommandRegistry Hmp { get; } = new();
 
     public RunState State { get; private set; } = RunState.Prelaunch;
 
@@ -102,6 +110,10 @@ public sealed class VirtualMachine : IDisposable
             At(entry.Context, () => throw new QmpException(DriveNotBuilt(entry.Value)));
         }
         Qmp.Freeze();
+        foreach (MonitorSpec spec in _config.Monitors)
+        {
+            At(spec.Context, () => StartMonitor(spec));
+        }
 
         if (_config.Incoming is not null)
         {
@@ -175,6 +187,10 @@ public sealed class VirtualMachine : IDisposable
 
     public void Dispose()
     {
+        foreach (IDisposable monitor in _monitors)
+        {
+            monitor.Dispose();
+        }
         _incoming?.Dispose();
         // Objects before chardevs: filters and monitors use chardevs, not the other way round.
         DisposeChildren(Tree.Objects);
@@ -207,6 +223,27 @@ public sealed class VirtualMachine : IDisposable
         }
         Tree.Objects.RemoveChild(obj);
         obj.Dispose();
+    }
+
+    private void StartMonitor(MonitorSpec spec)
+    {
+        Chardev chardev = ChardevFactory.Find(Tree, spec.ChardevId) ?? throw new QmpException($"Chardev '{spec.ChardevId}' not found");
+        if (spec.Pretty)
+        {
+            throw new QmpException("pretty-printed QMP (pretty=on, -qmp-pretty) is not implemented yet in Colo");
+        }
+        if (spec.Control)
+        {
+            var monitor = new QmpMonitor(chardev, MainLoop, Qmp, Events, new QmpVersionInfo(QemuMajor, QemuMinor, QemuMicro, Package));
+            _monitors.Add(monitor);
+            monitor.Start();
+        }
+        else
+        {
+            var monitor = new HmpMonitor(chardev, MainLoop, Hmp, $"{QemuMajor}.{QemuMinor}.{QemuMicro}");
+            _monitors.Add(monitor);
+            monitor.Start();
+        }
     }
 
     private void CheckMachineAndAccelerator()

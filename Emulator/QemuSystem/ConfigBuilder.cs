@@ -37,6 +37,19 @@ internal sealed class ConfigBuilder
         return list;
     }
 
+    /// <summary>
+    /// Defaults QEMU adds after reading the command line: with -nographic (and no -nodefaults) the HMP
+    /// monitor goes to stdio. QEMU multiplexes it with the first serial port there; the board that has
+    /// serial ports comes with the pc-machine issue, and so does that mux.
+    /// </summary>
+    public void ApplyDefaults()
+    {
+        if (Config.NoGraphic && !Config.NoDefaults && !Config.Monitors.Any(m => !m.Control))
+        {
+            AddMonitor("stdio", control: false, pretty: false, "nographic");
+        }
+    }
+
     public void AddMonitor(string spec, bool control, bool pretty, string option)
     {
         if (spec == "none")

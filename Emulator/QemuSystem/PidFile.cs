@@ -4,6 +4,7 @@ namespace Colo.QemuSystem;
 /// <c>-pidfile</c>: the file holds our pid and stays locked while we run, so a second
 /// instance given the same file refuses to start, as QEMU's does; it is removed at exit.
 /// </summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 internal sealed class PidFile : IDisposable
 {
     private readonly string _path;

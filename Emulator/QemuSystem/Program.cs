@@ -12,6 +12,7 @@ internal static class Program
 {
     private const string Prog = "qemu-system-x86_64";
 
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     private static int Main(string[] args)
     {
         KeyValParser.WarningSink = w => Console.Error.WriteLine($"{Prog}: warning: {w}");

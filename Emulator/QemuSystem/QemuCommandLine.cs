@@ -58,6 +58,7 @@ internal static class QemuCommandLine
                 builder.AddLegacyDrive(token.Value, 0, "disk");
             }
         }
+        builder.ApplyDefaults();
         return builder;
     }
 

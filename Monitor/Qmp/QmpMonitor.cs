@@ -40,7 +40,18 @@ public sealed class QmpMonitor : ICharFrontend, IDisposable
         _version = version;
         _streamer = new QmpJsonStreamer(HandleMessage);
         _context = new QmpContext(this);
-        _eventSubscription = events?.Subscribe(message => _loop.Post(() => SendEvent(message)));
+        // An event raised while a command runs on this loop goes out at once, before the command's reply, as in QEMU.
+        _eventSubscription = events?.Subscribe(message =>
+        {
+            if (_loop.IsLoopThread)
+            {
+                SendEvent(message);
+            }
+            else
+            {
+                _loop.Post(() => SendEvent(message));
+            }
+        });
     }
 
     /// <summary>True until the client completed <c>qmp_capabilities</c>.</summary>

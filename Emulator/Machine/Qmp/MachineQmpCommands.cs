@@ -11,7 +11,7 @@ public static class MachineQmpCommands
     public static void Register(QmpCommandRegistry r, VirtualMachine vm)
     {
         MachineQmpJsonContext j = MachineQmpJsonContext.Default;
-        r.Register("query-status", j.QmpNoArgs, j.StatusInfo, _ => new StatusInfo(vm.State.ToQapi(), false, vm.State == RunState.Running));
+        r.Register("query-status", j.QmpNoArgs, j.StatusInfo, _ => new StatusInfo(vm.State == RunState.Running, false, vm.State.ToQapi()));
         r.Register("query-name", j.QmpNoArgs, j.NameInfo, _ => new NameInfo(vm.Name));
         r.Register("query-version", j.QmpNoArgs, j.VersionInfo, _ => Version());
         r.Register("query-kvm", j.QmpNoArgs, j.KvmInfo, _ => new KvmInfo(vm.Accelerator == "kvm", File.Exists("/dev/kvm")));
@@ -28,7 +28,7 @@ public static class MachineQmpCommands
     }
 
     public static VersionInfo Version() =>
-        new(new VersionTriple(VirtualMachine.QemuMicro, VirtualMachine.QemuMinor, VirtualMachine.QemuMajor), VirtualMachine.Package);
+        new(new VersionTriple(VirtualMachine.QemuMajor, VirtualMachine.QemuMinor, VirtualMachine.QemuMicro), VirtualMachine.Package);
 
     private static QmpEmpty Done(Action action)
     {

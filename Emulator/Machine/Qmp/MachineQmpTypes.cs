@@ -5,19 +5,20 @@ using Colo.Core.Qmp;
 namespace Colo.Machine.Qmp;
 
 // Argument, return and event records of the machine-level commands. Names and member order follow
-// QEMU 7.2's QAPI schema and the order QEMU prints them in.
+// QEMU 7.2's QAPI schema: declare members in schema order, because QEMU builds its reply dictionaries in
+// that order and the monitor derives QEMU's wire order (hash buckets, newest first) from it.
 
 public sealed record StatusInfo(
-    [property: JsonPropertyName("status")] string Status,
+    [property: JsonPropertyName("running")] bool Running,
     [property: JsonPropertyName("singlestep")] bool SingleStep,
-    [property: JsonPropertyName("running")] bool Running);
+    [property: JsonPropertyName("status")] string Status);
 
 public sealed record NameInfo([property: JsonPropertyName("name")] string? Name);
 
 public sealed record VersionTriple(
-    [property: JsonPropertyName("micro")] int Micro,
+    [property: JsonPropertyName("major")] int Major,
     [property: JsonPropertyName("minor")] int Minor,
-    [property: JsonPropertyName("major")] int Major);
+    [property: JsonPropertyName("micro")] int Micro);
 
 public sealed record VersionInfo(
     [property: JsonPropertyName("qemu")] VersionTriple Qemu,

@@ -14,7 +14,7 @@ internal sealed class InlineLoop : IEventLoop
 }
 
 /// <summary>An in-memory chardev: the test plays the client, writes land in <see cref="Output"/>.</summary>
-internal sealed class MemoryChardev : Chardev
+internal sealed class MemoryChardev : Colo.Core.Chardev.Chardev
 {
     private static readonly ObjectTypeInfo TypeInfo = new("memory", ObjectCategory.Chardev, [], null);
     private readonly MemoryStream _output = new();
