@@ -1,0 +1,179 @@
+using Colo.Cpu.Interpreter.Handlers;
+using Iced.Intel;
+
+namespace Colo.Cpu.Interpreter;
+
+/// <summary>
+/// Code → handler, one slot per iced <see cref="Code"/>. Rows are chosen by mnemonic for the legacy encodings (the
+/// operand forms are digested generically at decode time), with per-Code rows where one mnemonic needs several
+/// handlers. Everything else is #UD.
+/// </summary>
+internal static unsafe class OpcodeTable
+{
+    public static readonly delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus>[] Handlers = Build();
+
+    private static delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus>[] Build()
+    {
+        Code[] codes = Enum.GetValues<Code>();
+        int max = 0;
+        foreach (Code code in codes)
+        {
+            max = Math.Max(max, (int)code);
+        }
+        var table = new delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus>[max + 1];
+        for (int i = 0; i < table.Length; i++)
+        {
+            table[i] = &SystemOps.Ud;
+        }
+        foreach (Code code in codes)
+        {
+            if (code == Code.INVALID || code.ToOpCode().Encoding != EncodingKind.Legacy)
+            {
+                continue;
+            }
+            table[(int)code] = ForCode(code);
+        }
+        return table;
+    }
+
+    private static delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> ForCode(Code code)
+    {
+        string name = code.ToString();
+        OpCodeInfo info = code.ToOpCode();
+        switch (code.Mnemonic())
+        {
+            case Mnemonic.Add: return &Alu.Add;
+            case Mnemonic.Adc: return &Alu.Adc;
+            case Mnemonic.Sub: return &Alu.Sub;
+            case Mnemonic.Sbb: return &Alu.Sbb;
+            case Mnemonic.Cmp: return &Alu.Cmp;
+            case Mnemonic.And: return &Alu.And;
+            case Mnemonic.Or: return &Alu.Or;
+            case Mnemonic.Xor: return &Alu.Xor;
+            case Mnemonic.Test: return &Alu.Test;
+            case Mnemonic.Inc: return &Alu.Inc;
+            case Mnemonic.Dec: return &Alu.Dec;
+            case Mnemonic.Neg: return &Alu.Neg;
+            case Mnemonic.Not: return &Alu.Not;
+            case Mnemonic.Mov: return &Alu.Mov;
+            case Mnemonic.Movzx: return &Alu.Movzx;
+            case Mnemonic.Movsx:
+            case Mnemonic.Movsxd: return &Alu.Movsx;
+            case Mnemonic.Lea: return &Alu.Lea;
+            case Mnemonic.Xchg: return &Alu.Xchg;
+            case Mnemonic.Cmpxchg: return &Alu.Cmpxchg;
+            case Mnemonic.Xadd: return &Alu.Xadd;
+            case Mnemonic.Bswap: return &Alu.Bswap;
+            case Mnemonic.Cbw: return &Alu.Cbw;
+            case Mnemonic.Cwde: return &Alu.Cwde;
+            case Mnemonic.Cdqe: return &Alu.Cdqe;
+            case Mnemonic.Cwd: return &Alu.Cwd;
+            case Mnemonic.Cdq: return &Alu.Cdq;
+            case Mnemonic.Cqo: return &Alu.Cqo;
+            case Mnemonic.Bt: return &Alu.Bt;
+            case Mnemonic.Bts: return &Alu.Bts;
+            case Mnemonic.Btr: return &Alu.Btr;
+            case Mnemonic.Btc: return &Alu.Btc;
+            case Mnemonic.Bsf: return &Alu.Bsf;
+            case Mnemonic.Bsr: return &Alu.Bsr;
+            case Mnemonic.Shl:
+            case Mnemonic.Sal: return &Alu.Shl;
+            case Mnemonic.Shr: return &Alu.Shr;
+            case Mnemonic.Sar: return &Alu.Sar;
+            case Mnemonic.Rol: return &Alu.Rol;
+            case Mnemonic.Ror: return &Alu.Ror;
+            case Mnemonic.Rcl: return &Alu.Rcl;
+            case Mnemonic.Rcr: return &Alu.Rcr;
+            case Mnemonic.Shld: return &Alu.Shld;
+            case Mnemonic.Shrd: return &Alu.Shrd;
+            case Mnemonic.Mul: return &Alu.Mul;
+            case Mnemonic.Imul: return info.OpCount == 1 ? &Alu.Imul1 : &Alu.ImulN;
+            case Mnemonic.Div: return &Alu.Div;
+            case Mnemonic.Idiv: return &Alu.Idiv;
+            case Mnemonic.Seto or Mnemonic.Setno or Mnemonic.Setb or Mnemonic.Setae or Mnemonic.Sete or Mnemonic.Setne
+                or Mnemonic.Setbe or Mnemonic.Seta or Mnemonic.Sets or Mnemonic.Setns or Mnemonic.Setp or Mnemonic.Setnp
+                or Mnemonic.Setl or Mnemonic.Setge or Mnemonic.Setle or Mnemonic.Setg:
+                return &Alu.Setcc;
+            case Mnemonic.Cmovo or Mnemonic.Cmovno or Mnemonic.Cmovb or Mnemonic.Cmovae or Mnemonic.Cmove or Mnemonic.Cmovne
+                or Mnemonic.Cmovbe or Mnemonic.Cmova or Mnemonic.Cmovs or Mnemonic.Cmovns or Mnemonic.Cmovp or Mnemonic.Cmovnp
+                or Mnemonic.Cmovl or Mnemonic.Cmovge or Mnemonic.Cmovle or Mnemonic.Cmovg:
+                return &Alu.Cmovcc;
+            case Mnemonic.Jo or Mnemonic.Jno or Mnemonic.Jb or Mnemonic.Jae or Mnemonic.Je or Mnemonic.Jne
+                or Mnemonic.Jbe or Mnemonic.Ja or Mnemonic.Js or Mnemonic.Jns or Mnemonic.Jp or Mnemonic.Jnp
+                or Mnemonic.Jl or Mnemonic.Jge or Mnemonic.Jle or Mnemonic.Jg:
+                return &Flow.Jcc;
+            case Mnemonic.Jmp:
+                // Far forms (ptr16:xx, m16:xx) need segment loading, which is not implemented.
+                if (name.Contains("_ptr16", StringComparison.Ordinal) || name.Contains("_m16", StringComparison.Ordinal))
+                {
+                    return &SystemOps.Ud;
+                }
+                return name.Contains("_rel", StringComparison.Ordinal) ? &Flow.JmpRel : &Flow.JmpIndirect;
+            case Mnemonic.Call:
+                if (name.Contains("_ptr16", StringComparison.Ordinal) || name.Contains("_m16", StringComparison.Ordinal))
+                {
+                    return &SystemOps.Ud;
+                }
+                return name.Contains("_rel", StringComparison.Ordinal) ? &Flow.CallRel : &Flow.CallIndirect;
+            case Mnemonic.Ret: return &Flow.Ret;
+            case Mnemonic.Loop: return CountSized(name, &Flow.Loop16, &Flow.Loop32, &Flow.Loop64);
+            case Mnemonic.Loope: return CountSized(name, &Flow.Loope16, &Flow.Loope32, &Flow.Loope64);
+            case Mnemonic.Loopne: return CountSized(name, &Flow.Loopne16, &Flow.Loopne32, &Flow.Loopne64);
+            case Mnemonic.Jcxz: return &Flow.Jcxz;
+            case Mnemonic.Jecxz: return &Flow.Jecxz;
+            case Mnemonic.Jrcxz: return &Flow.Jrcxz;
+            case Mnemonic.Iretq: return &Flow.Iretq;
+            case Mnemonic.Push: return &StackOps.Push;
+            case Mnemonic.Pop: return &StackOps.Pop;
+            case Mnemonic.Pushf or Mnemonic.Pushfd or Mnemonic.Pushfq: return &StackOps.Pushf;
+            case Mnemonic.Popf or Mnemonic.Popfd or Mnemonic.Popfq: return &StackOps.Popf;
+            case Mnemonic.Leave:
+                return code switch
+                {
+                    Code.Leavew => &StackOps.Leave16,
+                    Code.Leaved => &StackOps.Leave32,
+                    _ => &StackOps.Leave64,
+                };
+            case Mnemonic.Nop: return &SystemOps.Nop;
+            case Mnemonic.Pause: return &SystemOps.Nop;
+            case Mnemonic.Hlt: return &SystemOps.Hlt;
+            case Mnemonic.Clc: return &SystemOps.Clc;
+            case Mnemonic.Stc: return &SystemOps.Stc;
+            case Mnemonic.Cmc: return &SystemOps.Cmc;
+            case Mnemonic.Cld: return &SystemOps.Cld;
+            case Mnemonic.Std: return &SystemOps.Std;
+            case Mnemonic.Cli: return &SystemOps.Cli;
+            case Mnemonic.Sti: return &SystemOps.Sti;
+            case Mnemonic.Lahf: return &SystemOps.Lahf;
+            case Mnemonic.Sahf: return &SystemOps.Sahf;
+            case Mnemonic.In: return &SystemOps.In;
+            case Mnemonic.Out: return &SystemOps.Out;
+            case Mnemonic.Cpuid: return &SystemOps.Cpuid;
+            case Mnemonic.Rdtsc: return &SystemOps.Rdtsc;
+            default:
+                break;
+        }
+        return code switch
+        {
+            Code.Movsb_m8_m8 or Code.Movsw_m16_m16 or Code.Movsd_m32_m32 or Code.Movsq_m64_m64 => &StringOps.Movs,
+            Code.Stosb_m8_AL or Code.Stosw_m16_AX or Code.Stosd_m32_EAX or Code.Stosq_m64_RAX => &StringOps.Stos,
+            Code.Lodsb_AL_m8 or Code.Lodsw_AX_m16 or Code.Lodsd_EAX_m32 or Code.Lodsq_RAX_m64 => &StringOps.Lods,
+            Code.Cmpsb_m8_m8 or Code.Cmpsw_m16_m16 or Code.Cmpsd_m32_m32 or Code.Cmpsq_m64_m64 => &StringOps.Cmps,
+            Code.Scasb_AL_m8 or Code.Scasw_AX_m16 or Code.Scasd_EAX_m32 or Code.Scasq_RAX_m64 => &StringOps.Scas,
+            _ => &SystemOps.Ud,
+        };
+    }
+
+    private static delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> CountSized(
+        string name,
+        delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> cx,
+        delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> ecx,
+        delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> rcx)
+    {
+        if (name.EndsWith("_RCX", StringComparison.Ordinal))
+        {
+            return rcx;
+        }
+        return name.EndsWith("_ECX", StringComparison.Ordinal) ? ecx : cx;
+    }
+}
