@@ -23,6 +23,8 @@ public sealed unsafe partial class InterpreterVcpu
             }
             if (vector == Vector.DF)
             {
+                // Triple fault: report the #DF that could not be delivered.
+                Raise(Vector.DF, 0);
                 break;
             }
             // The original stays recorded for diagnostics only via the escalation chain.

@@ -30,7 +30,12 @@ public sealed unsafe partial class InterpreterVcpu
     }
 
     /// <summary>The guest TSC: one tick per retired instruction plus the state's offset, so runs are reproducible.</summary>
-    internal ulong ReadTsc() => _state.TscOffset + _instructions;
+    internal ulong ReadTsc(ref DecodedOp current)
+    {
+        // The retired count is only folded in at block ends; add this op's position in the running block.
+        long index = System.Runtime.CompilerServices.Unsafe.ByteOffset(ref _pool[0], ref current) / sizeof(DecodedOp);
+        return _state.TscOffset + _instructions + (ulong)(index - _currentBlockStart);
+    }
 
     /// <summary>POPF/IRET flag rules: IOPL only at CPL 0, IF only at CPL ≤ IOPL, VM/VIF/VIP never.</summary>
     internal void WriteFlagsFromGuest(ulong value, int size)

@@ -47,6 +47,7 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
     private int _kick;
     private uint _modeKey;
     private ulong _instructions;
+    private int _currentBlockStart;
 
     /// <summary>Set by a store that hit a page holding decoded code: the current block may be stale.</summary>
     internal bool ExitBlock;
@@ -117,6 +118,7 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
             if (status == ExecStatus.Continue)
             {
                 ExitBlock = false;
+                _currentBlockStart = start;
                 DecodedOp[] pool = _pool;
                 int end = start + count;
                 int i = start;

@@ -118,7 +118,7 @@ internal static class SystemOps
         {
             return c.Raise(Vector.GP, 0);
         }
-        ulong tsc = c.ReadTsc();
+        ulong tsc = c.ReadTsc(ref op);
         c.Gpr(0) = (uint)tsc;
         c.Gpr(2) = tsc >> 32;
         return Ok;
