@@ -14,6 +14,10 @@ internal unsafe struct DecodedOp
     public const byte NoReg = 0xFF;
     /// <summary>Register indices 16..19 name AH, CH, DH, BH (bits 15:8 of register index − 16).</summary>
     public const byte HighByteBase = 16;
+    /// <summary>Register indices 32..37 name ES..GS (only for codes the table marks as taking special registers).</summary>
+    public const byte SegRegBase = 32;
+    /// <summary>Register indices 48..63 name CR0..CR15.</summary>
+    public const byte CrBase = 48;
 
     public delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> Handler;
     /// <summary>Address of this instruction (linear RIP as decoded).</summary>

@@ -166,12 +166,83 @@ public sealed unsafe partial class InterpreterVcpu
 
     private bool DeliverProtected32(byte vector, bool hasError, uint error)
     {
-        _ = vector;
-        _ = hasError;
-        _ = error;
-        // Not modelled yet; record it so the caller sees an honest shutdown rather than a wrong delivery.
-        InternalErrorDetail = "exception delivery in 32-bit protected mode is not implemented";
-        return false;
+        uint offset = (uint)vector * 8;
+        uint gateError = offset + 2;
+        if (offset + 7 > _state.Idtr.Limit)
+        {
+            Raise(Vector.GP, gateError);
+            return false;
+        }
+        if (ReadMem(_state.Idtr.Base + offset, 8, out ulong gate) != ExecStatus.Continue)
+        {
+            return false;
+        }
+        int type = (int)(gate >> 40) & 0xF;
+        bool gate32 = type is 0xE or 0xF;
+        if (!gate32 && type is not (0x6 or 0x7))
+        {
+            // Task gates are not modelled.
+            Raise(Vector.GP, gateError);
+            return false;
+        }
+        if (((gate >> 47) & 1) == 0)
+        {
+            Raise(Vector.NP, gateError);
+            return false;
+        }
+        ulong target = (gate & 0xFFFF) | ((gate >> 32) & 0xFFFF_0000);
+        ushort selector = (ushort)(gate >> 16);
+        if (!ReadDescriptor(selector, out ulong desc))
+        {
+            return false;
+        }
+        if (((desc >> 43) & 3) != 3 || ((desc >> 47) & 1) == 0)
+        {
+            Raise(Vector.GP, (uint)(selector & ~3));
+            return false;
+        }
+        int newCpl = (int)(desc >> 45) & 3;
+        int cpl = _state.Cpl;
+        ref SegmentRegister cs = ref _state.Segments[(int)SegmentIndex.Cs];
+        ref SegmentRegister ss = ref _state.Segments[(int)SegmentIndex.Ss];
+        ulong oldSs = ss.Selector;
+        ulong oldEsp = _state.Gpr[4];
+        ulong oldCs = cs.Selector;
+        ulong oldFlags = _state.Rflags;
+        int size = gate32 ? 4 : 2;
+        if (newCpl < cpl)
+        {
+            ulong tss = _state.Tr.Base;
+            if (ReadMem(tss + 4 + (ulong)newCpl * 8, 4, out ulong esp) != ExecStatus.Continue ||
+                ReadMem(tss + 8 + (ulong)newCpl * 8, 2, out ulong ssSel) != ExecStatus.Continue ||
+                !ReadDescriptor((ushort)ssSel, out ulong ssDesc))
+            {
+                return false;
+            }
+            LoadCodeSegmentCache(ref ss, (ushort)ssSel, ssDesc);
+            _state.Gpr[4] = esp;
+            UpdateMode();
+            if (Push(oldSs, size) != ExecStatus.Continue || Push(oldEsp, size) != ExecStatus.Continue)
+            {
+                return false;
+            }
+        }
+        if (Push(oldFlags, size) != ExecStatus.Continue ||
+            Push(oldCs, size) != ExecStatus.Continue ||
+            Push(_state.Rip, size) != ExecStatus.Continue ||
+            (hasError && Push(error, size) != ExecStatus.Continue))
+        {
+            return false;
+        }
+        LoadCodeSegmentCache(ref cs, (ushort)((selector & ~3) | newCpl), desc);
+        _state.Rip = gate32 ? target : target & 0xFFFF;
+        _state.Rflags &= ~(X86CpuState.FlagTf | (1UL << 14) | (1UL << 16) | (1UL << 17));
+        if ((type & 1) == 0)
+        {
+            _state.Rflags &= ~X86CpuState.FlagIf;
+        }
+        UpdateMode();
+        return true;
     }
 
     /// <summary>Reads the 8-byte GDT/LDT descriptor a selector names.</summary>

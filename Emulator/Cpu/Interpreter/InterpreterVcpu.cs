@@ -339,14 +339,24 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
             {
                 case OpKind.Register:
                     Register r = ins.GetOpRegister(i);
-                    if (!r.IsGPR())
+                    kind = OperandKind.Reg;
+                    size = r.GetSize();
+                    if (r.IsGPR())
+                    {
+                        reg = GprIndex(r);
+                    }
+                    else if (OpcodeTable.TakesSpecialRegisters[(int)ins.Code] && r.IsSegmentRegister())
+                    {
+                        reg = (byte)(DecodedOp.SegRegBase + (r - Register.ES));
+                    }
+                    else if (OpcodeTable.TakesSpecialRegisters[(int)ins.Code] && r >= Register.CR0 && r <= Register.CR15)
+                    {
+                        reg = (byte)(DecodedOp.CrBase + (r - Register.CR0));
+                    }
+                    else
                     {
                         ok = false;
-                        break;
                     }
-                    kind = OperandKind.Reg;
-                    reg = GprIndex(r);
-                    size = r.GetSize();
                     break;
                 case OpKind.Memory:
                     kind = OperandKind.Mem;
@@ -369,6 +379,11 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
                     }
                     break;
                 case OpKind.Immediate8_2nd:
+                    break;
+                case OpKind.FarBranch16:
+                case OpKind.FarBranch32:
+                    op.Target = ins.GetOpKind(i) == OpKind.FarBranch16 ? ins.FarBranch16 : ins.FarBranch32;
+                    op.Imm = ins.FarBranchSelector;
                     break;
                 case OpKind.NearBranch16:
                 case OpKind.NearBranch32:

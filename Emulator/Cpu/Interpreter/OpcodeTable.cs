@@ -10,7 +10,25 @@ namespace Colo.Cpu.Interpreter;
 /// </summary>
 internal static unsafe class OpcodeTable
 {
+    /// <summary>Codes whose handlers understand segment/control register operands (see <see cref="DecodedOp.SegRegBase"/>).</summary>
+    public static readonly bool[] TakesSpecialRegisters = BuildSpecial();
+
     public static readonly delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus>[] Handlers = Build();
+
+    private static bool[] BuildSpecial()
+    {
+        Code[] codes = Enum.GetValues<Code>();
+        var special = new bool[codes.Length + 1];
+        foreach (Code code in codes)
+        {
+            string name = code.ToString();
+            Mnemonic m = code.Mnemonic();
+            bool segPushPop = (m == Mnemonic.Push || m == Mnemonic.Pop) && name.Length > 3 && name[^3] == '_' && name.EndsWith('S');
+            special[(int)code] = name.StartsWith("Mov_", StringComparison.Ordinal) && (name.Contains("Sreg", StringComparison.Ordinal) || name.EndsWith("_cr", StringComparison.Ordinal) || name.Contains("_cr_", StringComparison.Ordinal))
+                || segPushPop;
+        }
+        return special;
+    }
 
     private static delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus>[] Build()
     {
@@ -55,7 +73,16 @@ internal static unsafe class OpcodeTable
             case Mnemonic.Dec: return &Alu.Dec;
             case Mnemonic.Neg: return &Alu.Neg;
             case Mnemonic.Not: return &Alu.Not;
-            case Mnemonic.Mov: return &Alu.Mov;
+            case Mnemonic.Mov:
+                if (name.Contains("Sreg", StringComparison.Ordinal))
+                {
+                    return &SystemRegs.MovSreg;
+                }
+                if (name.EndsWith("_cr", StringComparison.Ordinal) || name.Contains("_cr_", StringComparison.Ordinal))
+                {
+                    return &SystemRegs.MovCr;
+                }
+                return name.Contains("_dr", StringComparison.Ordinal) || name.Contains("_tr", StringComparison.Ordinal) ? &SystemOps.Ud : &Alu.Mov;
             case Mnemonic.Movzx: return &Alu.Movzx;
             case Mnemonic.Movsx:
             case Mnemonic.Movsxd: return &Alu.Movsx;
@@ -103,13 +130,16 @@ internal static unsafe class OpcodeTable
                 or Mnemonic.Jl or Mnemonic.Jge or Mnemonic.Jle or Mnemonic.Jg:
                 return &Flow.Jcc;
             case Mnemonic.Jmp:
-                // Far forms (ptr16:xx, m16:xx) need segment loading, which is not implemented.
-                if (name.Contains("_ptr16", StringComparison.Ordinal) || name.Contains("_m16", StringComparison.Ordinal))
+                return code switch
                 {
-                    return &SystemOps.Ud;
-                }
-                return name.Contains("_rel", StringComparison.Ordinal) ? &Flow.JmpRel : &Flow.JmpIndirect;
+                    Code.Jmp_ptr1616 or Code.Jmp_ptr1632 => &SystemRegs.FarJmpImmediate,
+                    Code.Jmp_m1616 => &SystemRegs.FarJmpMem16,
+                    Code.Jmp_m1632 => &SystemRegs.FarJmpMem32,
+                    Code.Jmp_m1664 => &SystemRegs.FarJmpMem64,
+                    _ => name.Contains("_rel", StringComparison.Ordinal) ? &Flow.JmpRel : &Flow.JmpIndirect,
+                };
             case Mnemonic.Call:
+                // Far calls (ptr16:xx, m16:xx) need call gates and privilege checks: not implemented yet.
                 if (name.Contains("_ptr16", StringComparison.Ordinal) || name.Contains("_m16", StringComparison.Ordinal))
                 {
                     return &SystemOps.Ud;
@@ -123,8 +153,21 @@ internal static unsafe class OpcodeTable
             case Mnemonic.Jecxz: return &Flow.Jecxz;
             case Mnemonic.Jrcxz: return &Flow.Jrcxz;
             case Mnemonic.Iretq: return &Flow.Iretq;
-            case Mnemonic.Push: return &StackOps.Push;
-            case Mnemonic.Pop: return &StackOps.Pop;
+            case Mnemonic.Iret or Mnemonic.Iretd: return &SystemRegs.IretReal;
+            case Mnemonic.Push: return TakesSpecialRegisters[(int)code] ? &SystemRegs.PushSreg : &StackOps.Push;
+            case Mnemonic.Pop: return TakesSpecialRegisters[(int)code] ? &SystemRegs.PopSreg : &StackOps.Pop;
+            case Mnemonic.Lgdt: return &SystemRegs.Lgdt;
+            case Mnemonic.Lidt: return &SystemRegs.Lidt;
+            case Mnemonic.Sgdt: return &SystemRegs.Sgdt;
+            case Mnemonic.Sidt: return &SystemRegs.Sidt;
+            case Mnemonic.Lldt: return &SystemRegs.Lldt;
+            case Mnemonic.Ltr: return &SystemRegs.Ltr;
+            case Mnemonic.Rdmsr: return &SystemRegs.Rdmsr;
+            case Mnemonic.Wrmsr: return &SystemRegs.Wrmsr;
+            case Mnemonic.Invlpg: return code == Code.Invlpg_m ? &SystemRegs.Invlpg : &SystemOps.Ud;
+            case Mnemonic.Swapgs: return &SystemRegs.Swapgs;
+            case Mnemonic.Clts: return &SystemRegs.Clts;
+            case Mnemonic.Wbinvd or Mnemonic.Invd: return &SystemRegs.Privileged;
             case Mnemonic.Pushf or Mnemonic.Pushfd or Mnemonic.Pushfq: return &StackOps.Pushf;
             case Mnemonic.Popf or Mnemonic.Popfd or Mnemonic.Popfq: return &StackOps.Popf;
             case Mnemonic.Leave:

@@ -102,8 +102,8 @@ public sealed class InterpreterTests
     [TestCase("ud2")]
     [TestCase("sse addps")]
     [TestCase("x87 fld1")]
-    [TestCase("mov cr3")]
-    [TestCase("far jmp")]
+    [TestCase("syscall")]
+    [TestCase("far call")]
     public void UnimplementedOrInvalid_RaisesInvalidOpcode(string which)
     {
         using var g = new GuestHarness();
@@ -121,11 +121,11 @@ public sealed class InterpreterTests
                 case "x87 fld1":
                     a.fld1();
                     break;
-                case "mov cr3":
-                    a.mov(cr3, rax);
+                case "syscall":
+                    a.syscall();
                     break;
                 default:
-                    a.AddInstruction(Instruction.Create(Code.Jmp_m1664, new MemoryOperand(Register.RAX)));
+                    a.AddInstruction(Instruction.Create(Code.Call_m1664, new MemoryOperand(Register.RAX)));
                     break;
             }
             a.mov(ebx, 2);

@@ -1,0 +1,252 @@
+using Colo.Core.Cpu;
+using Iced.Intel;
+
+namespace Colo.Cpu.Interpreter.Handlers;
+
+/// <summary>System registers: segment and control registers, descriptor tables, MSRs, far jumps.</summary>
+internal static class SystemRegs
+{
+    private const ExecStatus Ok = ExecStatus.Continue;
+
+    private static bool Ring0(InterpreterVcpu c) => c.State.Cpl == 0;
+
+    public static ExecStatus MovSreg(InterpreterVcpu c, ref DecodedOp op)
+    {
+        if (op.R0 >= DecodedOp.SegRegBase && op.K0 == OperandKind.Reg)
+        {
+            int seg = op.R0 - DecodedOp.SegRegBase;
+            if (seg == (int)SegmentIndex.Cs)
+            {
+                return c.Raise(Vector.UD);
+            }
+            ExecStatus s = c.ReadOperand(ref op, op.K1, op.R1, 2, out ulong selector);
+            if (s != Ok)
+            {
+                return s;
+            }
+            s = c.LoadDataSegment(seg, (ushort)selector);
+            // A new SS changes the stack size the decoded block assumed.
+            return s == Ok && seg == (int)SegmentIndex.Ss ? ExecStatus.Branch : s;
+        }
+        ulong value = c.State.Segments[op.R1 - DecodedOp.SegRegBase].Selector;
+        return c.WriteOperand(ref op, op.K0, op.R0, op.K0 == OperandKind.Mem ? 2 : op.Size, value);
+    }
+
+    public static ExecStatus MovCr(InterpreterVcpu c, ref DecodedOp op)
+    {
+        if (!Ring0(c))
+        {
+            return c.Raise(Vector.GP, 0);
+        }
+        if (op.R0 >= DecodedOp.CrBase)
+        {
+            return c.WriteControlRegister(op.R0 - DecodedOp.CrBase, c.GetReg(op.R1, op.SrcSize));
+        }
+        if (!c.TryReadControlRegister(op.R1 - DecodedOp.CrBase, out ulong value))
+        {
+            return c.Raise(Vector.UD);
+        }
+        c.SetReg(op.R0, op.Size, value);
+        return Ok;
+    }
+
+    public static ExecStatus PushSreg(InterpreterVcpu c, ref DecodedOp op) =>
+        c.Push(c.State.Segments[op.R0 - DecodedOp.SegRegBase].Selector, op.StackSize);
+
+    public static ExecStatus PopSreg(InterpreterVcpu c, ref DecodedOp op)
+    {
+        ulong oldRsp = c.Gpr(4);
+        ExecStatus s = c.Pop(op.StackSize, out ulong v);
+        if (s != Ok)
+        {
+            return s;
+        }
+        int seg = op.R0 - DecodedOp.SegRegBase;
+        s = c.LoadDataSegment(seg, (ushort)v);
+        if (s != Ok)
+        {
+            c.Gpr(4) = oldRsp;
+            return s;
+        }
+        return seg == (int)SegmentIndex.Ss ? ExecStatus.Branch : Ok;
+    }
+
+    private static ExecStatus LoadTable(InterpreterVcpu c, ref DecodedOp op, bool idt)
+    {
+        if (!Ring0(c))
+        {
+            return c.Raise(Vector.GP, 0);
+        }
+        ulong linear = c.LinearAddress(ref op);
+        ExecStatus s = c.ReadMem(linear, 2, out ulong limit);
+        if (s != Ok)
+        {
+            return s;
+        }
+        s = c.ReadMem(linear + 2, c.Bitness == 64 ? 8 : 4, out ulong tableBase);
+        if (s != Ok)
+        {
+            return s;
+        }
+        if (op.Instr.Code is Code.Lgdt_m1632_16 or Code.Lidt_m1632_16)
+        {
+            tableBase &= 0xFF_FFFF;
+        }
+        var value = new DescriptorTableRegister { Base = tableBase, Limit = (ushort)limit };
+        if (idt)
+        {
+            c.State.Idtr = value;
+        }
+        else
+        {
+            c.State.Gdtr = value;
+        }
+        return Ok;
+    }
+
+    public static ExecStatus Lgdt(InterpreterVcpu c, ref DecodedOp op) => LoadTable(c, ref op, idt: false);
+
+    public static ExecStatus Lidt(InterpreterVcpu c, ref DecodedOp op) => LoadTable(c, ref op, idt: true);
+
+    private static ExecStatus StoreTable(InterpreterVcpu c, ref DecodedOp op, DescriptorTableRegister table)
+    {
+        ulong linear = c.LinearAddress(ref op);
+        ExecStatus s = c.WriteMem(linear, 2, table.Limit);
+        return s != Ok ? s : c.WriteMem(linear + 2, c.Bitness == 64 ? 8 : 4, table.Base);
+    }
+
+    public static ExecStatus Sgdt(InterpreterVcpu c, ref DecodedOp op) => StoreTable(c, ref op, c.State.Gdtr);
+
+    public static ExecStatus Sidt(InterpreterVcpu c, ref DecodedOp op) => StoreTable(c, ref op, c.State.Idtr);
+
+    private static ExecStatus LoadSystem(InterpreterVcpu c, ref DecodedOp op, bool task)
+    {
+        if (!c.ProtectedMode)
+        {
+            return c.Raise(Vector.UD);
+        }
+        if (!Ring0(c))
+        {
+            return c.Raise(Vector.GP, 0);
+        }
+        ExecStatus s = c.ReadOperand(ref op, op.K0, op.R0, 2, out ulong selector);
+        return s != Ok ? s : c.LoadSystemSegment(task, (ushort)selector);
+    }
+
+    public static ExecStatus Lldt(InterpreterVcpu c, ref DecodedOp op) => LoadSystem(c, ref op, task: false);
+
+    public static ExecStatus Ltr(InterpreterVcpu c, ref DecodedOp op) => LoadSystem(c, ref op, task: true);
+
+    public static ExecStatus Rdmsr(InterpreterVcpu c, ref DecodedOp op)
+    {
+        if (!Ring0(c) || !c.TryReadMsr((uint)c.Gpr(1), out ulong value))
+        {
+            return c.Raise(Vector.GP, 0);
+        }
+        c.Gpr(0) = (uint)value;
+        c.Gpr(2) = value >> 32;
+        return Ok;
+    }
+
+    public static ExecStatus Wrmsr(InterpreterVcpu c, ref DecodedOp op)
+    {
+        ulong value = ((c.Gpr(2) & 0xFFFF_FFFF) << 32) | (c.Gpr(0) & 0xFFFF_FFFF);
+        if (!Ring0(c) || !c.TryWriteMsr((uint)c.Gpr(1), value))
+        {
+            return c.Raise(Vector.GP, 0);
+        }
+        // EFER.NXE/LME and segment bases feed decoded state: refetch.
+        return ExecStatus.Branch;
+    }
+
+    public static ExecStatus Invlpg(InterpreterVcpu c, ref DecodedOp op)
+    {
+        if (!Ring0(c))
+        {
+            return c.Raise(Vector.GP, 0);
+        }
+        c.FlushTlbPage(c.LinearAddress(ref op));
+        return Ok;
+    }
+
+    public static ExecStatus Swapgs(InterpreterVcpu c, ref DecodedOp op)
+    {
+        if (c.Bitness != 64)
+        {
+            return c.Raise(Vector.UD);
+        }
+        if (!Ring0(c))
+        {
+            return c.Raise(Vector.GP, 0);
+        }
+        ref X86CpuState st = ref c.State;
+        (st.Segments[(int)SegmentIndex.Gs].Base, st.KernelGsBase) = (st.KernelGsBase, st.Segments[(int)SegmentIndex.Gs].Base);
+        return Ok;
+    }
+
+    public static ExecStatus Clts(InterpreterVcpu c, ref DecodedOp op)
+    {
+        if (!Ring0(c))
+        {
+            return c.Raise(Vector.GP, 0);
+        }
+        c.State.Cr0 &= ~8UL;
+        return Ok;
+    }
+
+    /// <summary>Cache-control instructions: no architectural effect in an interpreter beyond the privilege check.</summary>
+    public static ExecStatus Privileged(InterpreterVcpu c, ref DecodedOp op) => Ring0(c) ? Ok : c.Raise(Vector.GP, 0);
+
+    public static ExecStatus FarJmpImmediate(InterpreterVcpu c, ref DecodedOp op) => c.FarJump((ushort)op.Imm, op.Target);
+
+    private static ExecStatus FarJmpMem(InterpreterVcpu c, ref DecodedOp op, int offsetSize)
+    {
+        ulong linear = c.LinearAddress(ref op);
+        ExecStatus s = c.ReadMem(linear, offsetSize, out ulong offset);
+        if (s != Ok)
+        {
+            return s;
+        }
+        s = c.ReadMem(linear + (ulong)offsetSize, 2, out ulong selector);
+        return s != Ok ? s : c.FarJump((ushort)selector, offset);
+    }
+
+    public static ExecStatus FarJmpMem16(InterpreterVcpu c, ref DecodedOp op) => FarJmpMem(c, ref op, 2);
+
+    public static ExecStatus FarJmpMem32(InterpreterVcpu c, ref DecodedOp op) => FarJmpMem(c, ref op, 4);
+
+    public static ExecStatus FarJmpMem64(InterpreterVcpu c, ref DecodedOp op) => FarJmpMem(c, ref op, 8);
+
+    /// <summary>IRET in real mode (16- or 32-bit operand size); protected-mode IRETW/IRETD are not modelled yet.</summary>
+    public static ExecStatus IretReal(InterpreterVcpu c, ref DecodedOp op)
+    {
+        if (c.ProtectedMode)
+        {
+            return c.Raise(Vector.UD);
+        }
+        int size = op.Instr.Code == Code.Iretd ? 4 : 2;
+        ulong oldRsp = c.Gpr(4);
+        ExecStatus s = c.Pop(size, out ulong ip);
+        ulong cs = 0;
+        ulong flags = 0;
+        if (s == Ok)
+        {
+            s = c.Pop(size, out cs);
+        }
+        if (s == Ok)
+        {
+            s = c.Pop(size, out flags);
+        }
+        if (s != Ok)
+        {
+            c.Gpr(4) = oldRsp;
+            return s;
+        }
+        c.WriteFlagsFromGuest(flags, size);
+        ref SegmentRegister seg = ref c.State.Segments[(int)SegmentIndex.Cs];
+        seg.Selector = (ushort)cs;
+        seg.Base = (cs & 0xFFFF) << 4;
+        c.State.Rip = size == 2 ? (ushort)ip : (uint)ip;
+        return ExecStatus.Branch;
+    }
+}
