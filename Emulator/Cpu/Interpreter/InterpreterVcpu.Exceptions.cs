@@ -37,10 +37,21 @@ public sealed unsafe partial class InterpreterVcpu
     /// <summary>Vectors through the IDT; false with a new exception pending if that itself faulted.</summary>
     private bool TryDeliver(byte vector, bool hasError, uint error, bool isInterrupt)
     {
-        _ = isInterrupt;
         if ((_state.Cr0 & X86CpuState.Cr0Pe) == 0)
         {
             return DeliverReal(vector);
+        }
+        if (isInterrupt)
+        {
+            // Software interrupts may only use gates whose DPL admits the current privilege level.
+            bool longMode = (_state.Efer & X86CpuState.EferLma) != 0;
+            uint entry = (uint)vector * (longMode ? 16u : 8u);
+            if (entry + 7 <= _state.Idtr.Limit && ReadMem(_state.Idtr.Base + entry, 8, out ulong gate) == ExecStatus.Continue
+                && (int)((gate >> 45) & 3) < _state.Cpl)
+            {
+                Raise(Vector.GP, entry / (longMode ? 2u : 1u) + 2);
+                return false;
+            }
         }
         if ((_state.Efer & X86CpuState.EferLma) != 0)
         {

@@ -45,6 +45,8 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
     private int _poolUsed;
     private int _seenCodeGeneration;
     private int _kick;
+    private int _interruptRequest;
+    private readonly ManualResetEventSlim _wake = new(false);
     private uint _modeKey;
     private ulong _instructions;
     private int _currentBlockStart;
@@ -89,7 +91,21 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
     public string? InternalErrorDetail { get; private set; }
 
     /// <inheritdoc/>
-    public void Kick() => Volatile.Write(ref _kick, 1);
+    public void Kick()
+    {
+        Volatile.Write(ref _kick, 1);
+        _wake.Set();
+    }
+
+    /// <summary>Where external interrupts come from; without one, HLT returns <see cref="VcpuExit.Halted"/>.</summary>
+    public IInterruptSource? Interrupts { get; set; }
+
+    /// <summary>Tells the vCPU an interrupt may be pending (thread-safe); it acknowledges at the next block boundary.</summary>
+    public void NotifyInterruptRequest()
+    {
+        Volatile.Write(ref _interruptRequest, 1);
+        _wake.Set();
+    }
 
     /// <inheritdoc/>
     public VcpuExit Run()
@@ -105,6 +121,14 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
                 Volatile.Write(ref _kick, 0);
                 exit = VcpuExit.Kicked;
                 break;
+            }
+            if (Volatile.Read(ref _interruptRequest) != 0 && (_state.Rflags & X86CpuState.FlagIf) != 0)
+            {
+                if (!TakeExternalInterrupt())
+                {
+                    exit = VcpuExit.Shutdown;
+                    break;
+                }
             }
             int generation = _memory.CodeGeneration;
             if (generation != _seenCodeGeneration)
@@ -158,6 +182,18 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
             }
             if (status == ExecStatus.Halt)
             {
+                if (Interrupts is not null && (MaterializeFlags() & X86CpuState.FlagIf) != 0)
+                {
+                    // HLT sleeps until an interrupt request or a kick; the loop top then delivers or exits.
+                    _state.Halted = true;
+                    while (Volatile.Read(ref _interruptRequest) == 0 && Volatile.Read(ref _kick) == 0)
+                    {
+                        _wake.Wait();
+                        _wake.Reset();
+                    }
+                    _state.Halted = false;
+                    continue;
+                }
                 _state.Halted = true;
                 exit = VcpuExit.Halted;
                 break;
@@ -508,9 +544,35 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         return (byte)(r.GetFullRegister() - Register.RAX);
     }
 
+    /// <summary>Acknowledges and delivers one external interrupt; false on a triple fault during delivery.</summary>
+    private bool TakeExternalInterrupt()
+    {
+        Volatile.Write(ref _interruptRequest, 0);
+        if (Interrupts is null || !Interrupts.TryAcknowledge(out byte vector))
+        {
+            return true;
+        }
+        // More may be pending behind this one: look again at the next boundary.
+        Volatile.Write(ref _interruptRequest, 1);
+        MaterializeFlags();
+        if (TryDeliver(vector, hasError: false, error: 0, isInterrupt: false))
+        {
+            return true;
+        }
+        return DeliverException();
+    }
+
+    /// <summary>INT n / INT3 / INTO: delivered with the next RIP, subject to the gate's DPL.</summary>
+    internal ExecStatus SoftwareInterrupt(byte vector)
+    {
+        MaterializeFlags();
+        return TryDeliver(vector, hasError: false, error: 0, isInterrupt: true) ? ExecStatus.Branch : ExecStatus.Fault;
+    }
+
     /// <inheritdoc/>
     public void Dispose()
     {
+        _wake.Dispose();
         if (_crossPageBuffer != null)
         {
             NativeMemory.Free(_crossPageBuffer);

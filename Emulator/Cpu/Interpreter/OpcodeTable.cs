@@ -153,6 +153,11 @@ internal static unsafe class OpcodeTable
             case Mnemonic.Jecxz: return &Flow.Jecxz;
             case Mnemonic.Jrcxz: return &Flow.Jrcxz;
             case Mnemonic.Iretq: return &Flow.Iretq;
+            case Mnemonic.Int: return &SystemCalls.Int;
+            case Mnemonic.Int3: return &SystemCalls.Int3;
+            case Mnemonic.Into: return &SystemCalls.Into;
+            case Mnemonic.Syscall: return &SystemCalls.Syscall;
+            case Mnemonic.Sysret or Mnemonic.Sysretq: return code is Code.Sysretd or Code.Sysretq ? &SystemCalls.Sysret : &SystemOps.Ud;
             case Mnemonic.Iret or Mnemonic.Iretd: return &SystemRegs.IretReal;
             case Mnemonic.Push: return TakesSpecialRegisters[(int)code] ? &SystemRegs.PushSreg : &StackOps.Push;
             case Mnemonic.Pop: return TakesSpecialRegisters[(int)code] ? &SystemRegs.PopSreg : &StackOps.Pop;

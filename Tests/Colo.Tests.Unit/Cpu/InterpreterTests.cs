@@ -19,7 +19,7 @@ public sealed class InterpreterTests
         g.WriteU64(GdtAddress, 0);
         g.WriteU64(GdtAddress + 8, 0x00AF_9A00_0000_FFFF);
         g.WriteU64(GdtAddress + 16, 0x00CF_9200_0000_FFFF);
-        for (int v = 0; v < 32; v++)
+        for (int v = 0; v < 80; v++)
         {
             ulong handler = HandlerAddress + (ulong)v * 16;
             byte vector = (byte)v;
@@ -34,7 +34,7 @@ public sealed class InterpreterTests
             g.WriteU64(IdtAddress + (ulong)v * 16 + 8, handler >> 32);
         }
         g.State.Gdtr = new DescriptorTableRegister { Base = GdtAddress, Limit = 23 };
-        g.State.Idtr = new DescriptorTableRegister { Base = IdtAddress, Limit = 32 * 16 - 1 };
+        g.State.Idtr = new DescriptorTableRegister { Base = IdtAddress, Limit = 80 * 16 - 1 };
     }
 
     private static ulong OffsetOf(byte[] code, params byte[] pattern) => (ulong)code.AsSpan().IndexOf(pattern);
@@ -401,6 +401,155 @@ public sealed class InterpreterTests
             Assert.That(readPde & 0x60, Is.EqualTo(0x20UL), "read: A set, D clear");
             Assert.That(writtenPde & 0x60, Is.EqualTo(0x60UL), "write: A and D set");
         });
+    }
+
+    // ---- software and external interrupts, system calls ---------------------------------------------------------
+
+    [Test]
+    public void IntN_DeliversWithReturnAddressAfterTheInstruction()
+    {
+        using var g = new GuestHarness();
+        byte[] code = GuestHarness.Assemble(64, GuestHarness.CodeAddress, a =>
+        {
+            a.@int(0x30);
+            a.hlt();
+        });
+        g.Load64(code);
+        InstallIdt(g);
+        Assert.That(g.Vcpu.Run(), Is.EqualTo(VcpuExit.Halted));
+        Assert.That(g.Io.PortWrites.Single().Value, Is.EqualTo(0x30UL));
+        Assert.That(g.ReadU64(g.State.Gpr[4]), Is.EqualTo(GuestHarness.CodeAddress + 2));
+    }
+
+    [Test]
+    public void SysretThenSyscall_RoundTripsThroughRingThree()
+    {
+        using var g = new GuestHarness();
+        const ulong user = GuestHarness.CodeAddress + 0x100;
+        const ulong kernelEntry = GuestHarness.CodeAddress + 0x200;
+        g.Memory.Write(GuestHarness.CodeAddress, GuestHarness.Assemble(64, GuestHarness.CodeAddress, a =>
+        {
+            a.mov(rcx, user);
+            a.mov(r11, 0x2);
+            a.sysretq();
+        }));
+        g.Memory.Write(user, GuestHarness.Assemble(64, user, a =>
+        {
+            a.mov(eax, 7);
+            a.syscall();
+        }));
+        g.Memory.Write(kernelEntry, GuestHarness.Assemble(64, kernelEntry, a =>
+        {
+            a.mov(r8, rcx);
+            a.@out(0xF4, al);
+            a.hlt();
+        }));
+        g.State.SetFlatLongMode(GuestHarness.CodeAddress, GuestHarness.StackTop);
+        g.State.Efer |= 1;
+        g.State.Star = (0x10UL << 48) | (0x08UL << 32);
+        g.State.Lstar = kernelEntry;
+        Assert.That(g.Vcpu.Run(), Is.EqualTo(VcpuExit.Halted));
+        Assert.Multiple(() =>
+        {
+            Assert.That(g.Io.PortWrites.Single().Value, Is.EqualTo(7UL));
+            Assert.That(g.State.Gpr[8], Is.EqualTo(user + 7), "RCX holds the return address");
+            Assert.That(g.State.Segments[(int)SegmentIndex.Cs].Selector, Is.EqualTo((ushort)0x08));
+            Assert.That(g.State.Cpl, Is.Zero);
+        });
+    }
+
+    [Test]
+    public void HltInRingThree_RaisesGeneralProtection()
+    {
+        using var g = new GuestHarness();
+        g.Memory.Write(GuestHarness.CodeAddress, GuestHarness.Assemble(64, GuestHarness.CodeAddress, a =>
+        {
+            a.mov(rcx, GuestHarness.CodeAddress + 0x100);
+            a.mov(r11, 0x2);
+            a.sysretq();
+        }));
+        g.Memory.Write(GuestHarness.CodeAddress + 0x100, [0xF4]);
+        g.State.SetFlatLongMode(GuestHarness.CodeAddress, GuestHarness.StackTop);
+        InstallIdt(g);
+        g.WriteU64(GdtAddress + 24, 0x00CF_F200_0000_FFFF);
+        g.WriteU64(GdtAddress + 32, 0x00AF_FA00_0000_FFFF);
+        g.State.Gdtr.Limit = 39;
+        g.State.Tr.Base = 0x3000;
+        g.WriteU64(0x3000 + 4, GuestHarness.StackTop - 0x1000);
+        g.State.Efer |= 1;
+        g.State.Star = (0x10UL << 48) | (0x08UL << 32);
+        Assert.That(g.Vcpu.Run(), Is.EqualTo(VcpuExit.Halted));
+        Assert.Multiple(() =>
+        {
+            Assert.That(g.Io.PortWrites.Single().Value, Is.EqualTo(13UL));
+            Assert.That(g.State.Gpr[4], Is.EqualTo(GuestHarness.StackTop - 0x1000 - 48), "stack switched to TSS.RSP0, frame with error code");
+            Assert.That(g.ReadU64(g.State.Gpr[4] + 16), Is.EqualTo(0x23UL), "pushed user CS");
+        });
+    }
+
+    private sealed class OneShotInterrupts(byte vector) : IInterruptSource
+    {
+        private bool _delivered;
+
+        public bool TryAcknowledge(out byte v)
+        {
+            v = vector;
+            if (_delivered)
+            {
+                return false;
+            }
+            _delivered = true;
+            return true;
+        }
+    }
+
+    [Test]
+    public void ExternalInterrupt_IsTakenOnlyWhenIfIsSet()
+    {
+        using var g = new GuestHarness();
+        g.Load64(a =>
+        {
+            // Several blocks run with IF clear first: the pending request must wait for STI.
+            Label next = a.CreateLabel();
+            a.mov(ecx, 3);
+            a.nop();
+            a.jmp(next);
+            a.Label(ref next);
+            a.mov(ebx, 1);
+            a.sti();
+            Label spin = a.CreateLabel();
+            a.Label(ref spin);
+            a.jmp(spin);
+        });
+        InstallIdt(g);
+        g.Vcpu.Interrupts = new OneShotInterrupts(0x40);
+        g.Vcpu.NotifyInterruptRequest();
+        Assert.That(g.Vcpu.Run(), Is.EqualTo(VcpuExit.Halted));
+        Assert.Multiple(() =>
+        {
+            Assert.That(g.Io.PortWrites.Single().Value, Is.EqualTo(0x40UL));
+            Assert.That(g.State.Gpr[3], Is.EqualTo(1UL), "not taken before STI");
+            Assert.That(g.State.Rflags & X86CpuState.FlagIf, Is.Zero, "interrupt gate cleared IF");
+        });
+    }
+
+    [Test]
+    public void Hlt_WithInterruptsEnabled_SleepsUntilAnInterruptRequest()
+    {
+        using var g = new GuestHarness();
+        g.Load64(a =>
+        {
+            a.sti();
+            a.hlt();
+            a.mov(ebx, 2);
+            a.hlt();
+        });
+        InstallIdt(g);
+        g.Vcpu.Interrupts = new OneShotInterrupts(0x41);
+        using var timer = new Timer(_ => g.Vcpu.NotifyInterruptRequest(), null, 50, Timeout.Infinite);
+        Assert.That(g.Vcpu.Run(), Is.EqualTo(VcpuExit.Halted));
+        Assert.That(g.Io.PortWrites.Single().Value, Is.EqualTo(0x41UL));
+        Assert.That(g.ReadU64(g.State.Gpr[4]), Is.EqualTo(GuestHarness.CodeAddress + 2), "return address is after the HLT");
     }
 
     // ---- allocation --------------------------------------------------------------------------------------------------

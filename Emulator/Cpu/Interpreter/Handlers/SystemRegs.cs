@@ -250,3 +250,84 @@ internal static class SystemRegs
         return ExecStatus.Branch;
     }
 }
+
+/// <summary>Software interrupts and the fast system-call pair.</summary>
+internal static class SystemCalls
+{
+    private const ulong RflagsRf = 1UL << 16;
+
+    public static ExecStatus Int(InterpreterVcpu c, ref DecodedOp op) => c.SoftwareInterrupt((byte)op.Imm);
+
+    public static ExecStatus Int3(InterpreterVcpu c, ref DecodedOp op) => c.SoftwareInterrupt(Vector.BP);
+
+    public static ExecStatus Into(InterpreterVcpu c, ref DecodedOp op) => c.Condition(1) ? c.SoftwareInterrupt(4) : ExecStatus.Continue;
+
+    /// <summary>SYSCALL in long mode: RCX/R11 take RIP/RFLAGS, CS/SS come from STAR, RIP from LSTAR.</summary>
+    public static ExecStatus Syscall(InterpreterVcpu c, ref DecodedOp op)
+    {
+        ref X86CpuState st = ref c.State;
+        if ((st.Efer & 1) == 0 || c.Bitness != 64)
+        {
+            // Legacy-mode SYSCALL (CSTAR/STAR.EIP targets) is not modelled.
+            return c.Raise(Vector.UD);
+        }
+        ulong flags = c.MaterializeFlags();
+        st.Gpr[1] = st.Rip;
+        st.Gpr[11] = flags;
+        st.Rflags = (flags & ~st.Sfmask & ~RflagsRf) | X86CpuState.FlagReserved1;
+        ushort selector = (ushort)((st.Star >> 32) & 0xFFFC);
+        st.Segments[(int)SegmentIndex.Cs] = new SegmentRegister
+        {
+            Selector = selector,
+            Limit = 0xFFFF_FFFF,
+            Attributes = SegmentRegister.S | SegmentRegister.P | SegmentRegister.G | SegmentRegister.L | 0xB,
+        };
+        st.Segments[(int)SegmentIndex.Ss] = new SegmentRegister
+        {
+            Selector = (ushort)(selector + 8),
+            Limit = 0xFFFF_FFFF,
+            Attributes = SegmentRegister.S | SegmentRegister.P | SegmentRegister.G | SegmentRegister.DB | 3,
+        };
+        st.Rip = st.Lstar;
+        c.UpdateMode();
+        return ExecStatus.Branch;
+    }
+
+    /// <summary>SYSRET to 64-bit (SYSRETQ) or compatibility-mode (SYSRETD) ring 3.</summary>
+    public static ExecStatus Sysret(InterpreterVcpu c, ref DecodedOp op)
+    {
+        ref X86CpuState st = ref c.State;
+        if ((st.Efer & 1) == 0 || c.Bitness != 64)
+        {
+            return c.Raise(Vector.UD);
+        }
+        if (st.Cpl != 0)
+        {
+            return c.Raise(Vector.GP, 0);
+        }
+        bool to64 = op.Instr.Code == Iced.Intel.Code.Sysretq;
+        ulong rip = to64 ? st.Gpr[1] : (uint)st.Gpr[1];
+        if (to64 && (ulong)(((long)rip << 16) >> 16) != rip)
+        {
+            return c.Raise(Vector.GP, 0);
+        }
+        ushort baseSelector = (ushort)(st.Star >> 48);
+        c.WriteFlagsFromGuest(st.Gpr[11], 8);
+        st.Rflags = (st.Rflags & ~RflagsRf) | X86CpuState.FlagReserved1;
+        st.Segments[(int)SegmentIndex.Cs] = new SegmentRegister
+        {
+            Selector = (ushort)((to64 ? baseSelector + 16 : baseSelector) | 3),
+            Limit = 0xFFFF_FFFF,
+            Attributes = (ushort)(SegmentRegister.S | SegmentRegister.P | SegmentRegister.G | 0xB | (3 << 5) | (to64 ? SegmentRegister.L : SegmentRegister.DB)),
+        };
+        st.Segments[(int)SegmentIndex.Ss] = new SegmentRegister
+        {
+            Selector = (ushort)((baseSelector + 8) | 3),
+            Limit = 0xFFFF_FFFF,
+            Attributes = SegmentRegister.S | SegmentRegister.P | SegmentRegister.G | SegmentRegister.DB | 3 | (3 << 5),
+        };
+        st.Rip = rip;
+        c.UpdateMode();
+        return ExecStatus.Branch;
+    }
+}
