@@ -183,6 +183,13 @@ internal static unsafe class OpcodeTable
                     _ => &StackOps.Leave64,
                 };
             case Mnemonic.Nop: return &SystemOps.Nop;
+            // Ordering and cache hints have no architectural effect on a single interpreted vCPU.
+            case Mnemonic.Lfence or Mnemonic.Sfence or Mnemonic.Mfence or Mnemonic.Prefetchnta or Mnemonic.Prefetcht0
+                or Mnemonic.Prefetcht1 or Mnemonic.Prefetcht2 or Mnemonic.Prefetchw or Mnemonic.Clflush or Mnemonic.Clflushopt:
+                return &SystemOps.Nop;
+            case Mnemonic.Movnti: return &Alu.Mov;
+            case Mnemonic.Cmpxchg8b: return &Alu.Cmpxchg8b;
+            case Mnemonic.Cmpxchg16b: return &Alu.Cmpxchg16b;
             case Mnemonic.Pause: return &SystemOps.Nop;
             case Mnemonic.Hlt: return &SystemOps.Hlt;
             case Mnemonic.Clc: return &SystemOps.Clc;

@@ -462,6 +462,20 @@ public sealed class IntegerOracleTests
                 (r, d, rng) => { if (rng.Next(2) == 0) { r[0] = BitConverter.ToUInt64(d, 32); } }));
             _ = width;
         }
+        all.Add(new("lock Cmpxchg8b m64", Encode(WithLock(Instruction.Create(Code.Cmpxchg8b_m64, Mem))), 0, null,
+            (r, d, rng) => { if (rng.Next(2) == 0) { r[0] = BitConverter.ToUInt32(d, 32); r[2] = BitConverter.ToUInt32(d, 36); } }));
+        all.Add(new("lock Cmpxchg16b m128", Encode(WithLock(Instruction.Create(Code.Cmpxchg16b_m128, Mem))), 0, null,
+            (r, d, rng) => { if (rng.Next(2) == 0) { r[0] = BitConverter.ToUInt64(d, 32); r[2] = BitConverter.ToUInt64(d, 40); } }));
+        all.Add(new("Movnti m64,r64", Encode(Instruction.Create(Code.Movnti_m64_r64, Mem, Register.RBX)), 0));
+        all.Add(new("fences and cache hints", GuestHarness.Assemble(64, 0, a =>
+        {
+            a.mfence();
+            a.lfence();
+            a.sfence();
+            a.prefetcht0(__[rsi]);
+            a.clflush(__[rsi]);
+            a.add(rax, rbx);
+        }), 0));
         all.Add(new("lock add m32,r32", Encode(WithLock(Instruction.Create(Code.Add_rm32_r32, Mem, Register.EBX))), 0));
         all.Add(new("Bswap r32", Encode(Instruction.Create(Code.Bswap_r32, Register.R10D)), 0));
         all.Add(new("Bswap r64", Encode(Instruction.Create(Code.Bswap_r64, Register.R10)), 0));

@@ -300,6 +300,71 @@ internal static class Alu
         return s;
     }
 
+    public static ExecStatus Cmpxchg8b(InterpreterVcpu c, ref DecodedOp op)
+    {
+        ulong linear = c.LinearAddress(ref op);
+        ExecStatus s = c.ReadMem(linear, 8, out ulong current);
+        if (s != Ok)
+        {
+            return s;
+        }
+        ulong expected = (c.GetReg(2, 4) << 32) | c.GetReg(0, 4);
+        if (current == expected)
+        {
+            s = c.WriteMem(linear, 8, (c.GetReg(1, 4) << 32) | c.GetReg(3, 4));
+            if (s == Ok)
+            {
+                c.SetFlags(X86CpuState.FlagZf, X86CpuState.FlagZf);
+            }
+            return s;
+        }
+        // The locked cycle writes the old value back before EDX:EAX receive it.
+        s = c.WriteMem(linear, 8, current);
+        if (s != Ok)
+        {
+            return s;
+        }
+        c.SetReg(0, 4, current);
+        c.SetReg(2, 4, current >> 32);
+        c.SetFlags(0, X86CpuState.FlagZf);
+        return Ok;
+    }
+
+    public static ExecStatus Cmpxchg16b(InterpreterVcpu c, ref DecodedOp op)
+    {
+        ulong linear = c.LinearAddress(ref op);
+        if ((linear & 15) != 0)
+        {
+            return c.Raise(Vector.GP, 0);
+        }
+        ExecStatus s = c.ReadMem(linear, 8, out ulong low);
+        if (s == Ok)
+        {
+            s = c.ReadMem(linear + 8, 8, out ulong high);
+            if (s == Ok)
+            {
+                bool equal = low == c.Gpr(0) && high == c.Gpr(2);
+                ulong newLow = equal ? c.Gpr(3) : low;
+                ulong newHigh = equal ? c.Gpr(1) : high;
+                s = c.WriteMem(linear, 8, newLow);
+                if (s == Ok)
+                {
+                    s = c.WriteMem(linear + 8, 8, newHigh);
+                }
+                if (s == Ok)
+                {
+                    if (!equal)
+                    {
+                        c.Gpr(0) = low;
+                        c.Gpr(2) = high;
+                    }
+                    c.SetFlags(equal ? X86CpuState.FlagZf : 0, X86CpuState.FlagZf);
+                }
+            }
+        }
+        return s;
+    }
+
     public static ExecStatus Xadd(InterpreterVcpu c, ref DecodedOp op)
     {
         ExecStatus s = ReadBoth(c, ref op, out ulong dst, out ulong src);
