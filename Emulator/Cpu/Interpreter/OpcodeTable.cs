@@ -139,12 +139,22 @@ internal static unsafe class OpcodeTable
                     _ => name.Contains("_rel", StringComparison.Ordinal) ? &Flow.JmpRel : &Flow.JmpIndirect,
                 };
             case Mnemonic.Call:
-                // Far calls (ptr16:xx, m16:xx) need call gates and privilege checks: not implemented yet.
-                if (name.Contains("_ptr16", StringComparison.Ordinal) || name.Contains("_m16", StringComparison.Ordinal))
+                return code switch
                 {
-                    return &SystemOps.Ud;
-                }
-                return name.Contains("_rel", StringComparison.Ordinal) ? &Flow.CallRel : &Flow.CallIndirect;
+                    Code.Call_ptr1616 => &SystemRegs.FarCallImmediate16,
+                    Code.Call_ptr1632 => &SystemRegs.FarCallImmediate32,
+                    Code.Call_m1616 => &SystemRegs.FarCallMem16,
+                    Code.Call_m1632 => &SystemRegs.FarCallMem32,
+                    Code.Call_m1664 => &SystemRegs.FarCallMem64,
+                    _ => name.Contains("_rel", StringComparison.Ordinal) ? &Flow.CallRel : &Flow.CallIndirect,
+                };
+            case Mnemonic.Retf:
+                return code switch
+                {
+                    Code.Retfw or Code.Retfw_imm16 => &SystemRegs.Retf16,
+                    Code.Retfd or Code.Retfd_imm16 => &SystemRegs.Retf32,
+                    _ => &SystemRegs.Retf64,
+                };
             case Mnemonic.Ret: return &Flow.Ret;
             case Mnemonic.Loop: return CountSized(name, &Flow.Loop16, &Flow.Loop32, &Flow.Loop64);
             case Mnemonic.Loope: return CountSized(name, &Flow.Loope16, &Flow.Loope32, &Flow.Loope64);

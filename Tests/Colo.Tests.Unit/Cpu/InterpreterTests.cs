@@ -103,7 +103,7 @@ public sealed class InterpreterTests
     [TestCase("sse addps")]
     [TestCase("x87 fld1")]
     [TestCase("syscall")]
-    [TestCase("far call")]
+    [TestCase("int1")]
     public void UnimplementedOrInvalid_RaisesInvalidOpcode(string which)
     {
         using var g = new GuestHarness();
@@ -125,7 +125,7 @@ public sealed class InterpreterTests
                     a.syscall();
                     break;
                 default:
-                    a.AddInstruction(Instruction.Create(Code.Call_m1664, new MemoryOperand(Register.RAX)));
+                    a.int1();
                     break;
             }
             a.mov(ebx, 2);

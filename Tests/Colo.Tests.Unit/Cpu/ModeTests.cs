@@ -87,6 +87,32 @@ public sealed class ModeTests
     }
 
     [Test]
+    public void RealMode_FarCallAndRetf_SwitchCodeSegments()
+    {
+        using var g = new GuestHarness();
+        g.Memory.Write(0x20000 + 0x40, GuestHarness.Assemble(16, 0x40, a =>
+        {
+            a.mov(ax, cs);
+            a.retf(2);
+        }));
+        g.Memory.Write(0x7C00, GuestHarness.Assemble(16, 0x7C00, a =>
+        {
+            a.push(0x5555);
+            a.call(0x2000, 0x40);
+            a.mov(bx, cs);
+            a.hlt();
+        }));
+        RealMode(g, 0, 0x7C00);
+        Assert.That(g.Vcpu.Run(), Is.EqualTo(VcpuExit.Halted));
+        Assert.Multiple(() =>
+        {
+            Assert.That(g.State.Gpr[0] & 0xFFFF, Is.EqualTo(0x2000UL), "CS inside the far procedure");
+            Assert.That(g.State.Gpr[3] & 0xFFFF, Is.Zero, "CS restored by RETF");
+            Assert.That(g.State.Gpr[4] & 0xFFFF, Is.EqualTo(0x8000UL), "RETF imm16 released the argument");
+        });
+    }
+
+    [Test]
     public void ProtectedMode32_FlatCode_RunsWithThirtyTwoBitOperands()
     {
         using var g = new GuestHarness();
@@ -171,6 +197,13 @@ public sealed class ModeTests
         }));
         g.Memory.Write(0x9000, GuestHarness.Assemble(64, 0x9000, a =>
         {
+            // Reload CS with a far return, as kernels do after switching GDTs.
+            Label reloaded = a.CreateLabel();
+            a.push(0x18);
+            a.lea(rax, __[reloaded]);
+            a.push(rax);
+            a.AddInstruction(Instruction.Create(Code.Retfq));
+            a.Label(ref reloaded);
             a.mov(rax, 0x1_2345_6789UL);
             a.push(rax);
             a.pop(rbx);

@@ -217,6 +217,85 @@ internal static class SystemRegs
 
     public static ExecStatus FarJmpMem64(InterpreterVcpu c, ref DecodedOp op) => FarJmpMem(c, ref op, 8);
 
+    /// <summary>Far CALL to a code segment at the same privilege (call gates are not modelled: they raise #GP).</summary>
+    private static ExecStatus FarCall(InterpreterVcpu c, ushort selector, ulong offset, int size)
+    {
+        ulong oldRsp = c.Gpr(4);
+        ExecStatus s = c.Push(c.State.Segments[(int)SegmentIndex.Cs].Selector, size);
+        if (s == Ok)
+        {
+            s = c.Push(c.State.Rip, size);
+        }
+        if (s == Ok)
+        {
+            s = c.FarJump(selector, offset);
+        }
+        if (s == ExecStatus.Fault)
+        {
+            c.Gpr(4) = oldRsp;
+        }
+        return s;
+    }
+
+    private static ExecStatus FarCallMem(InterpreterVcpu c, ref DecodedOp op, int size)
+    {
+        ulong linear = c.LinearAddress(ref op);
+        ExecStatus s = c.ReadMem(linear, size, out ulong offset);
+        if (s != Ok)
+        {
+            return s;
+        }
+        s = c.ReadMem(linear + (ulong)size, 2, out ulong selector);
+        return s != Ok ? s : FarCall(c, (ushort)selector, offset, size);
+    }
+
+    public static ExecStatus FarCallImmediate16(InterpreterVcpu c, ref DecodedOp op) => FarCall(c, (ushort)op.Imm, op.Target, 2);
+
+    public static ExecStatus FarCallImmediate32(InterpreterVcpu c, ref DecodedOp op) => FarCall(c, (ushort)op.Imm, op.Target, 4);
+
+    public static ExecStatus FarCallMem16(InterpreterVcpu c, ref DecodedOp op) => FarCallMem(c, ref op, 2);
+
+    public static ExecStatus FarCallMem32(InterpreterVcpu c, ref DecodedOp op) => FarCallMem(c, ref op, 4);
+
+    public static ExecStatus FarCallMem64(InterpreterVcpu c, ref DecodedOp op) => FarCallMem(c, ref op, 8);
+
+    /// <summary>RETF [imm16] to the same privilege level; an outer-level return is not modelled and raises #GP.</summary>
+    private static ExecStatus FarReturn(InterpreterVcpu c, ref DecodedOp op, int size)
+    {
+        ulong oldRsp = c.Gpr(4);
+        ExecStatus s = c.Pop(size, out ulong offset);
+        ulong selector = 0;
+        if (s == Ok)
+        {
+            s = c.Pop(size, out selector);
+        }
+        if (s == Ok && c.ProtectedMode && (int)(selector & 3) != c.State.Cpl)
+        {
+            s = c.Raise(Vector.GP, (uint)(selector & ~3UL));
+        }
+        if (s == Ok)
+        {
+            s = c.FarJump((ushort)selector, offset);
+        }
+        if (s == ExecStatus.Fault)
+        {
+            c.Gpr(4) = oldRsp;
+            return s;
+        }
+        if (op.K0 == OperandKind.Imm)
+        {
+            ref ulong rsp = ref c.Gpr(4);
+            rsp = (rsp & ~c.StackMask) | ((rsp + op.Imm) & c.StackMask);
+        }
+        return s;
+    }
+
+    public static ExecStatus Retf16(InterpreterVcpu c, ref DecodedOp op) => FarReturn(c, ref op, 2);
+
+    public static ExecStatus Retf32(InterpreterVcpu c, ref DecodedOp op) => FarReturn(c, ref op, 4);
+
+    public static ExecStatus Retf64(InterpreterVcpu c, ref DecodedOp op) => FarReturn(c, ref op, 8);
+
     /// <summary>IRET in real mode (16- or 32-bit operand size); protected-mode IRETW/IRETD are not modelled yet.</summary>
     public static ExecStatus IretReal(InterpreterVcpu c, ref DecodedOp op)
     {
