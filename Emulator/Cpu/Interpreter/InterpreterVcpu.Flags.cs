@@ -57,9 +57,21 @@ public sealed unsafe partial class InterpreterVcpu
         return _state.Rflags;
     }
 
-    /// <summary>Current carry flag as 0 or 1.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal ulong Carry() => MaterializeFlags() & 1;
+    /// <summary>Current carry flag as 0 or 1, computed alone so INC/DEC/ADC chains stay lazy.</summary>
+    internal ulong Carry()
+    {
+        ulong m = SizeMask(_flagSize);
+        return _flagOp switch
+        {
+            LazyOp.None => _state.Rflags & 1,
+            LazyOp.Add => (_flagRes & m) < (_flagDst & m) ? 1UL : 0,
+            LazyOp.Adc => (_flagCarryIn != 0 ? (_flagRes & m) <= (_flagDst & m) : (_flagRes & m) < (_flagDst & m)) ? 1UL : 0,
+            LazyOp.Sub => (_flagDst & m) < (_flagSrc & m) ? 1UL : 0,
+            LazyOp.Sbb => (_flagCarryIn != 0 ? (_flagDst & m) <= (_flagSrc & m) : (_flagDst & m) < (_flagSrc & m)) ? 1UL : 0,
+            LazyOp.Inc or LazyOp.Dec => _flagCarryIn != 0 ? 1UL : 0,
+            _ => 0,
+        };
+    }
 
     /// <summary>Replaces the flags in <paramref name="affected"/> with those of <paramref name="flags"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -469,6 +469,10 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         {
             op.Size = op.SrcSize;
         }
+        if (ok)
+        {
+            op.Handler = OpcodeTable.Specialize(op.Handler, ref op);
+        }
         if (!ok)
         {
             // Operands this interpreter cannot represent yet (segment/control registers, far pointers, vector

@@ -229,6 +229,49 @@ internal static unsafe class OpcodeTable
         };
     }
 
+    /// <summary>
+    /// Swaps a generic handler for a specialized one when the digested operands allow it: 32/64-bit register or
+    /// immediate forms of the hottest ALU ops and moves skip the generic operand switch.
+    /// </summary>
+    public static delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> Specialize(delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> h, ref DecodedOp op)
+    {
+        Code code = op.Instr.Code;
+        if (op.Size < 4 || op.K0 == OperandKind.None || op.K2 != OperandKind.None || TakesSpecialRegisters[(int)code]
+            || op.R0 is >= 16 and not DecodedOp.NoReg || op.R1 is >= 16 and not DecodedOp.NoReg)
+        {
+            return h;
+        }
+        bool rr = op.K0 == OperandKind.Reg && op.K1 == OperandKind.Reg && op.SrcSize == op.Size;
+        bool ri = op.K0 == OperandKind.Reg && op.K1 == OperandKind.Imm;
+        switch (code.Mnemonic())
+        {
+            case Mnemonic.Add: return rr ? &Alu.AddRR : ri ? &Alu.AddRI : h;
+            case Mnemonic.Sub: return rr ? &Alu.SubRR : ri ? &Alu.SubRI : h;
+            case Mnemonic.Cmp: return rr ? &Alu.CmpRR : ri ? &Alu.CmpRI : h;
+            case Mnemonic.And: return rr ? &Alu.AndRR : ri ? &Alu.AndRI : h;
+            case Mnemonic.Or: return rr ? &Alu.OrRR : ri ? &Alu.OrRI : h;
+            case Mnemonic.Xor: return rr ? &Alu.XorRR : ri ? &Alu.XorRI : h;
+            case Mnemonic.Test: return rr ? &Alu.TestRR : ri ? &Alu.TestRI : h;
+            case Mnemonic.Mov:
+                if (rr)
+                {
+                    return &Alu.MovRR;
+                }
+                if (ri)
+                {
+                    return &Alu.MovRI;
+                }
+                if (op.K0 == OperandKind.Reg && op.K1 == OperandKind.Mem && op.Size == 8)
+                {
+                    return &Alu.MovRM;
+                }
+                return op.K0 == OperandKind.Mem && op.K1 == OperandKind.Reg && op.SrcSize == op.Size ? &Alu.MovMR : h;
+            case Mnemonic.Inc: return op.K0 == OperandKind.Reg && op.K1 == OperandKind.None ? &Alu.IncR : h;
+            case Mnemonic.Dec: return op.K0 == OperandKind.Reg && op.K1 == OperandKind.None ? &Alu.DecR : h;
+            default: return h;
+        }
+    }
+
     private static delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> CountSized(
         string name,
         delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> cx,

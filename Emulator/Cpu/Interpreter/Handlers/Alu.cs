@@ -174,6 +174,133 @@ internal static class Alu
         return s;
     }
 
+    // ---- specialized register forms (chosen at decode time for 32/64-bit register and immediate operands) ----------
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ExecStatus RegOp(InterpreterVcpu c, ref DecodedOp op, LazyOp kind, bool write, bool imm)
+    {
+        ref ulong d = ref c.Gpr(op.R0);
+        ulong a = d;
+        ulong b = imm ? op.Imm : c.Gpr(op.R1);
+        ulong r = kind switch
+        {
+            LazyOp.Add => a + b,
+            LazyOp.Sub => a - b,
+            _ => 0,
+        };
+        if (op.Size == 4)
+        {
+            a = (uint)a;
+            b = (uint)b;
+            r = (uint)r;
+        }
+        if (write)
+        {
+            d = r;
+        }
+        c.SetLazyFlags(kind, op.Size, a, b, r);
+        return Ok;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ExecStatus RegLogic(InterpreterVcpu c, ref DecodedOp op, int kind, bool write, bool imm)
+    {
+        ref ulong d = ref c.Gpr(op.R0);
+        ulong a = d;
+        ulong b = imm ? op.Imm : c.Gpr(op.R1);
+        ulong r = kind switch
+        {
+            0 => a & b,
+            1 => a | b,
+            _ => a ^ b,
+        };
+        if (op.Size == 4)
+        {
+            r = (uint)r;
+        }
+        if (write)
+        {
+            d = r;
+        }
+        c.SetLazyFlags(LazyOp.Logic, op.Size, a, b, r);
+        return Ok;
+    }
+
+    public static ExecStatus AddRR(InterpreterVcpu c, ref DecodedOp op) => RegOp(c, ref op, LazyOp.Add, true, false);
+
+    public static ExecStatus AddRI(InterpreterVcpu c, ref DecodedOp op) => RegOp(c, ref op, LazyOp.Add, true, true);
+
+    public static ExecStatus SubRR(InterpreterVcpu c, ref DecodedOp op) => RegOp(c, ref op, LazyOp.Sub, true, false);
+
+    public static ExecStatus SubRI(InterpreterVcpu c, ref DecodedOp op) => RegOp(c, ref op, LazyOp.Sub, true, true);
+
+    public static ExecStatus CmpRR(InterpreterVcpu c, ref DecodedOp op) => RegOp(c, ref op, LazyOp.Sub, false, false);
+
+    public static ExecStatus CmpRI(InterpreterVcpu c, ref DecodedOp op) => RegOp(c, ref op, LazyOp.Sub, false, true);
+
+    public static ExecStatus AndRR(InterpreterVcpu c, ref DecodedOp op) => RegLogic(c, ref op, 0, true, false);
+
+    public static ExecStatus AndRI(InterpreterVcpu c, ref DecodedOp op) => RegLogic(c, ref op, 0, true, true);
+
+    public static ExecStatus OrRR(InterpreterVcpu c, ref DecodedOp op) => RegLogic(c, ref op, 1, true, false);
+
+    public static ExecStatus OrRI(InterpreterVcpu c, ref DecodedOp op) => RegLogic(c, ref op, 1, true, true);
+
+    public static ExecStatus XorRR(InterpreterVcpu c, ref DecodedOp op) => RegLogic(c, ref op, 2, true, false);
+
+    public static ExecStatus XorRI(InterpreterVcpu c, ref DecodedOp op) => RegLogic(c, ref op, 2, true, true);
+
+    public static ExecStatus TestRR(InterpreterVcpu c, ref DecodedOp op) => RegLogic(c, ref op, 0, false, false);
+
+    public static ExecStatus TestRI(InterpreterVcpu c, ref DecodedOp op) => RegLogic(c, ref op, 0, false, true);
+
+    public static ExecStatus MovRR(InterpreterVcpu c, ref DecodedOp op)
+    {
+        ulong v = c.Gpr(op.R1);
+        c.Gpr(op.R0) = op.Size == 4 ? (uint)v : v;
+        return Ok;
+    }
+
+    public static ExecStatus MovRI(InterpreterVcpu c, ref DecodedOp op)
+    {
+        c.Gpr(op.R0) = op.Size == 4 ? (uint)op.Imm : op.Imm;
+        return Ok;
+    }
+
+    public static ExecStatus MovRM(InterpreterVcpu c, ref DecodedOp op)
+    {
+        ExecStatus s = c.ReadMem(c.LinearAddress(ref op), op.Size, out ulong v);
+        if (s == Ok)
+        {
+            c.Gpr(op.R0) = v;
+        }
+        return s;
+    }
+
+    public static ExecStatus MovMR(InterpreterVcpu c, ref DecodedOp op) => c.WriteMem(c.LinearAddress(ref op), op.Size, c.Gpr(op.R1));
+
+    public static ExecStatus IncR(InterpreterVcpu c, ref DecodedOp op)
+    {
+        ref ulong d = ref c.Gpr(op.R0);
+        ulong a = op.Size == 4 ? (uint)d : d;
+        ulong r = op.Size == 4 ? (uint)(a + 1) : a + 1;
+        ulong cf = c.Carry();
+        d = r;
+        c.SetLazyFlags(LazyOp.Inc, op.Size, a, 1, r, cf);
+        return Ok;
+    }
+
+    public static ExecStatus DecR(InterpreterVcpu c, ref DecodedOp op)
+    {
+        ref ulong d = ref c.Gpr(op.R0);
+        ulong a = op.Size == 4 ? (uint)d : d;
+        ulong r = op.Size == 4 ? (uint)(a - 1) : a - 1;
+        ulong cf = c.Carry();
+        d = r;
+        c.SetLazyFlags(LazyOp.Dec, op.Size, a, 1, r, cf);
+        return Ok;
+    }
+
     // ---- one-operand arithmetic ------------------------------------------------------------------------------------
 
     public static ExecStatus Inc(InterpreterVcpu c, ref DecodedOp op)
