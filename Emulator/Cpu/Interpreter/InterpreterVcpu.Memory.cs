@@ -1,0 +1,625 @@
+using System.Runtime.CompilerServices;
+using Colo.Core.Cpu;
+
+namespace Colo.Cpu.Interpreter;
+
+public sealed unsafe partial class InterpreterVcpu
+{
+    private const int AccessRead = 0;
+    private const int AccessWrite = 1;
+    private const int AccessExec = 2;
+    private const int TlbBits = 8;
+    private const ulong PhysAddrMask = 0x000F_FFFF_FFFF_F000;
+
+    /// <summary>
+    /// One software-TLB slot: a virtual page with a tag per access kind (read, write, exec), so a page is granted only
+    /// the rights its walk allowed. Write tags are only given once the dirty bit is set, so later writes need no walk.
+    /// </summary>
+    private struct TlbEntry
+    {
+        public ulong ReadTag;
+        public ulong WriteTag;
+        public ulong ExecTag;
+        public ulong PhysPage;
+    }
+
+    private readonly TlbEntry[] _tlb = new TlbEntry[1 << TlbBits];
+
+    private void InitTlb() => FlushTlb();
+
+    /// <summary>Invalidates every software-TLB entry (CR3/CR4/CR0 writes; global pages are not kept apart yet).</summary>
+    internal void FlushTlb() => Array.Fill(_tlb, new TlbEntry { ReadTag = ulong.MaxValue, WriteTag = ulong.MaxValue, ExecTag = ulong.MaxValue });
+
+    /// <summary>Invalidates the entry for one linear address (INVLPG).</summary>
+    internal void FlushTlbPage(ulong linear)
+    {
+        ref TlbEntry e = ref _tlb[(int)((linear >> 12) & ((1 << TlbBits) - 1))];
+        e.ReadTag = e.WriteTag = e.ExecTag = ulong.MaxValue;
+    }
+
+    // ---- registers ---------------------------------------------------------------------------------------------
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ulong GetReg(int r, int size)
+    {
+        if (r >= DecodedOp.HighByteBase)
+        {
+            return (byte)(_state.Gpr[r - DecodedOp.HighByteBase] >> 8);
+        }
+        ulong v = _state.Gpr[r];
+        return size switch
+        {
+            1 => (byte)v,
+            2 => (ushort)v,
+            4 => (uint)v,
+            _ => v,
+        };
+    }
+
+    /// <summary>Writes a GPR with x86 width rules: 8/16-bit writes merge, 32-bit writes zero-extend.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void SetReg(int r, int size, ulong v)
+    {
+        if (r >= DecodedOp.HighByteBase)
+        {
+            ref ulong h = ref _state.Gpr[r - DecodedOp.HighByteBase];
+            h = (h & ~0xFF00UL) | ((v & 0xFF) << 8);
+            return;
+        }
+        ref ulong g = ref _state.Gpr[r];
+        switch (size)
+        {
+            case 1:
+                g = (g & ~0xFFUL) | (byte)v;
+                break;
+            case 2:
+                g = (g & ~0xFFFFUL) | (ushort)v;
+                break;
+            case 4:
+                g = (uint)v;
+                break;
+            default:
+                g = v;
+                break;
+        }
+    }
+
+    /// <summary>The raw 64-bit register, for handlers that need whole registers (RSI/RDI/RCX, RSP).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ref ulong Gpr(int r) => ref _state.Gpr[r];
+
+    // ---- operands ----------------------------------------------------------------------------------------------
+
+    /// <summary>Offset part of the op's memory operand (no segment base), truncated to the address size.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ulong EffectiveAddress(ref DecodedOp op)
+    {
+        ulong ea = op.Disp;
+        if (op.Base != DecodedOp.NoReg)
+        {
+            ea += _state.Gpr[op.Base];
+        }
+        if (op.Index != DecodedOp.NoReg)
+        {
+            ea += _state.Gpr[op.Index] << op.ScaleShift;
+        }
+        return op.AddrSize switch
+        {
+            4 => (uint)ea,
+            2 => (ushort)ea,
+            _ => ea,
+        };
+    }
+
+    /// <summary>Linear address of the op's memory operand.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ulong LinearAddress(ref DecodedOp op)
+    {
+        ulong ea = EffectiveAddress(ref op);
+        return op.Seg == DecodedOp.NoReg ? ea : SegmentLinear(op.Seg, ea);
+    }
+
+    /// <summary>Adds a segment base; outside long mode linear addresses wrap at 4 GiB.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ulong SegmentLinear(int seg, ulong offset)
+    {
+        ulong linear = _state.Segments[seg].Base + offset;
+        return Bitness == 64 ? linear : (uint)linear;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ExecStatus ReadOperand(ref DecodedOp op, byte kind, byte reg, int size, out ulong value)
+    {
+        if (kind == OperandKind.Reg)
+        {
+            value = GetReg(reg, size);
+            return ExecStatus.Continue;
+        }
+        if (kind == OperandKind.Imm)
+        {
+            value = op.Imm;
+            return ExecStatus.Continue;
+        }
+        return ReadMem(LinearAddress(ref op), size, out value);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ExecStatus WriteOperand(ref DecodedOp op, byte kind, byte reg, int size, ulong value)
+    {
+        if (kind == OperandKind.Reg)
+        {
+            SetReg(reg, size, value);
+            return ExecStatus.Continue;
+        }
+        return WriteMem(LinearAddress(ref op), size, value);
+    }
+
+    // ---- linear memory -----------------------------------------------------------------------------------------
+
+    /// <summary>Reads <paramref name="size"/> (1, 2, 4, 8) bytes at a linear address; on a fault the exception is pending.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ExecStatus ReadMem(ulong linear, int size, out ulong value)
+    {
+        if ((linear & PageMask) + (ulong)size <= 0x1000)
+        {
+            ulong phys;
+            if ((_state.Cr0 & X86CpuState.Cr0Pg) == 0 && Bitness != 64)
+            {
+                phys = linear;
+            }
+            else if (!Translate(linear, AccessRead, out phys))
+            {
+                value = 0;
+                return ExecStatus.Fault;
+            }
+            if (phys < _ramSize)
+            {
+                // SAFETY: phys < _ramSize and the access stays in phys's page, which RAM covers entirely.
+                byte* p = _ram + phys;
+                value = size switch
+                {
+                    1 => *p,
+                    2 => Unsafe.ReadUnaligned<ushort>(p),
+                    4 => Unsafe.ReadUnaligned<uint>(p),
+                    _ => Unsafe.ReadUnaligned<ulong>(p),
+                };
+                return ExecStatus.Continue;
+            }
+            value = MmioRead(phys, size);
+            return ExecStatus.Continue;
+        }
+        return ReadMemSplit(linear, size, out value);
+    }
+
+    /// <summary>Writes <paramref name="size"/> bytes at a linear address, invalidating decoded code it overwrites.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ExecStatus WriteMem(ulong linear, int size, ulong value)
+    {
+        if ((linear & PageMask) + (ulong)size <= 0x1000)
+        {
+            ulong phys;
+            if ((_state.Cr0 & X86CpuState.Cr0Pg) == 0 && Bitness != 64)
+            {
+                phys = linear;
+            }
+            else if (!Translate(linear, AccessWrite, out phys))
+            {
+                return ExecStatus.Fault;
+            }
+            if (phys < _ramSize)
+            {
+                CheckCodeWrite(phys);
+                // SAFETY: phys < _ramSize and the access stays in phys's page, which RAM covers entirely.
+                byte* p = _ram + phys;
+                switch (size)
+                {
+                    case 1:
+                        *p = (byte)value;
+                        break;
+                    case 2:
+                        Unsafe.WriteUnaligned(p, (ushort)value);
+                        break;
+                    case 4:
+                        Unsafe.WriteUnaligned(p, (uint)value);
+                        break;
+                    default:
+                        Unsafe.WriteUnaligned(p, value);
+                        break;
+                }
+                return ExecStatus.Continue;
+            }
+            MmioWrite(phys, size, value);
+            return ExecStatus.Continue;
+        }
+        return WriteMemSplit(linear, size, value);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void CheckCodeWrite(ulong phys)
+    {
+        ulong page = phys >> 12;
+        if (_codePages.Test(page))
+        {
+            _memory.NotifyCodeWrite(page);
+            ExitBlock = true;
+        }
+    }
+
+    private ExecStatus ReadMemSplit(ulong linear, int size, out ulong value)
+    {
+        // Page-straddling access: translate both pages before touching anything, then assemble bytewise.
+        value = 0;
+        ulong v = 0;
+        for (int i = 0; i < size; i++)
+        {
+            ExecStatus s = ReadMem(WrapLinear(linear + (ulong)i), 1, out ulong b);
+            if (s != ExecStatus.Continue)
+            {
+                return s;
+            }
+            v |= b << (8 * i);
+        }
+        value = v;
+        return ExecStatus.Continue;
+    }
+
+    private ExecStatus WriteMemSplit(ulong linear, int size, ulong value)
+    {
+        // Probe both pages first so a fault on the second leaves memory untouched.
+        ulong last = WrapLinear(linear + (ulong)size - 1);
+        if (!ProbeWrite(linear) || !ProbeWrite(last))
+        {
+            return ExecStatus.Fault;
+        }
+        for (int i = 0; i < size; i++)
+        {
+            ExecStatus s = WriteMem(WrapLinear(linear + (ulong)i), 1, value >> (8 * i));
+            if (s != ExecStatus.Continue)
+            {
+                return s;
+            }
+        }
+        return ExecStatus.Continue;
+    }
+
+    private bool ProbeWrite(ulong linear)
+    {
+        if ((_state.Cr0 & X86CpuState.Cr0Pg) == 0 && Bitness != 64)
+        {
+            return true;
+        }
+        return Translate(linear, AccessWrite, out _);
+    }
+
+    private ulong WrapLinear(ulong linear) => Bitness == 64 ? linear : (uint)linear;
+
+    private ulong MmioRead(ulong phys, int size)
+    {
+        ulong v = 0;
+        // SAFETY: size ≤ 8 and v is an 8-byte local; the host is little-endian like the guest.
+        _io.MmioRead(phys, new Span<byte>(&v, size));
+        return v;
+    }
+
+    private void MmioWrite(ulong phys, int size, ulong value)
+    {
+        // SAFETY: size ≤ 8 and value is an 8-byte local; the host is little-endian like the guest.
+        _io.MmioWrite(phys, new ReadOnlySpan<byte>(&value, size));
+    }
+
+    // ---- stack ---------------------------------------------------------------------------------------------------
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ExecStatus Push(ulong value, int size)
+    {
+        ulong rsp = _state.Gpr[4];
+        ulong newSp = (rsp & ~StackMask) | ((rsp - (ulong)size) & StackMask);
+        ulong linear = Bitness == 64 ? newSp : SegmentLinear((int)SegmentIndex.Ss, newSp & StackMask);
+        ExecStatus s = WriteMem(linear, size, value);
+        if (s == ExecStatus.Continue)
+        {
+            _state.Gpr[4] = newSp;
+        }
+        return s;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ExecStatus Pop(int size, out ulong value)
+    {
+        ulong rsp = _state.Gpr[4];
+        ulong linear = Bitness == 64 ? rsp : SegmentLinear((int)SegmentIndex.Ss, rsp & StackMask);
+        ExecStatus s = ReadMem(linear, size, out value);
+        if (s == ExecStatus.Continue)
+        {
+            _state.Gpr[4] = (rsp & ~StackMask) | ((rsp + (ulong)size) & StackMask);
+        }
+        return s;
+    }
+
+    // ---- faults --------------------------------------------------------------------------------------------------
+
+    /// <summary>Makes exception <paramref name="vector"/> pending and returns <see cref="ExecStatus.Fault"/>.</summary>
+    internal ExecStatus Raise(byte vector)
+    {
+        _state.ExceptionPending = true;
+        _state.ExceptionVector = vector;
+        _state.ExceptionHasErrorCode = false;
+        _state.ExceptionErrorCode = 0;
+        return ExecStatus.Fault;
+    }
+
+    /// <summary>Makes exception <paramref name="vector"/> with an error code pending.</summary>
+    internal ExecStatus Raise(byte vector, uint errorCode)
+    {
+        _state.ExceptionPending = true;
+        _state.ExceptionVector = vector;
+        _state.ExceptionHasErrorCode = true;
+        _state.ExceptionErrorCode = errorCode;
+        return ExecStatus.Fault;
+    }
+
+    // ---- paging ----------------------------------------------------------------------------------------------------
+
+    private bool TranslateFetch(ulong linear, out ulong phys)
+    {
+        if ((_state.Cr0 & X86CpuState.Cr0Pg) == 0 && Bitness != 64)
+        {
+            phys = linear;
+            return true;
+        }
+        return Translate(linear, AccessExec, out phys);
+    }
+
+    /// <summary>
+    /// Linear → physical through the software TLB, walking the page tables on a miss. Returns false with #PF/#GP
+    /// pending. In long mode it also enforces canonical addresses.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool Translate(ulong linear, int access, out ulong phys)
+    {
+        if (Bitness == 64 && (ulong)(((long)linear << 16) >> 16) != linear)
+        {
+            Raise(Vector.GP, 0);
+            phys = 0;
+            return false;
+        }
+        if ((_state.Cr0 & X86CpuState.Cr0Pg) == 0)
+        {
+            phys = linear;
+            return true;
+        }
+        ulong vpage = linear >> 12;
+        ref TlbEntry e = ref _tlb[(int)(vpage & ((1 << TlbBits) - 1))];
+        ulong tag = access == AccessRead ? e.ReadTag : access == AccessWrite ? e.WriteTag : e.ExecTag;
+        if (tag == vpage)
+        {
+            phys = e.PhysPage | (linear & PageMask);
+            return true;
+        }
+        return Walk(linear, access, out phys);
+    }
+
+    private bool Walk(ulong linear, int access, out ulong phys)
+    {
+        phys = 0;
+        if ((_state.Efer & X86CpuState.EferLma) == 0)
+        {
+            return WalkLegacy(linear, access, out phys);
+        }
+        bool nxe = (_state.Efer & X86CpuState.EferNxe) != 0;
+        bool user = true;
+        bool writable = true;
+        bool noExec = false;
+        ulong table = _state.Cr3 & PhysAddrMask;
+        int shift = 39;
+        ulong entry;
+        ulong entryAddr;
+        while (true)
+        {
+            entryAddr = table + ((linear >> shift) & 511) * 8;
+            entry = ReadPhys64(entryAddr);
+            if ((entry & 1) == 0)
+            {
+                return PageFault(linear, access, present: false, reserved: false);
+            }
+            if (!nxe && (long)entry < 0)
+            {
+                return PageFault(linear, access, present: true, reserved: true);
+            }
+            user &= (entry & 4) != 0;
+            writable &= (entry & 2) != 0;
+            noExec |= nxe && (long)entry < 0;
+            if ((entry & 0x20) == 0)
+            {
+                WritePhys64(entryAddr, entry | 0x20);
+                entry |= 0x20;
+            }
+            bool large = (entry & 0x80) != 0 && (shift == 30 || shift == 21);
+            if (shift == 12 || large)
+            {
+                break;
+            }
+            table = entry & PhysAddrMask;
+            shift -= 9;
+        }
+        ulong pageBase = entry & PhysAddrMask & ~((1UL << shift) - 1);
+        phys = pageBase | (linear & ((1UL << shift) - 1));
+        return FinishWalk(linear, access, phys, entryAddr, entry, user, writable, noExec);
+    }
+
+    /// <summary>32-bit paging (2 levels, PSE 4 MiB pages) and PAE paging (3 levels) outside long mode.</summary>
+    private bool WalkLegacy(ulong linear, int access, out ulong phys)
+    {
+        phys = 0;
+        bool user = true;
+        bool writable = true;
+        bool noExec = false;
+        bool nxe = (_state.Efer & X86CpuState.EferNxe) != 0;
+        ulong entry;
+        ulong entryAddr;
+        int shift;
+        if ((_state.Cr4 & X86CpuState.Cr4Pae) != 0)
+        {
+            ulong pdpte = ReadPhys64((_state.Cr3 & 0xFFFF_FFE0) + ((linear >> 30) & 3) * 8);
+            if ((pdpte & 1) == 0)
+            {
+                return PageFault(linear, access, present: false, reserved: false);
+            }
+            ulong table = pdpte & PhysAddrMask;
+            shift = 21;
+            while (true)
+            {
+                entryAddr = table + ((linear >> shift) & 511) * 8;
+                entry = ReadPhys64(entryAddr);
+                if ((entry & 1) == 0)
+                {
+                    return PageFault(linear, access, present: false, reserved: false);
+                }
+                user &= (entry & 4) != 0;
+                writable &= (entry & 2) != 0;
+                noExec |= nxe && (long)entry < 0;
+                if ((entry & 0x20) == 0)
+                {
+                    WritePhys64(entryAddr, entry | 0x20);
+                    entry |= 0x20;
+                }
+                if (shift == 12 || (entry & 0x80) != 0)
+                {
+                    break;
+                }
+                table = entry & PhysAddrMask;
+                shift = 12;
+            }
+            ulong pageBase = entry & PhysAddrMask & ~((1UL << shift) - 1);
+            phys = pageBase | (linear & ((1UL << shift) - 1));
+            return FinishWalk(linear, access, phys, entryAddr, entry, user, writable, noExec);
+        }
+
+        ulong dir = _state.Cr3 & 0xFFFF_F000;
+        shift = 22;
+        while (true)
+        {
+            entryAddr = dir + ((linear >> shift) & 1023) * 4;
+            entry = ReadPhys32(entryAddr);
+            if ((entry & 1) == 0)
+            {
+                return PageFault(linear, access, present: false, reserved: false);
+            }
+            user &= (entry & 4) != 0;
+            writable &= (entry & 2) != 0;
+            if ((entry & 0x20) == 0)
+            {
+                WritePhys32(entryAddr, (uint)(entry | 0x20));
+                entry |= 0x20;
+            }
+            bool large = shift == 22 && (entry & 0x80) != 0 && (_state.Cr4 & 0x10) != 0;
+            if (shift == 12 || large)
+            {
+                if (large)
+                {
+                    // PSE-36: bits 20:13 of the PDE hold physical address bits 39:32.
+                    phys = (entry & 0xFFC0_0000) | (((entry >> 13) & 0xFF) << 32) | (linear & 0x3F_FFFF);
+                }
+                else
+                {
+                    phys = (entry & 0xFFFF_F000) | (linear & PageMask);
+                }
+                break;
+            }
+            dir = entry & 0xFFFF_F000;
+            shift = 12;
+        }
+        return FinishWalk(linear, access, phys, entryAddr, entry, user, writable, noExec, entryIs32: true);
+    }
+
+    private bool FinishWalk(ulong linear, int access, ulong phys, ulong entryAddr, ulong entry, bool user, bool writable, bool noExec, bool entryIs32 = false)
+    {
+        bool cplUser = _state.Cpl == 3;
+        bool wp = (_state.Cr0 & (1UL << 16)) != 0;
+        if (cplUser && !user)
+        {
+            return PageFault(linear, access, present: true, reserved: false);
+        }
+        bool canWrite = writable || (!cplUser && !wp);
+        if (access == AccessWrite && !canWrite)
+        {
+            return PageFault(linear, access, present: true, reserved: false);
+        }
+        if (access == AccessExec && noExec)
+        {
+            return PageFault(linear, access, present: true, reserved: false);
+        }
+        bool dirty = (entry & 0x40) != 0;
+        if (access == AccessWrite && !dirty)
+        {
+            if (entryIs32)
+            {
+                WritePhys32(entryAddr, (uint)(entry | 0x40));
+            }
+            else
+            {
+                WritePhys64(entryAddr, entry | 0x40);
+            }
+            dirty = true;
+        }
+        ulong vpage = linear >> 12;
+        ref TlbEntry e = ref _tlb[(int)(vpage & ((1 << TlbBits) - 1))];
+        e.PhysPage = phys & ~PageMask;
+        e.ReadTag = vpage;
+        e.WriteTag = canWrite && dirty ? vpage : ulong.MaxValue;
+        e.ExecTag = noExec ? ulong.MaxValue : vpage;
+        return true;
+    }
+
+    private bool PageFault(ulong linear, int access, bool present, bool reserved)
+    {
+        uint error = (present ? 1u : 0) | (access == AccessWrite ? 2u : 0) | (_state.Cpl == 3 ? 4u : 0) | (reserved ? 8u : 0);
+        if (access == AccessExec && (_state.Efer & X86CpuState.EferNxe) != 0)
+        {
+            error |= 0x10;
+        }
+        _state.Cr2 = linear;
+        Raise(Vector.PF, error);
+        return false;
+    }
+
+    private ulong ReadPhys64(ulong phys)
+    {
+        if (phys + 8 <= _ramSize)
+        {
+            // SAFETY: bounds checked against the RAM size just above.
+            return Unsafe.ReadUnaligned<ulong>(_ram + phys);
+        }
+        return MmioRead(phys, 8);
+    }
+
+    private ulong ReadPhys32(ulong phys)
+    {
+        if (phys + 4 <= _ramSize)
+        {
+            // SAFETY: bounds checked against the RAM size just above.
+            return Unsafe.ReadUnaligned<uint>(_ram + phys);
+        }
+        return MmioRead(phys, 4);
+    }
+
+    private void WritePhys64(ulong phys, ulong value)
+    {
+        if (phys + 8 <= _ramSize)
+        {
+            CheckCodeWrite(phys);
+            // SAFETY: bounds checked against the RAM size just above.
+            Unsafe.WriteUnaligned(_ram + phys, value);
+        }
+    }
+
+    private void WritePhys32(ulong phys, uint value)
+    {
+        if (phys + 4 <= _ramSize)
+        {
+            CheckCodeWrite(phys);
+            // SAFETY: bounds checked against the RAM size just above.
+            Unsafe.WriteUnaligned(_ram + phys, value);
+        }
+    }
+}

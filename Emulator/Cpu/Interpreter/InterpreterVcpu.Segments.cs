@@ -1,0 +1,317 @@
+using Colo.Core.Cpu;
+
+namespace Colo.Cpu.Interpreter;
+
+public sealed unsafe partial class InterpreterVcpu
+{
+    internal const uint MsrTsc = 0x10;
+    internal const uint MsrApicBase = 0x1B;
+    internal const uint MsrSysenterCs = 0x174;
+    internal const uint MsrSysenterEsp = 0x175;
+    internal const uint MsrSysenterEip = 0x176;
+    internal const uint MsrPat = 0x277;
+    internal const uint MsrEfer = 0xC000_0080;
+    internal const uint MsrStar = 0xC000_0081;
+    internal const uint MsrLstar = 0xC000_0082;
+    internal const uint MsrCstar = 0xC000_0083;
+    internal const uint MsrSfmask = 0xC000_0084;
+    internal const uint MsrFsBase = 0xC000_0100;
+    internal const uint MsrGsBase = 0xC000_0101;
+    internal const uint MsrKernelGsBase = 0xC000_0102;
+    internal const uint MsrTscAux = 0xC000_0103;
+
+    internal bool ProtectedMode => (_state.Cr0 & X86CpuState.Cr0Pe) != 0 && (_state.Rflags & (1UL << 17)) == 0;
+
+    /// <summary>MOV/POP to a data or stack segment register, with the protected-mode descriptor checks.</summary>
+    internal ExecStatus LoadDataSegment(int seg, ushort selector)
+    {
+        ref SegmentRegister s = ref _state.Segments[seg];
+        if (!ProtectedMode)
+        {
+            s.Selector = selector;
+            s.Base = (ulong)selector << 4;
+            return ExecStatus.Continue;
+        }
+        int cpl = _state.Cpl;
+        if ((selector & ~3) == 0)
+        {
+            if (seg == (int)SegmentIndex.Ss && !(Bitness == 64 && cpl < 3))
+            {
+                return Raise(Vector.GP, 0);
+            }
+            // A null selector loads an unusable segment; in long mode FS/GS keep no base either.
+            s = new SegmentRegister { Selector = selector, Attributes = seg == (int)SegmentIndex.Ss ? (ushort)(SegmentRegister.S | SegmentRegister.P | SegmentRegister.DB | 3 | (cpl << 5)) : (ushort)0 };
+            return ExecStatus.Continue;
+        }
+        if (!ReadDescriptor(selector, out ulong desc))
+        {
+            return ExecStatus.Fault;
+        }
+        bool isCodeData = ((desc >> 44) & 1) != 0;
+        bool isCode = ((desc >> 43) & 1) != 0;
+        bool writable = ((desc >> 41) & 1) != 0;
+        int dpl = (int)(desc >> 45) & 3;
+        bool present = ((desc >> 47) & 1) != 0;
+        uint error = (uint)(selector & ~3);
+        if (seg == (int)SegmentIndex.Ss)
+        {
+            if (!isCodeData || isCode || !writable || (selector & 3) != cpl || dpl != cpl)
+            {
+                return Raise(Vector.GP, error);
+            }
+            if (!present)
+            {
+                return Raise(Vector.SS, error);
+            }
+        }
+        else
+        {
+            bool readableCode = isCode && writable;
+            if (!isCodeData || (isCode && !readableCode))
+            {
+                return Raise(Vector.GP, error);
+            }
+            if (!present)
+            {
+                return Raise(Vector.NP, error);
+            }
+        }
+        LoadCodeSegmentCache(ref s, selector, desc);
+        if (seg == (int)SegmentIndex.Ss)
+        {
+            UpdateMode();
+        }
+        return ExecStatus.Continue;
+    }
+
+    /// <summary>Far JMP: loads CS (real mode: selector × 16; protected: a code descriptor at the same CPL).</summary>
+    internal ExecStatus FarJump(ushort selector, ulong offset)
+    {
+        ref SegmentRegister cs = ref _state.Segments[(int)SegmentIndex.Cs];
+        if (!ProtectedMode)
+        {
+            cs.Selector = selector;
+            cs.Base = (ulong)selector << 4;
+            _state.Rip = offset & 0xFFFF_FFFF;
+            UpdateMode();
+            return ExecStatus.Branch;
+        }
+        if (!ReadDescriptor(selector, out ulong desc))
+        {
+            return ExecStatus.Fault;
+        }
+        uint error = (uint)(selector & ~3);
+        bool isCode = ((desc >> 43) & 3) == 3;
+        if (!isCode)
+        {
+            // Call gates and task switches are not modelled.
+            return Raise(Vector.GP, error);
+        }
+        if (((desc >> 47) & 1) == 0)
+        {
+            return Raise(Vector.NP, error);
+        }
+        int cpl = _state.Cpl;
+        LoadCodeSegmentCache(ref cs, (ushort)((selector & ~3) | cpl), desc);
+        UpdateMode();
+        _state.Rip = Bitness == 64 ? offset : Bitness == 32 ? (uint)offset : (ushort)offset;
+        return ExecStatus.Branch;
+    }
+
+    /// <summary>MOV to CRn, with the mode and TLB consequences.</summary>
+    internal ExecStatus WriteControlRegister(int n, ulong value)
+    {
+        switch (n)
+        {
+            case 0:
+            {
+                value |= 0x10; // ET is hardwired to 1.
+                bool pg = (value & X86CpuState.Cr0Pg) != 0;
+                if (pg && (value & X86CpuState.Cr0Pe) == 0)
+                {
+                    return Raise(Vector.GP, 0);
+                }
+                if (pg && (_state.Cr0 & X86CpuState.Cr0Pg) == 0 && (_state.Efer & X86CpuState.EferLme) != 0)
+                {
+                    if ((_state.Cr4 & X86CpuState.Cr4Pae) == 0)
+                    {
+                        return Raise(Vector.GP, 0);
+                    }
+                    _state.Efer |= X86CpuState.EferLma;
+                }
+                else if (!pg)
+                {
+                    _state.Efer &= ~X86CpuState.EferLma;
+                }
+                _state.Cr0 = value;
+                break;
+            }
+            case 2:
+                _state.Cr2 = value;
+                return ExecStatus.Continue;
+            case 3:
+                _state.Cr3 = value;
+                break;
+            case 4:
+                if ((value & X86CpuState.Cr4Pae) == 0 && (_state.Efer & X86CpuState.EferLma) != 0)
+                {
+                    return Raise(Vector.GP, 0);
+                }
+                _state.Cr4 = value;
+                break;
+            case 8:
+                _state.Cr8 = value & 0xF;
+                return ExecStatus.Continue;
+            default:
+                return Raise(Vector.UD);
+        }
+        FlushTlb();
+        UpdateMode();
+        // Paging or mode may have changed under the decoded block: refetch at the next instruction.
+        return ExecStatus.Branch;
+    }
+
+    internal bool TryReadControlRegister(int n, out ulong value)
+    {
+        value = n switch
+        {
+            0 => _state.Cr0,
+            2 => _state.Cr2,
+            3 => _state.Cr3,
+            4 => _state.Cr4,
+            8 => _state.Cr8,
+            _ => 0,
+        };
+        return n is 0 or 2 or 3 or 4 or 8;
+    }
+
+    internal bool TryReadMsr(uint msr, out ulong value)
+    {
+        value = msr switch
+        {
+            MsrTsc => _state.TscOffset + _instructions,
+            MsrApicBase => _state.ApicBase,
+            MsrSysenterCs => _state.SysenterCs,
+            MsrSysenterEsp => _state.SysenterEsp,
+            MsrSysenterEip => _state.SysenterEip,
+            MsrPat => _state.Pat,
+            MsrEfer => _state.Efer,
+            MsrStar => _state.Star,
+            MsrLstar => _state.Lstar,
+            MsrCstar => _state.Cstar,
+            MsrSfmask => _state.Sfmask,
+            MsrFsBase => _state.Segments[(int)SegmentIndex.Fs].Base,
+            MsrGsBase => _state.Segments[(int)SegmentIndex.Gs].Base,
+            MsrKernelGsBase => _state.KernelGsBase,
+            MsrTscAux => _state.TscAux,
+            _ => 0,
+        };
+        return msr is MsrTsc or MsrApicBase or MsrSysenterCs or MsrSysenterEsp or MsrSysenterEip or MsrPat or MsrEfer
+            or MsrStar or MsrLstar or MsrCstar or MsrSfmask or MsrFsBase or MsrGsBase or MsrKernelGsBase or MsrTscAux;
+    }
+
+    /// <summary>WRMSR; false for MSRs the model lacks (the caller raises #GP).</summary>
+    internal bool TryWriteMsr(uint msr, ulong value)
+    {
+        switch (msr)
+        {
+            case MsrTsc:
+                _state.TscOffset = value - _instructions;
+                return true;
+            case MsrApicBase:
+                _state.ApicBase = value;
+                return true;
+            case MsrSysenterCs:
+                _state.SysenterCs = value;
+                return true;
+            case MsrSysenterEsp:
+                _state.SysenterEsp = value;
+                return true;
+            case MsrSysenterEip:
+                _state.SysenterEip = value;
+                return true;
+            case MsrPat:
+                _state.Pat = value;
+                return true;
+            case MsrEfer:
+                // LMA is read-only; SCE, LME, NXE are writable.
+                _state.Efer = (value & 0xD01) | (_state.Efer & X86CpuState.EferLma);
+                FlushTlb();
+                return true;
+            case MsrStar:
+                _state.Star = value;
+                return true;
+            case MsrLstar:
+                _state.Lstar = value;
+                return true;
+            case MsrCstar:
+                _state.Cstar = value;
+                return true;
+            case MsrSfmask:
+                _state.Sfmask = value;
+                return true;
+            case MsrFsBase:
+                _state.Segments[(int)SegmentIndex.Fs].Base = value;
+                return true;
+            case MsrGsBase:
+                _state.Segments[(int)SegmentIndex.Gs].Base = value;
+                return true;
+            case MsrKernelGsBase:
+                _state.KernelGsBase = value;
+                return true;
+            case MsrTscAux:
+                _state.TscAux = value;
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    /// <summary>LTR/LLDT: loads a system-segment register from a GDT descriptor (16 bytes in long mode).</summary>
+    internal ExecStatus LoadSystemSegment(bool task, ushort selector)
+    {
+        ref SegmentRegister target = ref task ? ref _state.Tr : ref _state.Ldtr;
+        if ((selector & ~3) == 0)
+        {
+            if (task)
+            {
+                return Raise(Vector.GP, 0);
+            }
+            target = new SegmentRegister { Selector = selector };
+            return ExecStatus.Continue;
+        }
+        if ((selector & 4) != 0 || (ulong)(selector & ~7) + (Bitness == 64 ? 15u : 7u) > _state.Gdtr.Limit)
+        {
+            return Raise(Vector.GP, (uint)(selector & ~3));
+        }
+        ulong address = _state.Gdtr.Base + (ulong)(selector & ~7);
+        if (ReadMem(address, 8, out ulong desc) != ExecStatus.Continue)
+        {
+            return ExecStatus.Fault;
+        }
+        ulong high = 0;
+        if (Bitness == 64 && ReadMem(address + 8, 8, out high) != ExecStatus.Continue)
+        {
+            return ExecStatus.Fault;
+        }
+        int type = (int)(desc >> 40) & 0x1F;
+        bool ok = task ? type is 0x09 or 0x01 : type == 0x02;
+        if (!ok)
+        {
+            return Raise(Vector.GP, (uint)(selector & ~3));
+        }
+        if (((desc >> 47) & 1) == 0)
+        {
+            return Raise(Vector.NP, (uint)(selector & ~3));
+        }
+        LoadCodeSegmentCache(ref target, selector, desc);
+        target.Base |= (high & 0xFFFF_FFFF) << 32;
+        if (task)
+        {
+            // Mark the TSS busy, as the hardware does.
+            WriteMem(address, 8, desc | (1UL << 41));
+            target.Attributes |= 2;
+        }
+        return ExecStatus.Continue;
+    }
+}

@@ -1,0 +1,102 @@
+using Colo.Core.Cpu;
+
+namespace Colo.Cpu.Interpreter;
+
+public sealed unsafe partial class InterpreterVcpu
+{
+    /// <summary>CPL ≤ IOPL (or real mode): IN/OUT/CLI/STI allowed. The TSS I/O bitmap is not consulted yet.</summary>
+    internal bool IoPrivileged()
+    {
+        if ((_state.Cr0 & X86CpuState.Cr0Pe) == 0)
+        {
+            return true;
+        }
+        int iopl = (int)(_state.Rflags >> 12) & 3;
+        return _state.Cpl <= iopl;
+    }
+
+    internal ulong PortRead(ushort port, int size)
+    {
+        ulong v = 0;
+        // SAFETY: size ≤ 4 and v is an 8-byte local; little-endian like the guest.
+        _io.PioRead(port, new Span<byte>(&v, size));
+        return v;
+    }
+
+    internal void PortWrite(ushort port, int size, ulong value)
+    {
+        // SAFETY: size ≤ 4 and value is an 8-byte local; little-endian like the guest.
+        _io.PioWrite(port, new ReadOnlySpan<byte>(&value, size));
+    }
+
+    /// <summary>The guest TSC: one tick per retired instruction plus the state's offset, so runs are reproducible.</summary>
+    internal ulong ReadTsc(ref DecodedOp current)
+    {
+        // The retired count is only folded in at block ends; add this op's position in the running block.
+        long index = System.Runtime.CompilerServices.Unsafe.ByteOffset(ref _pool[0], ref current) / sizeof(DecodedOp);
+        return _state.TscOffset + _instructions + (ulong)(index - _currentBlockStart);
+    }
+
+    /// <summary>POPF/IRET flag rules: IOPL only at CPL 0, IF only at CPL ≤ IOPL, VM/VIF/VIP never.</summary>
+    internal void WriteFlagsFromGuest(ulong value, int size)
+    {
+        ulong old = MaterializeFlags();
+        ulong mask = X86CpuState.ArithmeticFlags | X86CpuState.FlagTf | X86CpuState.FlagDf | (1UL << 14) | (1UL << 18) | (1UL << 21);
+        bool real = (_state.Cr0 & X86CpuState.Cr0Pe) == 0;
+        int cpl = _state.Cpl;
+        int iopl = (int)(old >> 12) & 3;
+        if (real || cpl == 0)
+        {
+            mask |= 3UL << 12;
+        }
+        if (real || cpl <= iopl)
+        {
+            mask |= X86CpuState.FlagIf;
+        }
+        if (size == 2)
+        {
+            mask &= 0xFFFF;
+        }
+        _state.Rflags = (old & ~mask) | (value & mask) | X86CpuState.FlagReserved1;
+    }
+
+    /// <summary>Completes a 64-bit IRET once the frame was read: loads CS/SS caches, flags, RSP, RIP.</summary>
+    internal ExecStatus FinishIret(ulong rip, ushort csSelector, ulong flags, ulong rsp, ushort ssSelector)
+    {
+        int cpl = _state.Cpl;
+        int rpl = csSelector & 3;
+        if (rpl < cpl)
+        {
+            return Raise(Vector.GP, (uint)(csSelector & ~3));
+        }
+        if (!ReadDescriptor(csSelector, out ulong csDesc))
+        {
+            return ExecStatus.Fault;
+        }
+        if (((csDesc >> 43) & 3) != 3 || ((csDesc >> 47) & 1) == 0)
+        {
+            return Raise(Vector.GP, (uint)(csSelector & ~3));
+        }
+        ulong ssDesc = 0;
+        bool nullSs = (ssSelector & ~3) == 0;
+        if (!nullSs && !ReadDescriptor(ssSelector, out ssDesc))
+        {
+            return ExecStatus.Fault;
+        }
+        WriteFlagsFromGuest(flags, 8);
+        LoadCodeSegmentCache(ref _state.Segments[(int)SegmentIndex.Cs], csSelector, csDesc);
+        ref SegmentRegister ss = ref _state.Segments[(int)SegmentIndex.Ss];
+        if (nullSs)
+        {
+            ss = new SegmentRegister { Selector = ssSelector, Attributes = (ushort)(SegmentRegister.S | SegmentRegister.P | SegmentRegister.DB | 3 | (rpl << 5)), Limit = 0xFFFF_FFFF };
+        }
+        else
+        {
+            LoadCodeSegmentCache(ref ss, ssSelector, ssDesc);
+        }
+        _state.Gpr[4] = rsp;
+        _state.Rip = rip;
+        UpdateMode();
+        return ExecStatus.Branch;
+    }
+}

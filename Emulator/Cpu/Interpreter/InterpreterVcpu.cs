@@ -1,0 +1,586 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Colo.Core.Cpu;
+using Colo.Core.Memory;
+using Iced.Intel;
+
+namespace Colo.Cpu.Interpreter;
+
+/// <summary>
+/// A vCPU that interprets guest code: iced decodes each basic block once into a preallocated op pool, handlers are
+/// resolved at decode time and called through function pointers, flags are computed lazily, and guest faults are
+/// return values. Run it on one dedicated thread; <see cref="Kick"/> is the only thread-safe member.
+/// </summary>
+[SkipLocalsInit]
+public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
+{
+    private const int MaxBlockOps = 32;
+    private const int BlockTableBits = 14;
+    private const int PoolSize = 1 << 16;
+    private const ulong PageMask = 0xFFF;
+
+    /// <summary>A decoded block: its ops are <c>_pool[Start .. Start + Count)</c>. Count 0 marks an empty slot.</summary>
+    private struct BlockEntry
+    {
+        public ulong Phys;
+        public ulong Rip;
+        public uint Mode;
+        public int Start;
+        public int Count;
+    }
+
+    private X86CpuState _state;
+    private readonly GuestMemory _memory;
+    private readonly IIoBus _io;
+    private readonly byte* _ram;
+    private readonly ulong _ramSize;
+    private readonly PageBitmap _codePages;
+    private readonly GuestCodeReader _reader = new();
+    private readonly Decoder _decoder16;
+    private readonly Decoder _decoder32;
+    private readonly Decoder _decoder64;
+    private readonly BlockEntry[] _blocks = new BlockEntry[1 << BlockTableBits];
+    private readonly DecodedOp[] _pool = new DecodedOp[PoolSize];
+    private byte* _crossPageBuffer;
+    private int _poolUsed;
+    private int _seenCodeGeneration;
+    private int _kick;
+    private int _interruptRequest;
+    private readonly ManualResetEventSlim _wake = new(false);
+    private uint _modeKey;
+    private ulong _instructions;
+    private int _currentBlockStart;
+
+    /// <summary>Set by a store that hit a page holding decoded code: the current block may be stale.</summary>
+    internal bool ExitBlock;
+
+    /// <summary>16, 32 or 64: the current code size (CS.L / CS.D).</summary>
+    internal int Bitness;
+
+    /// <summary>Mask of the stack pointer bits the current mode uses (SS.B, long mode).</summary>
+    internal ulong StackMask;
+
+    /// <summary>Creates vCPU <paramref name="index"/> over <paramref name="memory"/>; PIO and MMIO go to <paramref name="io"/>.</summary>
+    public InterpreterVcpu(int index, GuestMemory memory, IIoBus io)
+    {
+        Index = index;
+        _memory = memory;
+        _io = io;
+        _ram = memory.Ram.HostPointer;
+        _ramSize = memory.Ram.Size;
+        _codePages = memory.Ram.CodePages;
+        _decoder16 = Decoder.Create(16, _reader, DecoderOptions.None);
+        _decoder32 = Decoder.Create(32, _reader, DecoderOptions.None);
+        _decoder64 = Decoder.Create(64, _reader, DecoderOptions.None);
+        _crossPageBuffer = (byte*)NativeMemory.AllocZeroed(16);
+        _seenCodeGeneration = memory.CodeGeneration;
+        _state.Reset();
+        InitTlb();
+    }
+
+    /// <inheritdoc/>
+    public int Index { get; }
+
+    /// <inheritdoc/>
+    public ref X86CpuState State => ref _state;
+
+    /// <summary>Instructions retired since creation; the interpreter's notion of virtual time.</summary>
+    public ulong InstructionCount => _instructions;
+
+    /// <summary>Why the last <see cref="VcpuExit.InternalError"/> happened.</summary>
+    public string? InternalErrorDetail { get; private set; }
+
+    /// <inheritdoc/>
+    public void Kick()
+    {
+        Volatile.Write(ref _kick, 1);
+        _wake.Set();
+    }
+
+    /// <summary>Where external interrupts come from; without one, HLT returns <see cref="VcpuExit.Halted"/>.</summary>
+    public IInterruptSource? Interrupts { get; set; }
+
+    /// <summary>Tells the vCPU an interrupt may be pending (thread-safe); it acknowledges at the next block boundary.</summary>
+    public void NotifyInterruptRequest()
+    {
+        Volatile.Write(ref _interruptRequest, 1);
+        _wake.Set();
+    }
+
+    /// <inheritdoc/>
+    public VcpuExit Run()
+    {
+        _state.Halted = false;
+        UpdateMode();
+        VcpuExit exit;
+        while (true)
+        {
+            // Async events are looked at only here, between blocks.
+            if (Volatile.Read(ref _kick) != 0)
+            {
+                Volatile.Write(ref _kick, 0);
+                exit = VcpuExit.Kicked;
+                break;
+            }
+            if (Volatile.Read(ref _interruptRequest) != 0 && (_state.Rflags & X86CpuState.FlagIf) != 0)
+            {
+                if (!TakeExternalInterrupt())
+                {
+                    exit = VcpuExit.Shutdown;
+                    break;
+                }
+            }
+            int generation = _memory.CodeGeneration;
+            if (generation != _seenCodeGeneration)
+            {
+                _seenCodeGeneration = generation;
+                FlushBlocks();
+            }
+
+            ExecStatus status = LookupBlock(out int start, out int count);
+            int executed = 0;
+            if (status == ExecStatus.Continue)
+            {
+                ExitBlock = false;
+                _currentBlockStart = start;
+                DecodedOp[] pool = _pool;
+                int end = start + count;
+                int i = start;
+                for (; i < end; i++)
+                {
+                    ref DecodedOp op = ref pool[i];
+                    _state.Rip = op.NextIp;
+                    status = op.Handler(this, ref op);
+                    if (status != ExecStatus.Continue || ExitBlock)
+                    {
+                        i++;
+                        break;
+                    }
+                }
+                executed = i - start;
+                if (status == ExecStatus.Fault)
+                {
+                    // Faults are reported at the faulting instruction, so it restarts after the handler returns.
+                    _state.Rip = pool[i - 1].Ip;
+                    executed--;
+                }
+            }
+            _instructions += (ulong)executed;
+
+            if (status == ExecStatus.Continue || status == ExecStatus.Branch)
+            {
+                continue;
+            }
+            if (status == ExecStatus.Fault)
+            {
+                if (!DeliverException())
+                {
+                    exit = VcpuExit.Shutdown;
+                    break;
+                }
+                continue;
+            }
+            if (status == ExecStatus.Halt)
+            {
+                if (Interrupts is not null && (MaterializeFlags() & X86CpuState.FlagIf) != 0)
+                {
+                    // HLT sleeps until an interrupt request or a kick; the loop top then delivers or exits.
+                    _state.Halted = true;
+                    while (Volatile.Read(ref _interruptRequest) == 0 && Volatile.Read(ref _kick) == 0)
+                    {
+                        _wake.Wait();
+                        _wake.Reset();
+                    }
+                    _state.Halted = false;
+                    continue;
+                }
+                _state.Halted = true;
+                exit = VcpuExit.Halted;
+                break;
+            }
+            exit = VcpuExit.InternalError;
+            break;
+        }
+        MaterializeFlags();
+        return exit;
+    }
+
+    /// <summary>Recomputes the cached mode values after CS, SS, CR0 or EFER changed.</summary>
+    internal void UpdateMode()
+    {
+        ref SegmentRegister cs = ref _state.Segments[(int)SegmentIndex.Cs];
+        if ((_state.Efer & X86CpuState.EferLma) != 0 && (cs.Attributes & SegmentRegister.L) != 0)
+        {
+            Bitness = 64;
+            StackMask = ulong.MaxValue;
+        }
+        else
+        {
+            bool protectedMode = (_state.Cr0 & X86CpuState.Cr0Pe) != 0;
+            Bitness = protectedMode && (cs.Attributes & SegmentRegister.DB) != 0 ? 32 : 16;
+            bool bigStack = protectedMode && (_state.Segments[(int)SegmentIndex.Ss].Attributes & SegmentRegister.DB) != 0;
+            StackMask = bigStack ? 0xFFFF_FFFF : 0xFFFF;
+        }
+        uint modeKey = (uint)Bitness | ((uint)_state.Cpl << 8) | ((uint)(_state.Cr0 >> 31) << 10);
+        if ((modeKey & 0x300) != (_modeKey & 0x300))
+        {
+            // TLB entries carry rights checked for the CPL of their walk.
+            FlushTlb();
+        }
+        _modeKey = modeKey;
+    }
+
+    /// <summary>Drops every decoded block (code write, pool exhaustion).</summary>
+    internal void FlushBlocks()
+    {
+        Array.Clear(_blocks);
+        _poolUsed = 0;
+    }
+
+    private ExecStatus LookupBlock(out int start, out int count)
+    {
+        start = 0;
+        count = 0;
+        ulong rip = _state.Rip;
+        ulong linear = Bitness == 64 ? rip : (uint)(_state.Segments[(int)SegmentIndex.Cs].Base + rip);
+        if (!TranslateFetch(linear, out ulong phys))
+        {
+            return ExecStatus.Fault;
+        }
+        uint slot = (uint)((phys ^ (phys >> BlockTableBits)) & ((1 << BlockTableBits) - 1));
+        ref BlockEntry entry = ref _blocks[slot];
+        if (entry.Count != 0 && entry.Phys == phys && entry.Rip == rip && entry.Mode == _modeKey)
+        {
+            start = entry.Start;
+            count = entry.Count;
+            return ExecStatus.Continue;
+        }
+        ExecStatus status = DecodeBlock(linear, phys, rip, out start, out count);
+        if (status != ExecStatus.Continue)
+        {
+            return status;
+        }
+        // Decoding may have flushed the table; the slot reference is still the right element.
+        entry.Phys = phys;
+        entry.Rip = rip;
+        entry.Mode = _modeKey;
+        entry.Start = start;
+        entry.Count = count;
+        return ExecStatus.Continue;
+    }
+
+    private ExecStatus DecodeBlock(ulong linear, ulong phys, ulong rip, out int start, out int count)
+    {
+        start = 0;
+        count = 0;
+        if (phys >= _ramSize)
+        {
+            InternalErrorDetail = $"instruction fetch from non-RAM guest-physical address 0x{phys:X}";
+            return ExecStatus.InternalError;
+        }
+        if (_poolUsed + MaxBlockOps > PoolSize)
+        {
+            FlushBlocks();
+        }
+        Decoder decoder = Bitness == 64 ? _decoder64 : Bitness == 32 ? _decoder32 : _decoder16;
+        int available = (int)(0x1000 - (phys & PageMask));
+        // SAFETY: phys < _ramSize and RAM is a whole number of pages, so [phys, phys + available) is mapped.
+        _reader.Reset(_ram + phys, available);
+        decoder.IP = rip;
+        _memory.MarkCode(phys >> 12);
+        start = _poolUsed;
+        int n = 0;
+        while (n < MaxBlockOps)
+        {
+            ref DecodedOp op = ref _pool[start + n];
+            decoder.Decode(out op.Instr);
+            bool crossed = false;
+            if (op.Instr.IsInvalid && decoder.LastError == DecoderError.NoMoreBytes)
+            {
+                if (n > 0)
+                {
+                    break;
+                }
+                // The first instruction straddles the page end: gather its bytes through translation.
+                if (!FetchAcrossPage(linear, available))
+                {
+                    return ExecStatus.Fault;
+                }
+                _reader.Reset(_crossPageBuffer, 15);
+                decoder.IP = rip;
+                decoder.Decode(out op.Instr);
+                crossed = true;
+            }
+            Prepare(ref op);
+            n++;
+            if (crossed || op.Instr.FlowControl != FlowControl.Next || _reader.Position >= available)
+            {
+                break;
+            }
+        }
+        _poolUsed += n;
+        count = n;
+        return ExecStatus.Continue;
+    }
+
+    private bool FetchAcrossPage(ulong linear, int available)
+    {
+        ulong next = linear + (ulong)available;
+        if (Bitness != 64)
+        {
+            next = (uint)next;
+        }
+        if (!TranslateFetch(next, out ulong nextPhys))
+        {
+            return false;
+        }
+        TranslateFetch(linear, out ulong phys);
+        for (int i = 0; i < 15; i++)
+        {
+            ulong p = i < available ? phys + (ulong)i : nextPhys + (ulong)(i - available);
+            // SAFETY: p is checked against the RAM size before the read.
+            _crossPageBuffer[i] = p < _ramSize ? _ram[p] : (byte)0;
+        }
+        _memory.MarkCode(nextPhys >> 12);
+        return true;
+    }
+
+    /// <summary>Digests iced's operands into the op's flat fields and picks the handler.</summary>
+    private void Prepare(ref DecodedOp op)
+    {
+        ref Instruction ins = ref op.Instr;
+        op.Ip = ins.IP;
+        op.NextIp = ins.NextIP;
+        op.Handler = OpcodeTable.Handlers[(int)ins.Code];
+        op.K0 = op.K1 = op.K2 = OperandKind.None;
+        op.R0 = op.R1 = op.R2 = DecodedOp.NoReg;
+        op.Base = op.Index = op.Seg = DecodedOp.NoReg;
+        op.ScaleShift = 0;
+        op.Size = op.SrcSize = 0;
+        op.Imm = op.Disp = op.Target = 0;
+        op.AddrSize = (byte)(Bitness / 8);
+        op.Cond = (byte)ins.ConditionCode;
+        op.Rep = (byte)(ins.HasRepePrefix ? 1 : ins.HasRepnePrefix ? 2 : 0);
+        int spInc = ins.StackPointerIncrement;
+        op.StackSize = (byte)(spInc < 0 ? -spInc : spInc);
+        bool ok = !ins.IsInvalid;
+        bool haveImm = false;
+        int opCount = Math.Min(ins.OpCount, 3);
+        for (int i = 0; i < opCount && ok; i++)
+        {
+            byte kind = OperandKind.None;
+            byte reg = DecodedOp.NoReg;
+            int size = 0;
+            switch (ins.GetOpKind(i))
+            {
+                case OpKind.Register:
+                    Register r = ins.GetOpRegister(i);
+                    kind = OperandKind.Reg;
+                    size = r.GetSize();
+                    if (r.IsGPR())
+                    {
+                        reg = GprIndex(r);
+                    }
+                    else if (OpcodeTable.TakesSpecialRegisters[(int)ins.Code] && r.IsSegmentRegister())
+                    {
+                        reg = (byte)(DecodedOp.SegRegBase + (r - Register.ES));
+                    }
+                    else if (OpcodeTable.TakesSpecialRegisters[(int)ins.Code] && r >= Register.CR0 && r <= Register.CR15)
+                    {
+                        reg = (byte)(DecodedOp.CrBase + (r - Register.CR0));
+                    }
+                    else
+                    {
+                        ok = false;
+                    }
+                    break;
+                case OpKind.Memory:
+                    kind = OperandKind.Mem;
+                    size = ins.MemorySize.GetSize();
+                    ok = PrepareMemory(ref op, ref ins);
+                    break;
+                case OpKind.Immediate8:
+                case OpKind.Immediate16:
+                case OpKind.Immediate32:
+                case OpKind.Immediate64:
+                case OpKind.Immediate8to16:
+                case OpKind.Immediate8to32:
+                case OpKind.Immediate8to64:
+                case OpKind.Immediate32to64:
+                    kind = OperandKind.Imm;
+                    if (!haveImm)
+                    {
+                        op.Imm = ins.GetImmediate(i);
+                        haveImm = true;
+                    }
+                    break;
+                case OpKind.Immediate8_2nd:
+                    break;
+                case OpKind.FarBranch16:
+                case OpKind.FarBranch32:
+                    op.Target = ins.GetOpKind(i) == OpKind.FarBranch16 ? ins.FarBranch16 : ins.FarBranch32;
+                    op.Imm = ins.FarBranchSelector;
+                    break;
+                case OpKind.NearBranch16:
+                case OpKind.NearBranch32:
+                case OpKind.NearBranch64:
+                    op.Target = ins.NearBranchTarget;
+                    break;
+                case OpKind.MemorySegSI:
+                case OpKind.MemorySegESI:
+                case OpKind.MemorySegRSI:
+                case OpKind.MemorySegDI:
+                case OpKind.MemorySegEDI:
+                case OpKind.MemorySegRDI:
+                case OpKind.MemoryESDI:
+                case OpKind.MemoryESEDI:
+                case OpKind.MemoryESRDI:
+                    kind = OperandKind.Mem;
+                    size = ins.MemorySize.GetSize();
+                    op.AddrSize = StringAddressSize(ins.GetOpKind(i));
+                    if (ins.GetOpKind(i) is OpKind.MemorySegSI or OpKind.MemorySegESI or OpKind.MemorySegRSI)
+                    {
+                        op.Seg = SegmentFor(ins.MemorySegment);
+                    }
+                    break;
+                default:
+                    ok = false;
+                    break;
+            }
+            switch (i)
+            {
+                case 0:
+                    op.K0 = kind;
+                    op.R0 = reg;
+                    op.Size = (byte)size;
+                    break;
+                case 1:
+                    op.K1 = kind;
+                    op.R1 = reg;
+                    op.SrcSize = (byte)size;
+                    break;
+                default:
+                    op.K2 = kind;
+                    op.R2 = reg;
+                    break;
+            }
+        }
+        if (op.Size == 0)
+        {
+            op.Size = op.SrcSize;
+        }
+        if (ok)
+        {
+            op.Handler = OpcodeTable.Specialize(op.Handler, ref op);
+        }
+        if (!ok)
+        {
+            // Operands this interpreter cannot represent yet (segment/control registers, far pointers, vector
+            // registers): refuse the instruction rather than run it half-understood.
+            op.Handler = &Handlers.SystemOps.Ud;
+        }
+    }
+
+    private bool PrepareMemory(ref DecodedOp op, ref Instruction ins)
+    {
+        Register b = ins.MemoryBase;
+        Register x = ins.MemoryIndex;
+        op.Disp = ins.MemoryDisplacement64;
+        byte addrSize = 8;
+        if (b == Register.RIP || b == Register.EIP)
+        {
+            // iced already folded RIP-relative displacements into an absolute address.
+            addrSize = b == Register.RIP ? (byte)8 : (byte)4;
+        }
+        else if (b != Register.None)
+        {
+            if (!b.IsGPR())
+            {
+                return false;
+            }
+            op.Base = GprIndex(b);
+            addrSize = (byte)b.GetSize();
+        }
+        if (x != Register.None)
+        {
+            if (!x.IsGPR())
+            {
+                return false;
+            }
+            op.Index = GprIndex(x);
+            op.ScaleShift = (byte)System.Numerics.BitOperations.Log2((uint)ins.MemoryIndexScale);
+            addrSize = (byte)x.GetSize();
+        }
+        op.AddrSize = addrSize;
+        op.Seg = SegmentFor(ins.MemorySegment);
+        return true;
+    }
+
+    private byte SegmentFor(Register segment)
+    {
+        int index = segment - Register.ES;
+        if ((uint)index > 5)
+        {
+            return DecodedOp.NoReg;
+        }
+        // Long mode ignores the bases of ES, CS, SS and DS.
+        if (Bitness == 64 && index < 4)
+        {
+            return DecodedOp.NoReg;
+        }
+        return (byte)index;
+    }
+
+    private static byte StringAddressSize(OpKind kind) => kind switch
+    {
+        OpKind.MemorySegSI or OpKind.MemorySegDI or OpKind.MemoryESDI => 2,
+        OpKind.MemorySegESI or OpKind.MemorySegEDI or OpKind.MemoryESEDI => 4,
+        _ => 8,
+    };
+
+    /// <summary>GPR index 0..15, or 16..19 for AH, CH, DH, BH.</summary>
+    internal static byte GprIndex(Register r)
+    {
+        if (r >= Register.AH && r <= Register.BH)
+        {
+            return (byte)(DecodedOp.HighByteBase + (r - Register.AH));
+        }
+        return (byte)(r.GetFullRegister() - Register.RAX);
+    }
+
+    /// <summary>Acknowledges and delivers one external interrupt; false on a triple fault during delivery.</summary>
+    private bool TakeExternalInterrupt()
+    {
+        Volatile.Write(ref _interruptRequest, 0);
+        if (Interrupts is null || !Interrupts.TryAcknowledge(out byte vector))
+        {
+            return true;
+        }
+        // More may be pending behind this one: look again at the next boundary.
+        Volatile.Write(ref _interruptRequest, 1);
+        MaterializeFlags();
+        if (TryDeliver(vector, hasError: false, error: 0, isInterrupt: false))
+        {
+            return true;
+        }
+        return DeliverException();
+    }
+
+    /// <summary>INT n / INT3 / INTO: delivered with the next RIP, subject to the gate's DPL.</summary>
+    internal ExecStatus SoftwareInterrupt(byte vector)
+    {
+        MaterializeFlags();
+        return TryDeliver(vector, hasError: false, error: 0, isInterrupt: true) ? ExecStatus.Branch : ExecStatus.Fault;
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        _wake.Dispose();
+        if (_crossPageBuffer != null)
+        {
+            NativeMemory.Free(_crossPageBuffer);
+            _crossPageBuffer = null;
+        }
+    }
+}

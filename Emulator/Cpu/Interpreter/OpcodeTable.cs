@@ -1,0 +1,287 @@
+using Colo.Cpu.Interpreter.Handlers;
+using Iced.Intel;
+
+namespace Colo.Cpu.Interpreter;
+
+/// <summary>
+/// Code → handler, one slot per iced <see cref="Code"/>. Rows are chosen by mnemonic for the legacy encodings (the
+/// operand forms are digested generically at decode time), with per-Code rows where one mnemonic needs several
+/// handlers. Everything else is #UD.
+/// </summary>
+internal static unsafe class OpcodeTable
+{
+    /// <summary>Codes whose handlers understand segment/control register operands (see <see cref="DecodedOp.SegRegBase"/>).</summary>
+    public static readonly bool[] TakesSpecialRegisters = BuildSpecial();
+
+    public static readonly delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus>[] Handlers = Build();
+
+    private static bool[] BuildSpecial()
+    {
+        Code[] codes = Enum.GetValues<Code>();
+        var special = new bool[codes.Length + 1];
+        foreach (Code code in codes)
+        {
+            string name = code.ToString();
+            Mnemonic m = code.Mnemonic();
+            bool segPushPop = (m == Mnemonic.Push || m == Mnemonic.Pop) && name.Length > 3 && name[^3] == '_' && name.EndsWith('S');
+            special[(int)code] = name.StartsWith("Mov_", StringComparison.Ordinal) && (name.Contains("Sreg", StringComparison.Ordinal) || name.EndsWith("_cr", StringComparison.Ordinal) || name.Contains("_cr_", StringComparison.Ordinal))
+                || segPushPop;
+        }
+        return special;
+    }
+
+    private static delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus>[] Build()
+    {
+        Code[] codes = Enum.GetValues<Code>();
+        int max = 0;
+        foreach (Code code in codes)
+        {
+            max = Math.Max(max, (int)code);
+        }
+        var table = new delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus>[max + 1];
+        for (int i = 0; i < table.Length; i++)
+        {
+            table[i] = &SystemOps.Ud;
+        }
+        foreach (Code code in codes)
+        {
+            if (code == Code.INVALID || code.ToOpCode().Encoding != EncodingKind.Legacy)
+            {
+                continue;
+            }
+            table[(int)code] = ForCode(code);
+        }
+        return table;
+    }
+
+    private static delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> ForCode(Code code)
+    {
+        string name = code.ToString();
+        OpCodeInfo info = code.ToOpCode();
+        switch (code.Mnemonic())
+        {
+            case Mnemonic.Add: return &Alu.Add;
+            case Mnemonic.Adc: return &Alu.Adc;
+            case Mnemonic.Sub: return &Alu.Sub;
+            case Mnemonic.Sbb: return &Alu.Sbb;
+            case Mnemonic.Cmp: return &Alu.Cmp;
+            case Mnemonic.And: return &Alu.And;
+            case Mnemonic.Or: return &Alu.Or;
+            case Mnemonic.Xor: return &Alu.Xor;
+            case Mnemonic.Test: return &Alu.Test;
+            case Mnemonic.Inc: return &Alu.Inc;
+            case Mnemonic.Dec: return &Alu.Dec;
+            case Mnemonic.Neg: return &Alu.Neg;
+            case Mnemonic.Not: return &Alu.Not;
+            case Mnemonic.Mov:
+                if (name.Contains("Sreg", StringComparison.Ordinal))
+                {
+                    return &SystemRegs.MovSreg;
+                }
+                if (name.EndsWith("_cr", StringComparison.Ordinal) || name.Contains("_cr_", StringComparison.Ordinal))
+                {
+                    return &SystemRegs.MovCr;
+                }
+                return name.Contains("_dr", StringComparison.Ordinal) || name.Contains("_tr", StringComparison.Ordinal) ? &SystemOps.Ud : &Alu.Mov;
+            case Mnemonic.Movzx: return &Alu.Movzx;
+            case Mnemonic.Movsx:
+            case Mnemonic.Movsxd: return &Alu.Movsx;
+            case Mnemonic.Lea: return &Alu.Lea;
+            case Mnemonic.Xchg: return &Alu.Xchg;
+            case Mnemonic.Cmpxchg: return &Alu.Cmpxchg;
+            case Mnemonic.Xadd: return &Alu.Xadd;
+            case Mnemonic.Bswap: return &Alu.Bswap;
+            case Mnemonic.Cbw: return &Alu.Cbw;
+            case Mnemonic.Cwde: return &Alu.Cwde;
+            case Mnemonic.Cdqe: return &Alu.Cdqe;
+            case Mnemonic.Cwd: return &Alu.Cwd;
+            case Mnemonic.Cdq: return &Alu.Cdq;
+            case Mnemonic.Cqo: return &Alu.Cqo;
+            case Mnemonic.Bt: return &Alu.Bt;
+            case Mnemonic.Bts: return &Alu.Bts;
+            case Mnemonic.Btr: return &Alu.Btr;
+            case Mnemonic.Btc: return &Alu.Btc;
+            case Mnemonic.Bsf: return &Alu.Bsf;
+            case Mnemonic.Bsr: return &Alu.Bsr;
+            case Mnemonic.Shl:
+            case Mnemonic.Sal: return &Alu.Shl;
+            case Mnemonic.Shr: return &Alu.Shr;
+            case Mnemonic.Sar: return &Alu.Sar;
+            case Mnemonic.Rol: return &Alu.Rol;
+            case Mnemonic.Ror: return &Alu.Ror;
+            case Mnemonic.Rcl: return &Alu.Rcl;
+            case Mnemonic.Rcr: return &Alu.Rcr;
+            case Mnemonic.Shld: return &Alu.Shld;
+            case Mnemonic.Shrd: return &Alu.Shrd;
+            case Mnemonic.Mul: return &Alu.Mul;
+            case Mnemonic.Imul: return info.OpCount == 1 ? &Alu.Imul1 : &Alu.ImulN;
+            case Mnemonic.Div: return &Alu.Div;
+            case Mnemonic.Idiv: return &Alu.Idiv;
+            case Mnemonic.Seto or Mnemonic.Setno or Mnemonic.Setb or Mnemonic.Setae or Mnemonic.Sete or Mnemonic.Setne
+                or Mnemonic.Setbe or Mnemonic.Seta or Mnemonic.Sets or Mnemonic.Setns or Mnemonic.Setp or Mnemonic.Setnp
+                or Mnemonic.Setl or Mnemonic.Setge or Mnemonic.Setle or Mnemonic.Setg:
+                return &Alu.Setcc;
+            case Mnemonic.Cmovo or Mnemonic.Cmovno or Mnemonic.Cmovb or Mnemonic.Cmovae or Mnemonic.Cmove or Mnemonic.Cmovne
+                or Mnemonic.Cmovbe or Mnemonic.Cmova or Mnemonic.Cmovs or Mnemonic.Cmovns or Mnemonic.Cmovp or Mnemonic.Cmovnp
+                or Mnemonic.Cmovl or Mnemonic.Cmovge or Mnemonic.Cmovle or Mnemonic.Cmovg:
+                return &Alu.Cmovcc;
+            case Mnemonic.Jo or Mnemonic.Jno or Mnemonic.Jb or Mnemonic.Jae or Mnemonic.Je or Mnemonic.Jne
+                or Mnemonic.Jbe or Mnemonic.Ja or Mnemonic.Js or Mnemonic.Jns or Mnemonic.Jp or Mnemonic.Jnp
+                or Mnemonic.Jl or Mnemonic.Jge or Mnemonic.Jle or Mnemonic.Jg:
+                return &Flow.Jcc;
+            case Mnemonic.Jmp:
+                return code switch
+                {
+                    Code.Jmp_ptr1616 or Code.Jmp_ptr1632 => &SystemRegs.FarJmpImmediate,
+                    Code.Jmp_m1616 => &SystemRegs.FarJmpMem16,
+                    Code.Jmp_m1632 => &SystemRegs.FarJmpMem32,
+                    Code.Jmp_m1664 => &SystemRegs.FarJmpMem64,
+                    _ => name.Contains("_rel", StringComparison.Ordinal) ? &Flow.JmpRel : &Flow.JmpIndirect,
+                };
+            case Mnemonic.Call:
+                return code switch
+                {
+                    Code.Call_ptr1616 => &SystemRegs.FarCallImmediate16,
+                    Code.Call_ptr1632 => &SystemRegs.FarCallImmediate32,
+                    Code.Call_m1616 => &SystemRegs.FarCallMem16,
+                    Code.Call_m1632 => &SystemRegs.FarCallMem32,
+                    Code.Call_m1664 => &SystemRegs.FarCallMem64,
+                    _ => name.Contains("_rel", StringComparison.Ordinal) ? &Flow.CallRel : &Flow.CallIndirect,
+                };
+            case Mnemonic.Retf:
+                return code switch
+                {
+                    Code.Retfw or Code.Retfw_imm16 => &SystemRegs.Retf16,
+                    Code.Retfd or Code.Retfd_imm16 => &SystemRegs.Retf32,
+                    _ => &SystemRegs.Retf64,
+                };
+            case Mnemonic.Ret: return &Flow.Ret;
+            case Mnemonic.Loop: return CountSized(name, &Flow.Loop16, &Flow.Loop32, &Flow.Loop64);
+            case Mnemonic.Loope: return CountSized(name, &Flow.Loope16, &Flow.Loope32, &Flow.Loope64);
+            case Mnemonic.Loopne: return CountSized(name, &Flow.Loopne16, &Flow.Loopne32, &Flow.Loopne64);
+            case Mnemonic.Jcxz: return &Flow.Jcxz;
+            case Mnemonic.Jecxz: return &Flow.Jecxz;
+            case Mnemonic.Jrcxz: return &Flow.Jrcxz;
+            case Mnemonic.Iretq: return &Flow.Iretq;
+            case Mnemonic.Int: return &SystemCalls.Int;
+            case Mnemonic.Int3: return &SystemCalls.Int3;
+            case Mnemonic.Into: return &SystemCalls.Into;
+            case Mnemonic.Syscall: return &SystemCalls.Syscall;
+            case Mnemonic.Sysret or Mnemonic.Sysretq: return code is Code.Sysretd or Code.Sysretq ? &SystemCalls.Sysret : &SystemOps.Ud;
+            case Mnemonic.Iret or Mnemonic.Iretd: return &SystemRegs.IretReal;
+            case Mnemonic.Push: return TakesSpecialRegisters[(int)code] ? &SystemRegs.PushSreg : &StackOps.Push;
+            case Mnemonic.Pop: return TakesSpecialRegisters[(int)code] ? &SystemRegs.PopSreg : &StackOps.Pop;
+            case Mnemonic.Lgdt: return &SystemRegs.Lgdt;
+            case Mnemonic.Lidt: return &SystemRegs.Lidt;
+            case Mnemonic.Sgdt: return &SystemRegs.Sgdt;
+            case Mnemonic.Sidt: return &SystemRegs.Sidt;
+            case Mnemonic.Lldt: return &SystemRegs.Lldt;
+            case Mnemonic.Ltr: return &SystemRegs.Ltr;
+            case Mnemonic.Rdmsr: return &SystemRegs.Rdmsr;
+            case Mnemonic.Wrmsr: return &SystemRegs.Wrmsr;
+            case Mnemonic.Invlpg: return code == Code.Invlpg_m ? &SystemRegs.Invlpg : &SystemOps.Ud;
+            case Mnemonic.Swapgs: return &SystemRegs.Swapgs;
+            case Mnemonic.Clts: return &SystemRegs.Clts;
+            case Mnemonic.Wbinvd or Mnemonic.Invd: return &SystemRegs.Privileged;
+            case Mnemonic.Pushf or Mnemonic.Pushfd or Mnemonic.Pushfq: return &StackOps.Pushf;
+            case Mnemonic.Popf or Mnemonic.Popfd or Mnemonic.Popfq: return &StackOps.Popf;
+            case Mnemonic.Leave:
+                return code switch
+                {
+                    Code.Leavew => &StackOps.Leave16,
+                    Code.Leaved => &StackOps.Leave32,
+                    _ => &StackOps.Leave64,
+                };
+            case Mnemonic.Nop: return &SystemOps.Nop;
+            // Ordering and cache hints have no architectural effect on a single interpreted vCPU.
+            case Mnemonic.Lfence or Mnemonic.Sfence or Mnemonic.Mfence or Mnemonic.Prefetchnta or Mnemonic.Prefetcht0
+                or Mnemonic.Prefetcht1 or Mnemonic.Prefetcht2 or Mnemonic.Prefetchw or Mnemonic.Clflush or Mnemonic.Clflushopt:
+                return &SystemOps.Nop;
+            case Mnemonic.Movnti: return &Alu.Mov;
+            case Mnemonic.Cmpxchg8b: return &Alu.Cmpxchg8b;
+            case Mnemonic.Cmpxchg16b: return &Alu.Cmpxchg16b;
+            case Mnemonic.Pause: return &SystemOps.Nop;
+            case Mnemonic.Hlt: return &SystemOps.Hlt;
+            case Mnemonic.Clc: return &SystemOps.Clc;
+            case Mnemonic.Stc: return &SystemOps.Stc;
+            case Mnemonic.Cmc: return &SystemOps.Cmc;
+            case Mnemonic.Cld: return &SystemOps.Cld;
+            case Mnemonic.Std: return &SystemOps.Std;
+            case Mnemonic.Cli: return &SystemOps.Cli;
+            case Mnemonic.Sti: return &SystemOps.Sti;
+            case Mnemonic.Lahf: return &SystemOps.Lahf;
+            case Mnemonic.Sahf: return &SystemOps.Sahf;
+            case Mnemonic.In: return &SystemOps.In;
+            case Mnemonic.Out: return &SystemOps.Out;
+            case Mnemonic.Cpuid: return &SystemOps.Cpuid;
+            case Mnemonic.Rdtsc: return &SystemOps.Rdtsc;
+            default:
+                break;
+        }
+        return code switch
+        {
+            Code.Movsb_m8_m8 or Code.Movsw_m16_m16 or Code.Movsd_m32_m32 or Code.Movsq_m64_m64 => &StringOps.Movs,
+            Code.Stosb_m8_AL or Code.Stosw_m16_AX or Code.Stosd_m32_EAX or Code.Stosq_m64_RAX => &StringOps.Stos,
+            Code.Lodsb_AL_m8 or Code.Lodsw_AX_m16 or Code.Lodsd_EAX_m32 or Code.Lodsq_RAX_m64 => &StringOps.Lods,
+            Code.Cmpsb_m8_m8 or Code.Cmpsw_m16_m16 or Code.Cmpsd_m32_m32 or Code.Cmpsq_m64_m64 => &StringOps.Cmps,
+            Code.Scasb_AL_m8 or Code.Scasw_AX_m16 or Code.Scasd_EAX_m32 or Code.Scasq_RAX_m64 => &StringOps.Scas,
+            _ => &SystemOps.Ud,
+        };
+    }
+
+    /// <summary>
+    /// Swaps a generic handler for a specialized one when the digested operands allow it: 32/64-bit register or
+    /// immediate forms of the hottest ALU ops and moves skip the generic operand switch.
+    /// </summary>
+    public static delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> Specialize(delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> h, ref DecodedOp op)
+    {
+        Code code = op.Instr.Code;
+        if (op.Size < 4 || op.K0 == OperandKind.None || op.K2 != OperandKind.None || TakesSpecialRegisters[(int)code]
+            || op.R0 is >= 16 and not DecodedOp.NoReg || op.R1 is >= 16 and not DecodedOp.NoReg)
+        {
+            return h;
+        }
+        bool rr = op.K0 == OperandKind.Reg && op.K1 == OperandKind.Reg && op.SrcSize == op.Size;
+        bool ri = op.K0 == OperandKind.Reg && op.K1 == OperandKind.Imm;
+        switch (code.Mnemonic())
+        {
+            case Mnemonic.Add: return rr ? &Alu.AddRR : ri ? &Alu.AddRI : h;
+            case Mnemonic.Sub: return rr ? &Alu.SubRR : ri ? &Alu.SubRI : h;
+            case Mnemonic.Cmp: return rr ? &Alu.CmpRR : ri ? &Alu.CmpRI : h;
+            case Mnemonic.And: return rr ? &Alu.AndRR : ri ? &Alu.AndRI : h;
+            case Mnemonic.Or: return rr ? &Alu.OrRR : ri ? &Alu.OrRI : h;
+            case Mnemonic.Xor: return rr ? &Alu.XorRR : ri ? &Alu.XorRI : h;
+            case Mnemonic.Test: return rr ? &Alu.TestRR : ri ? &Alu.TestRI : h;
+            case Mnemonic.Mov:
+                if (rr)
+                {
+                    return &Alu.MovRR;
+                }
+                if (ri)
+                {
+                    return &Alu.MovRI;
+                }
+                if (op.K0 == OperandKind.Reg && op.K1 == OperandKind.Mem && op.Size == 8)
+                {
+                    return &Alu.MovRM;
+                }
+                return op.K0 == OperandKind.Mem && op.K1 == OperandKind.Reg && op.SrcSize == op.Size ? &Alu.MovMR : h;
+            case Mnemonic.Inc: return op.K0 == OperandKind.Reg && op.K1 == OperandKind.None ? &Alu.IncR : h;
+            case Mnemonic.Dec: return op.K0 == OperandKind.Reg && op.K1 == OperandKind.None ? &Alu.DecR : h;
+            default: return h;
+        }
+    }
+
+    private static delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> CountSized(
+        string name,
+        delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> cx,
+        delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> ecx,
+        delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> rcx)
+    {
+        if (name.EndsWith("_RCX", StringComparison.Ordinal))
+        {
+            return rcx;
+        }
+        return name.EndsWith("_ECX", StringComparison.Ordinal) ? ecx : cx;
+    }
+}

@@ -1,0 +1,608 @@
+using Colo.Core.Cpu;
+using Iced.Intel;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace Colo.Tests.Unit.Cpu;
+
+/// <summary>
+/// The correctness oracle: each instruction form runs on the host CPU and on the interpreter with the same random
+/// registers, flags and memory, and all GPRs (but RSP), the defined arithmetic flags, DF and the data window must
+/// agree. Flags the architecture leaves undefined for that instruction (and operand values) are masked.
+/// </summary>
+[TestFixture]
+[NonParallelizable]
+public sealed class IntegerOracleTests
+{
+    private const int RunsPerCase = 40;
+    private const int Window = 256;
+    private const ulong Cf = 1, Pf = 4, Af = 0x10, Zf = 0x40, Sf = 0x80, Of = 0x800, Df = 0x400;
+    private const ulong Compared = Cf | Pf | Af | Zf | Sf | Of | Df;
+    private static readonly MemoryOperand Mem = new(Register.RSI, 32, 1);
+
+    private NativeOracle? _oracle;
+    private GuestHarness? _guest;
+
+    /// <summary>One instruction form: bytes, flags undefined for it (fixed or from the inputs), input constraints.</summary>
+    public sealed record OracleCase(string Name, byte[] Code, ulong Undefined, Func<ulong[], ulong>? DynamicUndefined = null, Action<ulong[], byte[], Random>? Fix = null)
+    {
+        public override string ToString() => Name;
+    }
+
+    [OneTimeSetUp]
+    public void SetUp()
+    {
+        _oracle = NativeOracle.TryCreate();
+        // Guest RAM must cover the oracle's fixed data address so pointers agree on both sides.
+        _guest = new GuestHarness(NativeOracle.DataAddress + 0x10_0000);
+    }
+
+    [OneTimeTearDown]
+    public void TearDown()
+    {
+        _oracle?.Dispose();
+        _guest?.Dispose();
+    }
+
+    [TestCaseSource(nameof(Cases))]
+    public void Instruction_MatchesHostCpu(OracleCase c)
+    {
+        if (_oracle is null)
+        {
+            Assert.Ignore("native oracle unavailable (not x86-64, or the fixed data mapping was refused)");
+        }
+        GuestHarness g = _guest!;
+        TestContext.Progress.WriteLine("oracle: " + c.Name);
+        var rng = new Random(StableSeed(c.Name));
+        _oracle.Load(c.Code);
+        byte[] guestCode = [.. c.Code, 0xF4];
+        g.Memory.Write(GuestHarness.CodeAddress, guestCode);
+
+        var inputs = new ulong[17];
+        var native = new ulong[17];
+        var data = new byte[Window];
+        for (int run = 0; run < RunsPerCase; run++)
+        {
+            for (int i = 0; i < 16; i++)
+            {
+                inputs[i] = RandomValue(rng);
+            }
+            inputs[4] = 0;
+            inputs[6] = NativeOracle.DataAddress;
+            inputs[16] = ((ulong)rng.NextInt64() & (Cf | Pf | Af | Zf | Sf | Of)) | 2;
+            rng.NextBytes(data);
+            c.Fix?.Invoke(inputs, data, rng);
+
+            data.CopyTo(_oracle.Data);
+            inputs.CopyTo(native, 0);
+            _oracle.Run(native);
+            byte[] nativeData = _oracle.Data[..Window].ToArray();
+
+            g.Memory.Write(NativeOracle.DataAddress, data);
+            g.State.SetFlatLongMode(GuestHarness.CodeAddress, GuestHarness.StackTop);
+            for (int i = 0; i < 16; i++)
+            {
+                if (i != 4)
+                {
+                    g.State.Gpr[i] = inputs[i];
+                }
+            }
+            g.State.Rflags = inputs[16];
+            VcpuExit exit = g.Vcpu.Run();
+            Assert.That(exit, Is.EqualTo(VcpuExit.Halted), $"{c.Name}: exit {exit}, exception {g.State.ExceptionVector} pending={g.State.ExceptionPending} at RIP {g.State.Rip:X}");
+
+            string context = $"{c.Name} run {run} inputs [{string.Join(' ', inputs.Select(v => v.ToString("X")))}]";
+            for (int i = 0; i < 16; i++)
+            {
+                if (i != 4 && g.State.Gpr[i] != native[i])
+                {
+                    Assert.Fail($"{context}: {(Register)((int)Register.RAX + i)} interpreter {g.State.Gpr[i]:X} host {native[i]:X}");
+                }
+            }
+            ulong undefined = c.Undefined | (c.DynamicUndefined?.Invoke(inputs) ?? 0);
+            ulong mask = Compared & ~undefined;
+            if ((g.State.Rflags & mask) != (native[16] & mask))
+            {
+                Assert.Fail($"{context}: flags interpreter {g.State.Rflags & mask:X} host {native[16] & mask:X} (mask {mask:X})");
+            }
+            byte[] guestData = new byte[Window];
+            g.Memory.Read(NativeOracle.DataAddress, guestData);
+            Assert.That(guestData, Is.EqualTo(nativeData), $"{context}: data window differs");
+        }
+    }
+
+    private static int StableSeed(string s)
+    {
+        int h = 17;
+        foreach (char ch in s)
+        {
+            h = unchecked(h * 31 + ch);
+        }
+        return h;
+    }
+
+    private static readonly ulong[] Boundaries =
+    [
+        0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0x8000, 0xFFFF, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF,
+        0x7FFF_FFFF_FFFF_FFFF, 0x8000_0000_0000_0000, ulong.MaxValue,
+    ];
+
+    private static ulong RandomValue(Random rng) => rng.Next(4) switch
+    {
+        0 => Boundaries[rng.Next(Boundaries.Length)],
+        1 => Boundaries[rng.Next(Boundaries.Length)] ^ (ulong)rng.Next(4),
+        2 => (ulong)rng.Next(-300, 300),
+        _ => (ulong)rng.NextInt64() ^ ((ulong)rng.Next() << 63),
+    };
+
+    // ---- case construction -----------------------------------------------------------------------------------------
+
+    private static byte[] Encode(params Instruction[] instructions)
+    {
+        using var stream = new MemoryStream();
+        var encoder = Encoder.Create(64, new StreamCodeWriter(stream));
+        ulong ip = 0;
+        foreach (Instruction ins in instructions)
+        {
+            ip += encoder.Encode(ins, ip);
+        }
+        return stream.ToArray();
+    }
+
+    private static bool TryCode(string name, out Code code) => Enum.TryParse(name, out code);
+
+    private static Register RmReg(int w) => w switch { 8 => Register.DL, 16 => Register.DX, 32 => Register.EDX, _ => Register.RDX };
+
+    private static Register RegReg(int w) => w switch { 8 => Register.BL, 16 => Register.BX, 32 => Register.EBX, _ => Register.RBX };
+
+    private static Register Acc(int w) => w switch { 8 => Register.AL, 16 => Register.AX, 32 => Register.EAX, _ => Register.RAX };
+
+    private static readonly int[] Widths = [8, 16, 32, 64];
+
+    private static int ImmBits(int w) => w == 64 ? 32 : w;
+
+    private static int RandomImm(Random rng, int bits) => bits switch
+    {
+        8 => rng.Next(-128, 128),
+        16 => rng.Next(-32768, 32768),
+        _ => rng.Next(int.MinValue, int.MaxValue),
+    };
+
+    private static IEnumerable<OracleCase> Binary(string op, ulong undefined, Random rng)
+    {
+        foreach (int w in Widths)
+        {
+            Register a = RmReg(w);
+            Register b = RegReg(w);
+            if (TryCode($"{op}_rm{w}_r{w}", out Code rmr))
+            {
+                yield return new($"{op} rm{w},r{w} (reg)", Encode(Instruction.Create(rmr, a, b)), undefined);
+                yield return new($"{op} rm{w},r{w} (same reg)", Encode(Instruction.Create(rmr, a, a)), undefined);
+                yield return new($"{op} rm{w},r{w} (mem)", Encode(Instruction.Create(rmr, Mem, b)), undefined);
+            }
+            if (TryCode($"{op}_r{w}_rm{w}", out Code rrm))
+            {
+                yield return new($"{op} r{w},rm{w} (reg)", Encode(Instruction.Create(rrm, b, a)), undefined);
+                yield return new($"{op} r{w},rm{w} (mem)", Encode(Instruction.Create(rrm, b, Mem)), undefined);
+            }
+            foreach (int immBits in new[] { ImmBits(w), 8 }.Distinct())
+            {
+                if (TryCode($"{op}_rm{w}_imm{immBits}", out Code rmi))
+                {
+                    for (int k = 0; k < 2; k++)
+                    {
+                        int imm = RandomImm(rng, immBits);
+                        yield return new($"{op} rm{w},imm{immBits} {imm} (reg)", Encode(Instruction.Create(rmi, a, imm)), undefined);
+                        yield return new($"{op} rm{w},imm{immBits} {imm} (mem)", Encode(Instruction.Create(rmi, Mem, imm)), undefined);
+                    }
+                }
+            }
+            string acc = w switch { 8 => "AL", 16 => "AX", 32 => "EAX", _ => "RAX" };
+            if (TryCode($"{op}_{acc}_imm{ImmBits(w)}", out Code acci))
+            {
+                int imm = RandomImm(rng, ImmBits(w));
+                yield return new($"{op} {acc},imm {imm}", Encode(Instruction.Create(acci, Acc(w), imm)), undefined);
+            }
+        }
+        if (TryCode($"{op}_rm8_r8", out Code high))
+        {
+            yield return new($"{op} ah,ch", Encode(Instruction.Create(high, Register.AH, Register.CH)), undefined);
+            yield return new($"{op} dh,al", Encode(Instruction.Create(high, Register.DH, Register.AL)), undefined);
+            yield return new($"{op} sil,r9b", Encode(Instruction.Create(high, Register.SIL, Register.R9L)), undefined);
+        }
+    }
+
+    private static IEnumerable<OracleCase> Unary(string op, ulong undefined, Action<ulong[], byte[], Random, int, bool>? fix = null)
+    {
+        foreach (int w in Widths)
+        {
+            if (!TryCode($"{op}_rm{w}", out Code code))
+            {
+                continue;
+            }
+            int width = w;
+            yield return new($"{op} rm{w} (reg)", Encode(Instruction.Create(code, RegReg(w))), undefined, null,
+                fix is null ? null : (r, d, rng) => fix(r, d, rng, width, false));
+            yield return new($"{op} rm{w} (mem)", Encode(Instruction.Create(code, Mem)), undefined, null,
+                fix is null ? null : (r, d, rng) => fix(r, d, rng, width, true));
+        }
+    }
+
+    private static ulong Mask(int w) => w == 64 ? ulong.MaxValue : (1UL << w) - 1;
+
+    private static ulong SignExtend(ulong v, int w) => w == 64 ? v : (ulong)((long)(v << (64 - w)) >> (64 - w));
+
+    /// <summary>Keeps DIV/IDIV inputs in range so the host does not fault (faults are tested separately).</summary>
+    private static void FixDivide(ulong[] r, byte[] d, Random rng, int w, bool mem, bool signed)
+    {
+        ulong divisor = (mem ? BitConverter.ToUInt64(d, 32) : r[3]) & Mask(w);
+        if (divisor == 0)
+        {
+            divisor = (ulong)rng.Next(1, 100);
+            if (mem)
+            {
+                BitConverter.GetBytes(divisor).AsSpan(0, w / 8).CopyTo(d.AsSpan(32));
+            }
+            else
+            {
+                r[3] = (r[3] & ~Mask(w)) | divisor;
+            }
+        }
+        if (!signed)
+        {
+            if (w == 8)
+            {
+                ulong ah = ((r[0] >> 8) & 0xFF) % divisor;
+                r[0] = (r[0] & ~0xFF00UL) | (ah << 8);
+            }
+            else
+            {
+                ulong high = (r[2] & Mask(w)) % divisor;
+                r[2] = (r[2] & ~Mask(w)) | high;
+            }
+            return;
+        }
+        ulong low = (w == 8 ? r[0] & 0xFF : r[0] & Mask(w));
+        if (SignExtend(divisor, w) == ulong.MaxValue && low == (1UL << (w - 1)))
+        {
+            low--;
+            r[0] = (r[0] & ~Mask(w)) | low;
+        }
+        ulong highPart = (long)SignExtend(low, w) < 0 ? Mask(w) : 0;
+        if (w == 8)
+        {
+            r[0] = (r[0] & ~0xFF00UL) | ((highPart & 0xFF) << 8);
+        }
+        else
+        {
+            r[2] = (r[2] & ~Mask(w)) | highPart;
+        }
+    }
+
+    private static ulong ShiftUndefined(string op, int w, ulong rawCount)
+    {
+        ulong count = rawCount & (w == 64 ? 63UL : 31UL);
+        if (count == 0)
+        {
+            return 0;
+        }
+        ulong u = count == 1 ? 0 : Of;
+        switch (op)
+        {
+            case "Shl" or "Sal" or "Shr" or "Sar":
+                u |= Af;
+                if ((int)count >= w)
+                {
+                    u |= Cf | Of;
+                }
+                break;
+            case "Shld" or "Shrd":
+                u |= Af;
+                break;
+        }
+        return u;
+    }
+
+    private static IEnumerable<OracleCase> Shifts(string op)
+    {
+        foreach (int w in Widths)
+        {
+            int width = w;
+            if (TryCode($"{op}_rm{w}_1", out Code one))
+            {
+                yield return new($"{op} rm{w},1", Encode(Instruction.Create(one, RmReg(w), 1)), ShiftUndefined(op, w, 1));
+            }
+            if (TryCode($"{op}_rm{w}_CL", out Code cl))
+            {
+                yield return new($"{op} rm{w},cl (reg)", Encode(Instruction.Create(cl, RmReg(w), Register.CL)), 0, r => ShiftUndefined(op, width, r[1] & 0xFF),
+                    (r, d, rng) => r[1] = (ulong)rng.Next(0, 70));
+                yield return new($"{op} rm{w},cl (mem)", Encode(Instruction.Create(cl, Mem, Register.CL)), 0, r => ShiftUndefined(op, width, r[1] & 0xFF),
+                    (r, d, rng) => r[1] = (ulong)rng.Next(0, 70));
+            }
+            if (TryCode($"{op}_rm{w}_imm8", out Code imm))
+            {
+                foreach (int n in new[] { 0, 1, 2, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63 })
+                {
+                    yield return new($"{op} rm{w},{n}", Encode(Instruction.Create(imm, RmReg(w), n)), ShiftUndefined(op, w, (ulong)n));
+                }
+                yield return new($"{op} rm{w},5 (mem)", Encode(Instruction.Create(imm, Mem, 5)), ShiftUndefined(op, w, 5));
+            }
+        }
+    }
+
+    private static IEnumerable<OracleCase> DoubleShifts(string op)
+    {
+        foreach (int w in new[] { 16, 32, 64 })
+        {
+            int width = w;
+            int maxCount = w == 16 ? 16 : 64;
+            if (TryCode($"{op}_rm{w}_r{w}_CL", out Code cl))
+            {
+                yield return new($"{op} rm{w},r{w},cl", Encode(Instruction.Create(cl, RmReg(w), RegReg(w), Register.CL)), 0, r => ShiftUndefined(op, width, r[1] & 0xFF),
+                    (r, d, rng) => r[1] = (ulong)rng.Next(0, maxCount + 1));
+                yield return new($"{op} m{w},r{w},cl", Encode(Instruction.Create(cl, Mem, RegReg(w), Register.CL)), 0, r => ShiftUndefined(op, width, r[1] & 0xFF),
+                    (r, d, rng) => r[1] = (ulong)rng.Next(0, maxCount + 1));
+            }
+            if (TryCode($"{op}_rm{w}_r{w}_imm8", out Code imm))
+            {
+                foreach (int n in new[] { 0, 1, 3, 8, 15, 16, 31, 40, 63 })
+                {
+                    if (w == 16 && n > 16)
+                    {
+                        continue;
+                    }
+                    yield return new($"{op} rm{w},r{w},{n}", Encode(Instruction.Create(imm, RmReg(w), RegReg(w), n)), ShiftUndefined(op, w, (ulong)n));
+                }
+            }
+        }
+    }
+
+    private static readonly string[] ConditionNames = ["o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g"];
+
+    public static IEnumerable<TestCaseData> Cases()
+    {
+        var rng = new Random(4);
+        var all = new List<OracleCase>();
+        foreach (string op in new[] { "Add", "Adc", "Sub", "Sbb", "Cmp" })
+        {
+            all.AddRange(Binary(op, 0, rng));
+        }
+        foreach (string op in new[] { "And", "Or", "Xor", "Test" })
+        {
+            all.AddRange(Binary(op, Af, rng));
+        }
+        all.AddRange(Binary("Mov", 0, rng));
+        all.Add(new("Mov r64,imm64", Encode(Instruction.Create(Code.Mov_r64_imm64, Register.R11, 0x1234_5678_9ABC_DEF0UL)), 0));
+        foreach (string op in new[] { "Inc", "Dec", "Neg", "Not" })
+        {
+            all.AddRange(Unary(op, 0));
+        }
+        all.AddRange(Unary("Mul", Sf | Zf | Af | Pf));
+        all.AddRange(Unary("Imul", Sf | Zf | Af | Pf));
+        all.AddRange(Unary("Div", Compared & ~Df, (r, d, rng, w, mem) => FixDivide(r, d, rng, w, mem, signed: false)));
+        all.AddRange(Unary("Idiv", Compared & ~Df, (r, d, rng, w, mem) => FixDivide(r, d, rng, w, mem, signed: true)));
+        foreach (int w in new[] { 16, 32, 64 })
+        {
+            Code rr = Enum.Parse<Code>($"Imul_r{w}_rm{w}");
+            all.Add(new($"Imul r{w},rm{w} (reg)", Encode(Instruction.Create(rr, RegReg(w), RmReg(w))), Sf | Zf | Af | Pf));
+            all.Add(new($"Imul r{w},rm{w} (mem)", Encode(Instruction.Create(rr, RegReg(w), Mem)), Sf | Zf | Af | Pf));
+            foreach (int immBits in new[] { ImmBits(w), 8 })
+            {
+                Code ri = Enum.Parse<Code>($"Imul_r{w}_rm{w}_imm{immBits}");
+                int imm = RandomImm(rng, immBits);
+                all.Add(new($"Imul r{w},rm{w},imm{immBits} {imm}", Encode(Instruction.Create(ri, RegReg(w), RmReg(w), imm)), Sf | Zf | Af | Pf));
+                all.Add(new($"Imul r{w},m{w},imm{immBits} {imm}", Encode(Instruction.Create(ri, RegReg(w), Mem, imm)), Sf | Zf | Af | Pf));
+            }
+        }
+        foreach (string op in new[] { "Rol", "Ror", "Rcl", "Rcr", "Shl", "Sal", "Shr", "Sar" })
+        {
+            all.AddRange(Shifts(op));
+        }
+        all.AddRange(DoubleShifts("Shld"));
+        all.AddRange(DoubleShifts("Shrd"));
+        foreach (string op in new[] { "Bt", "Bts", "Btr", "Btc" })
+        {
+            foreach (int w in new[] { 16, 32, 64 })
+            {
+                Code rr = Enum.Parse<Code>($"{op}_rm{w}_r{w}");
+                Code ri = Enum.Parse<Code>($"{op}_rm{w}_imm8");
+                ulong u = Of | Sf | Af | Pf;
+                all.Add(new($"{op} rm{w},r{w} (reg)", Encode(Instruction.Create(rr, RmReg(w), RegReg(w))), u));
+                all.Add(new($"{op} m{w},r{w} (mem, signed offset)", Encode(Instruction.Create(rr, Mem, RegReg(w))), u, null,
+                    (r, d, rng) => r[3] = (ulong)rng.Next(-256, 512)));
+                int bit = rng.Next(0, 256);
+                all.Add(new($"{op} rm{w},{bit}", Encode(Instruction.Create(ri, RmReg(w), bit)), u));
+                all.Add(new($"{op} m{w},{bit}", Encode(Instruction.Create(ri, Mem, bit)), u));
+            }
+        }
+        foreach (string op in new[] { "Bsf", "Bsr" })
+        {
+            foreach (int w in new[] { 16, 32, 64 })
+            {
+                Code code = Enum.Parse<Code>($"{op}_r{w}_rm{w}");
+                all.Add(new($"{op} r{w},rm{w}", Encode(Instruction.Create(code, RegReg(w), RmReg(w))), Cf | Of | Sf | Af | Pf, null,
+                    (r, d, rng) => { if (rng.Next(4) == 0) { r[2] = 0; } }));
+                all.Add(new($"{op} r{w},m{w}", Encode(Instruction.Create(code, RegReg(w), Mem)), Cf | Of | Sf | Af | Pf));
+            }
+        }
+        foreach ((string op, int dst, int src) in new[] { ("Movzx", 16, 8), ("Movzx", 32, 8), ("Movzx", 64, 8), ("Movzx", 32, 16), ("Movzx", 64, 16),
+            ("Movsx", 16, 8), ("Movsx", 32, 8), ("Movsx", 64, 8), ("Movsx", 32, 16), ("Movsx", 64, 16), ("Movsxd", 64, 32) })
+        {
+            Code code = Enum.Parse<Code>($"{op}_r{dst}_rm{src}");
+            all.Add(new($"{op} r{dst},rm{src} (reg)", Encode(Instruction.Create(code, RegReg(dst), RmReg(src))), 0));
+            all.Add(new($"{op} r{dst},m{src} (mem)", Encode(Instruction.Create(code, RegReg(dst), Mem)), 0));
+        }
+        foreach (string cc in ConditionNames)
+        {
+            string name = char.ToUpperInvariant(cc[0]) + cc[1..];
+            all.Add(new($"Set{cc} rm8", Encode(Instruction.Create(Enum.Parse<Code>($"Set{cc}_rm8"), Register.DL)), 0));
+            all.Add(new($"Set{cc} m8", Encode(Instruction.Create(Enum.Parse<Code>($"Set{cc}_rm8"), Mem)), 0));
+            foreach (int w in new[] { 16, 32, 64 })
+            {
+                all.Add(new($"Cmov{cc} r{w},rm{w}", Encode(Instruction.Create(Enum.Parse<Code>($"Cmov{cc}_r{w}_rm{w}"), RegReg(w), RmReg(w))), 0));
+            }
+            all.Add(new($"Cmov{cc} r32,m32", Encode(Instruction.Create(Enum.Parse<Code>($"Cmov{cc}_r32_rm32"), RegReg(32), Mem)), 0));
+            _ = name;
+        }
+        foreach (int w in Widths)
+        {
+            Code xchg = Enum.Parse<Code>($"Xchg_rm{w}_r{w}");
+            Code cmpxchg = Enum.Parse<Code>($"Cmpxchg_rm{w}_r{w}");
+            Code xadd = Enum.Parse<Code>($"Xadd_rm{w}_r{w}");
+            int width = w;
+            all.Add(new($"Xchg rm{w},r{w}", Encode(Instruction.Create(xchg, RmReg(w), RegReg(w))), 0));
+            all.Add(new($"Xchg m{w},r{w}", Encode(Instruction.Create(xchg, Mem, RegReg(w))), 0));
+            all.Add(new($"Xadd rm{w},r{w}", Encode(Instruction.Create(xadd, RmReg(w), RegReg(w))), 0));
+            all.Add(new($"Xadd m{w},r{w}", Encode(Instruction.Create(xadd, Mem, RegReg(w))), 0));
+            all.Add(new($"Xadd rm{w},r{w} (same)", Encode(Instruction.Create(xadd, RmReg(w), RmReg(w))), 0));
+            all.Add(new($"Cmpxchg rm{w},r{w}", Encode(Instruction.Create(cmpxchg, RmReg(w), RegReg(w))), 0, null,
+                (r, d, rng) => { if (rng.Next(2) == 0) { r[0] = r[2]; } }));
+            all.Add(new($"Cmpxchg m{w},r{w}", Encode(Instruction.Create(cmpxchg, Mem, RegReg(w))), 0, null,
+                (r, d, rng) => { if (rng.Next(2) == 0) { r[0] = BitConverter.ToUInt64(d, 32); } }));
+            all.Add(new($"lock Cmpxchg m{w},r{w}", Encode(WithLock(Instruction.Create(cmpxchg, Mem, RegReg(w)))), 0, null,
+                (r, d, rng) => { if (rng.Next(2) == 0) { r[0] = BitConverter.ToUInt64(d, 32); } }));
+            _ = width;
+        }
+        all.Add(new("lock Cmpxchg8b m64", Encode(WithLock(Instruction.Create(Code.Cmpxchg8b_m64, Mem))), 0, null,
+            (r, d, rng) => { if (rng.Next(2) == 0) { r[0] = BitConverter.ToUInt32(d, 32); r[2] = BitConverter.ToUInt32(d, 36); } }));
+        all.Add(new("lock Cmpxchg16b m128", Encode(WithLock(Instruction.Create(Code.Cmpxchg16b_m128, Mem))), 0, null,
+            (r, d, rng) => { if (rng.Next(2) == 0) { r[0] = BitConverter.ToUInt64(d, 32); r[2] = BitConverter.ToUInt64(d, 40); } }));
+        all.Add(new("Movnti m64,r64", Encode(Instruction.Create(Code.Movnti_m64_r64, Mem, Register.RBX)), 0));
+        all.Add(new("fences and cache hints", GuestHarness.Assemble(64, 0, a =>
+        {
+            a.mfence();
+            a.lfence();
+            a.sfence();
+            a.prefetcht0(__[rsi]);
+            a.clflush(__[rsi]);
+            a.add(rax, rbx);
+        }), 0));
+        all.Add(new("lock add m32,r32", Encode(WithLock(Instruction.Create(Code.Add_rm32_r32, Mem, Register.EBX))), 0));
+        all.Add(new("Bswap r32", Encode(Instruction.Create(Code.Bswap_r32, Register.R10D)), 0));
+        all.Add(new("Bswap r64", Encode(Instruction.Create(Code.Bswap_r64, Register.R10)), 0));
+        foreach (Code code in new[] { Code.Cbw, Code.Cwde, Code.Cdqe, Code.Cwd, Code.Cdq, Code.Cqo, Code.Lahf, Code.Sahf, Code.Clc, Code.Stc, Code.Cmc, Code.Nopd })
+        {
+            all.Add(new(code.ToString(), Encode(Instruction.Create(code)), 0));
+        }
+        all.Add(new("Lea r64,[rbx+rcx*4+12]", Encode(Instruction.Create(Code.Lea_r64_m, Register.R8, new MemoryOperand(Register.RBX, Register.RCX, 4, 0x12, 1))), 0));
+        all.Add(new("Lea r32,[rbx+rcx*8-5]", Encode(Instruction.Create(Code.Lea_r32_m, Register.R8D, new MemoryOperand(Register.RBX, Register.RCX, 8, -5, 1))), 0));
+        all.Add(new("Lea r16,[rbx+rcx]", Encode(Instruction.Create(Code.Lea_r16_m, Register.R8W, new MemoryOperand(Register.RBX, Register.RCX, 1, 0, 0))), 0));
+        all.Add(new("Lea r64,[ebx+ecx*2+7]", Encode(Instruction.Create(Code.Lea_r64_m, Register.R8, new MemoryOperand(Register.EBX, Register.ECX, 2, 7, 1))), 0));
+        all.AddRange(StringCases());
+        all.AddRange(SequenceCases());
+        foreach (OracleCase c in all)
+        {
+            yield return new TestCaseData(c).SetName(c.Name.Replace('.', '_').Replace(',', ';').Replace('(', '[').Replace(')', ']'));
+        }
+    }
+
+    private static Instruction WithLock(Instruction i)
+    {
+        i.HasLockPrefix = true;
+        return i;
+    }
+
+    private static IEnumerable<OracleCase> StringCases()
+    {
+        var kinds = new (string Name, Action<Assembler> Emit)[]
+        {
+            ("movsb", a => a.movsb()), ("movsw", a => a.movsw()), ("movsd", a => a.movsd()), ("movsq", a => a.movsq()),
+            ("stosb", a => a.stosb()), ("stosw", a => a.stosw()), ("stosd", a => a.stosd()), ("stosq", a => a.stosq()),
+            ("lodsb", a => a.lodsb()), ("lodsq", a => a.lodsq()),
+            ("cmpsb", a => a.cmpsb()), ("cmpsd", a => a.cmpsd()), ("scasb", a => a.scasb()), ("scasq", a => a.scasq()),
+        };
+        foreach ((string name, Action<Assembler> emit) in kinds)
+        {
+            bool compares = name.StartsWith("cmps", StringComparison.Ordinal) || name.StartsWith("scas", StringComparison.Ordinal);
+            string[] prefixes = compares ? ["", "repe", "repne"] : ["", "rep"];
+            foreach (string prefix in prefixes)
+            {
+                foreach (bool down in new[] { false, true })
+                {
+                    byte[] code = GuestHarness.Assemble(64, 0, a =>
+                    {
+                        if (down)
+                        {
+                            a.std();
+                        }
+                        Assembler p = prefix switch { "rep" => a.rep, "repe" => a.repe, "repne" => a.repne, _ => a };
+                        emit(p);
+                        a.cld();
+                    });
+                    yield return new($"{prefix} {name} {(down ? "DF=1" : "DF=0")}".Trim(), code, 0, null, (r, d, rng) =>
+                    {
+                        r[6] = NativeOracle.DataAddress + 64 + (ulong)rng.Next(0, 32);
+                        r[7] = NativeOracle.DataAddress + 160 + (ulong)rng.Next(0, 16);
+                        r[1] = (ulong)rng.Next(0, 9);
+                        // Few distinct byte values so REPE/REPNE stop at varying points.
+                        for (int i = 0; i < d.Length; i++)
+                        {
+                            d[i] = (byte)rng.Next(0, 2);
+                        }
+                        r[0] = (ulong)rng.Next(0, 2) * 0x0101_0101_0101_0101UL;
+                    });
+                }
+            }
+        }
+    }
+
+    /// <summary>Short sequences with branches and the stack: flags flowing through jcc, loops, call/ret, push/pop.</summary>
+    private static IEnumerable<OracleCase> SequenceCases()
+    {
+        yield return new("seq loop sum", GuestHarness.Assemble(64, 0, a =>
+        {
+            Label top = a.CreateLabel();
+            Label done = a.CreateLabel();
+            a.and(rcx, 15);
+            a.xor(eax, eax);
+            a.jrcxz(done);
+            a.Label(ref top);
+            a.add(rax, rcx);
+            a.loop(top);
+            a.Label(ref done);
+            a.nop();
+        }), 0);
+        yield return new("seq call ret push pop", GuestHarness.Assemble(64, 0, a =>
+        {
+            Label fn = a.CreateLabel();
+            Label end = a.CreateLabel();
+            a.push(rbx);
+            a.push(0x1234);
+            a.call(fn);
+            a.pop(rdx);
+            a.pop(r9);
+            a.jmp(end);
+            a.Label(ref fn);
+            a.lea(r8, __[rdx + rbx * 2]);
+            a.pushfq();
+            a.pop(r10);
+            // IF is set on the host and clear in the guest: compare the status flags only.
+            a.and(r10, 0xCD5);
+            a.ret();
+            a.Label(ref end);
+            a.nop();
+        }), 0);
+        yield return new("seq cmp jcc chain", GuestHarness.Assemble(64, 0, a =>
+        {
+            Label l1 = a.CreateLabel();
+            Label l2 = a.CreateLabel();
+            a.cmp(rax, rbx);
+            a.jl(l1);
+            a.inc(r8);
+            a.Label(ref l1);
+            a.cmp(ecx, edx);
+            a.jbe(l2);
+            a.dec(r9);
+            a.Label(ref l2);
+            a.test(sil, 3);
+            a.setnp(r10b);
+            a.sbb(r11, r12);
+        }), 0);
+        yield return new("seq popf", GuestHarness.Assemble(64, 0, a =>
+        {
+            a.and(rbx, 0xCD5);
+            a.push(rbx);
+            a.popfq();
+            a.adc(rax, rcx);
+        }), 0);
+    }
+}
