@@ -105,6 +105,9 @@ public sealed class FileNode : BlockNode
     /// <summary>Host bytes actually allocated (st_blocks * 512), for "disk size".</summary>
     public long AllocatedSize => HostFile.AllocatedBytes(Filename);
 
+    /// <summary>Host bytes allocated to <paramref name="path"/> (st_blocks * 512).</summary>
+    public static long GetAllocatedSize(string path) => HostFile.AllocatedBytes(path);
+
     protected override void Dispose(bool disposing)
     {
         if (disposing)

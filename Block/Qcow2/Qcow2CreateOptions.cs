@@ -75,6 +75,12 @@ public static class Qcow2Creator
         byte[] header = h.Serialize();
         long fileLength = l1Size > 0 ? l1Offset + (l1Size * 8) : l1Offset;
         FileNodeCreate(filename, fileLength, header, reftableOffset, refblocksOffset, k, r, used, cs, refOrder);
+        if (l1Size > 0)
+        {
+            // Write the empty L1 for real (not a sparse hole), as QEMU does: same "disk size".
+            using File.FileNode f = File.FileNode.Open(filename, readOnly: false);
+            f.Write(l1Offset, new byte[l1Size * 8]);
+        }
     }
 
     private static void FileNodeCreate(

@@ -108,6 +108,12 @@ public sealed partial class Qcow2Node
         r.ImageEndOffset = (highest + 1) * cs;
         if (fix != Qcow2CheckFix.None && !ReadOnly)
         {
+            if (r.Corruptions == 0 && IsCorrupt)
+            {
+                // A repair run that leaves no corruption behind makes the image usable again.
+                SetIncompatibleFeatures(_header.IncompatibleFeatures & ~Qcow2Header.IncompatCorrupt);
+            }
+
             _file.Flush();
         }
 
