@@ -3,6 +3,15 @@ using System.IO.Compression;
 
 namespace Colo.Block.Qcow2;
 
+/// <summary>Allocation state of a guest cluster.</summary>
+public enum Qcow2ClusterStatus
+{
+    Unallocated,
+    Data,
+    Compressed,
+    Zero,
+}
+
 /// <summary>
 /// The qcow2 format driver (versions 2 and 3, docs/interop/qcow2.txt).
 /// </summary>
@@ -463,6 +472,31 @@ public sealed partial class Qcow2Node : BlockNode
         {
             return -1;
         }
+    }
+
+    /// <summary>Allocation state of one guest cluster in this image alone (backing not consulted).</summary>
+    public Qcow2ClusterStatus GetClusterStatus(long vcluster)
+    {
+        long l1Index = vcluster >> _l2Bits;
+        ulong l2Offset = (ulong)l1Index < (ulong)_l1.Length ? _l1[l1Index] & L1OffsetMask : 0;
+        if (l2Offset == 0)
+        {
+            return Qcow2ClusterStatus.Unallocated;
+        }
+
+        byte[] l2 = GetL2((long)l2Offset);
+        ulong entry = BinaryPrimitives.ReadUInt64BigEndian(l2.AsSpan((int)(vcluster & ((1 << _l2Bits) - 1)) * 8));
+        if ((entry & OflagCompressed) != 0)
+        {
+            return Qcow2ClusterStatus.Compressed;
+        }
+
+        if ((entry & OflagZero) != 0 && _header.Version >= 3)
+        {
+            return Qcow2ClusterStatus.Zero;
+        }
+
+        return (entry & L2OffsetMask) != 0 ? Qcow2ClusterStatus.Data : Qcow2ClusterStatus.Unallocated;
     }
 
     // ---- Write path ------------------------------------------------------------------------

@@ -33,12 +33,6 @@ internal static class CreateCommand
 
     private static int Run(string fmt, string? backing, string? backingFmt, string[] optLists, bool quiet, bool unsafeBacking, string filename, string? sizeArg)
     {
-        string p = $"{filename}: ";
-        if (fmt is not ("raw" or "qcow2"))
-        {
-            throw new QemuImgException($"{p}Unknown file format '{fmt}'");
-        }
-
         long? size = null;
         if (sizeArg != null)
         {
@@ -47,6 +41,19 @@ internal static class CreateCommand
             {
                 throw new QemuImgException("Invalid image size specified. You may use k, M, G, T, P or E suffixes for\nqemu-img: kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
             }
+        }
+
+        CreateImage(fmt, backing, backingFmt, optLists, quiet, unsafeBacking, filename, size);
+        return 0;
+    }
+
+    /// <summary>Creates an image the way "create" does; "convert" uses it for its target.</summary>
+    public static void CreateImage(string fmt, string? backing, string? backingFmt, IEnumerable<string> optLists, bool quiet, bool unsafeBacking, string filename, long? size)
+    {
+        string p = $"{filename}: ";
+        if (fmt is not ("raw" or "qcow2"))
+        {
+            throw new QemuImgException($"{p}Unknown file format '{fmt}'");
         }
 
         List<KeyValuePair<string, string>> o = ImgOptions.Parse(optLists);
@@ -150,7 +157,7 @@ internal static class CreateCommand
         {
             FileNode.Create(filename, rounded);
             AllocateFirstBlock(filename, rounded);
-            return 0;
+            return;
         }
 
         int version = compat switch
@@ -170,7 +177,6 @@ internal static class CreateCommand
             BackingFormat = backingFmt,
             Zstd = zstd,
         });
-        return 0;
     }
 
     /// <summary>QEMU writes the first block of a new raw file so later alignment probing works.</summary>

@@ -59,6 +59,10 @@ internal static class Program
         root.Subcommands.Add(CreateCommand.Build());
         root.Subcommands.Add(InfoCommand.Build());
         root.Subcommands.Add(CheckCommand.Build());
+        root.Subcommands.Add(ConvertCommand.Build());
+        root.Subcommands.Add(CompareCommand.Build());
+        root.Subcommands.Add(ResizeCommand.Build());
+        root.Subcommands.Add(CommitCommand.Build());
         foreach (Command c in root.Subcommands)
         {
             c.TreatUnmatchedTokensAsErrors = true;
