@@ -632,6 +632,67 @@ public sealed partial class Qcow2Node : BlockNode
 
     public override void Flush() => _file.Flush();
 
+    private Deflate4K? _deflater;
+    private byte[]? _compressOut;
+    private long _compressCursor; // next free byte in the host cluster used for packing compressed data
+
+    /// <summary>
+    /// Writes one whole guest cluster compressed (qemu-img convert -c). The cluster must still be
+    /// unallocated, as in QEMU. Data that does not shrink is written uncompressed instead.
+    /// Compressed data is packed at 512-byte granularity; each host cluster's refcount counts the
+    /// compressed clusters touching it.
+    /// </summary>
+    public void WriteCompressed(long vcluster, ReadOnlySpan<byte> data)
+    {
+        CheckWritable();
+        if (data.Length != _clusterSize)
+        {
+            throw new BlockException("Compressed writes must cover exactly one cluster");
+        }
+
+        long guestOffset = vcluster << _clusterBits;
+        CheckRequest(guestOffset, Math.Min(_clusterSize, Size - guestOffset));
+        if (_header.CompressionType != 0)
+        {
+            throw new BlockException("Writing zstd-compressed clusters is not supported by Colo");
+        }
+
+        (byte[] l2, long l2Offset) = GetL2ForWrite(vcluster >> _l2Bits);
+        int l2Index = (int)(vcluster & ((1 << _l2Bits) - 1));
+        ulong entry = BinaryPrimitives.ReadUInt64BigEndian(l2.AsSpan(l2Index * 8));
+        if (entry != 0)
+        {
+            throw new BlockException("Compressed writes are only possible to unallocated clusters");
+        }
+
+        _deflater ??= new Deflate4K();
+        _compressOut ??= new byte[_clusterSize + 64];
+        int len = _deflater.Compress(data, _compressOut, _clusterSize - 512);
+        if (len < 0)
+        {
+            Write(guestOffset, data[..(int)Math.Min(_clusterSize, Size - guestOffset)]);
+            return;
+        }
+
+        long off;
+        long cs = _clusterSize;
+        if (_compressCursor != 0 && (_compressCursor & (cs - 1)) != 0 && (_compressCursor & (cs - 1)) + len <= cs
+            && GetRefcount(_compressCursor >> _clusterBits) is > 0 and var rc && rc < MaxRefcount)
+        {
+            off = _compressCursor;
+            SetRefcount(off >> _clusterBits, rc + 1);
+        }
+        else
+        {
+            off = AllocateClusters((int)((len + cs - 1) / cs));
+        }
+
+        _file.Write(off, _compressOut.AsSpan(0, len));
+        _compressCursor = (off + len + 511) & ~511L;
+        ulong sectors = (ulong)(((off + len - 1) >> 9) - (off >> 9));
+        SetL2Entry(l2, l2Offset, l2Index, OflagCompressed | (sectors << _csizeShift) | (ulong)off);
+    }
+
     /// <summary>
     /// Guest discard of whole clusters: the range then reads as zeroes (v3 with a backing file) or
     /// as unallocated. Partial clusters are ignored, as discard is advisory.

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Colo.Block;
+using Colo.Block.Qcow2;
 
 namespace Colo.QemuImg;
 
@@ -29,11 +30,6 @@ internal static class ConvertCommand
 
     private static int Run(string? fmt, string outFmt, string[] opts, bool progress, bool compress, bool noCreate, string[] files)
     {
-        if (compress)
-        {
-            throw new QemuImgException("Compressed output (-c) is not supported by Colo yet");
-        }
-
         string src = files[0];
         string dst = files[1];
         using BlockNode source = Open(src, fmt, readOnly: true);
@@ -43,6 +39,11 @@ internal static class ConvertCommand
         }
 
         using BlockNode target = Open(dst, outFmt, readOnly: false);
+        if (compress && target is not Qcow2Node)
+        {
+            throw new QemuImgException("Compression not supported for this file format");
+        }
+
         if (noCreate && target.Size < source.Size)
         {
             throw new QemuImgException("output file is smaller than input file");
@@ -56,13 +57,40 @@ internal static class ConvertCommand
             int n = (int)Math.Min(ChunkSize, size - off);
             Span<byte> chunk = buf.AsSpan(0, n);
             source.Read(off, chunk);
-            WriteNonZero(target, off, chunk, noCreate);
+            if (compress)
+            {
+                WriteCompressed((Qcow2Node)target, off, chunk);
+            }
+            else
+            {
+                WriteNonZero(target, off, chunk, noCreate);
+            }
+
             p.Report((off + n) * 100.0 / size);
         }
 
         target.Flush();
         p.Done();
         return 0;
+    }
+
+    /// <summary>Compresses each non-zero cluster of the chunk (ChunkSize is a multiple of every cluster size).</summary>
+    private static void WriteCompressed(Qcow2Node target, long offset, ReadOnlySpan<byte> chunk)
+    {
+        int cs = target.ClusterSize;
+        Span<byte> cluster = new byte[cs];
+        for (int pos = 0; pos < chunk.Length; pos += cs)
+        {
+            ReadOnlySpan<byte> part = chunk.Slice(pos, Math.Min(cs, chunk.Length - pos));
+            if (!part.ContainsAnyExcept((byte)0))
+            {
+                continue;
+            }
+
+            cluster.Clear();
+            part.CopyTo(cluster);
+            target.WriteCompressed((offset + pos) / cs, cluster);
+        }
     }
 
     /// <summary>Writes only the 4 KiB blocks holding data, so the target stays sparse.</summary>
