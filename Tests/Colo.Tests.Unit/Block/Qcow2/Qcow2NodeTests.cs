@@ -276,4 +276,27 @@ public sealed class Qcow2NodeTests
         Assert.That(r.LeaksFixed, Is.EqualTo(1));
         AssertClean(node);
     }
+
+    [Test]
+    public void Open_DirtyImageReadWrite_RepairsRefcountsAndClearsDirtyBit()
+    {
+        string path = NewImage(1 << 20);
+        using (FileStream f = File.OpenWrite(path))
+        {
+            f.Seek(Qcow2Header.OffsetIncompatibleFeatures + 7, SeekOrigin.Begin);
+            f.WriteByte(1); // dirty bit, as a crashed lazy-refcounts writer leaves it
+            f.Seek(0x20000 + 10, SeekOrigin.Begin);
+            f.Write([0, 1]); // and a stale refcount for cluster 5
+            f.SetLength(6 * 65536);
+        }
+
+        using (var node = (Qcow2Node)BlockImage.Open(path, null, false))
+        {
+            Assert.That(node.IsDirty, Is.False);
+            AssertClean(node);
+        }
+
+        using var ro = (Qcow2Node)BlockImage.Open(path, null, true);
+        Assert.That(ro.IsDirty, Is.False);
+    }
 }
