@@ -17,7 +17,8 @@ internal sealed record ImageInfo(
     string? FullBackingFilename,
     string? BackingFormat,
     bool DirtyFlag,
-    Qcow2Header? Qcow2)
+    Qcow2Header? Qcow2,
+    IReadOnlyList<Qcow2Snapshot> Snapshots)
 {
     public static ImageInfo Of(string filename, BlockNode node)
     {
@@ -26,10 +27,10 @@ internal sealed record ImageInfo(
         {
             Qcow2Header h = q.Header;
             string? full = h.BackingFile != null ? BlockImage.CombinePath(filename, h.BackingFile) : null;
-            return new ImageInfo(filename, "qcow2", q.Size, actual, q.ClusterSize, h.BackingFile, full, h.BackingFormat, q.IsDirty, h);
+            return new ImageInfo(filename, "qcow2", q.Size, actual, q.ClusterSize, h.BackingFile, full, h.BackingFormat, q.IsDirty, h, q.ReadSnapshots());
         }
 
-        return new ImageInfo(filename, node.DriverName, node.Size, actual, null, null, null, null, false, null);
+        return new ImageInfo(filename, node.DriverName, node.Size, actual, null, null, null, null, false, null, []);
     }
 
     public string ToHuman()
@@ -64,6 +65,20 @@ internal sealed record ImageInfo(
             sb.Append("cleanly shut down: no\n");
         }
 
+        if (Snapshots.Count > 0)
+        {
+            sb.Append("Snapshot list:\n");
+            sb.Append($"{"ID",-9} {"TAG",-16} {"VM SIZE",8} {"DATE",19} {"VM CLOCK",12} {"ICOUNT",10}\n");
+            foreach (Qcow2Snapshot s in Snapshots)
+            {
+                string date = DateTimeOffset.FromUnixTimeSeconds(s.DateSec).ToLocalTime().ToString("yyyy-MM-dd HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture);
+                ulong secs = s.VmClockNsec / 1_000_000_000;
+                string clock = $"{secs / 3600:D2}:{secs / 60 % 60:D2}:{secs % 60:D2}.{s.VmClockNsec / 1_000_000 % 1000:D3}";
+                string icount = s.Icount?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "";
+                sb.Append($"{s.Id,-9} {s.Name,-16} {SizeFormat.Human((long)s.VmStateSize),8} {date,19} {clock,12} {icount,10}\n");
+            }
+        }
+
         if (Qcow2 != null)
         {
             Qcow2Header h = Qcow2;
@@ -91,6 +106,30 @@ internal sealed record ImageInfo(
     public void WriteJson(Utf8JsonWriter w)
     {
         w.WriteStartObject();
+        if (Snapshots.Count > 0)
+        {
+            w.WriteStartArray("snapshots");
+            foreach (Qcow2Snapshot s in Snapshots)
+            {
+                w.WriteStartObject();
+                if (s.Icount != null)
+                {
+                    w.WriteNumber("icount", s.Icount.Value);
+                }
+
+                w.WriteNumber("vm-clock-nsec", s.VmClockNsec % 1_000_000_000);
+                w.WriteString("name", s.Name);
+                w.WriteNumber("date-sec", s.DateSec);
+                w.WriteNumber("date-nsec", s.DateNsec);
+                w.WriteNumber("vm-clock-sec", s.VmClockNsec / 1_000_000_000);
+                w.WriteString("id", s.Id);
+                w.WriteNumber("vm-state-size", s.VmStateSize);
+                w.WriteEndObject();
+            }
+
+            w.WriteEndArray();
+        }
+
         if (BackingFormat != null && BackingFilename != null)
         {
             w.WriteString("backing-filename-format", BackingFormat);

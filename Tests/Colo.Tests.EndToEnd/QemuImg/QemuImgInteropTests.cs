@@ -175,4 +175,26 @@ public sealed class QemuImgInteropTests
             Assert.That(File.ReadAllBytes(P("c.qcow2")), Is.EqualTo(File.ReadAllBytes(P("q.qcow2"))), "repaired bytes " + string.Join(' ', args));
         }
     }
+
+    [Test]
+    public void QemuInternalSnapshots_InfoCheckAndRead_MatchQemu_WritesRefused()
+    {
+        QemuImgRunner.Real(_dir, "create", "-q", "-f", "qcow2", "s.qcow2", "16M");
+        QemuImgRunner.Run(QemuImgRunner.RealQemuIo, _dir, "-c", "write -P 1 0 1M", "s.qcow2");
+        QemuImgRunner.Real(_dir, "snapshot", "-c", "snap1", "s.qcow2");
+        QemuImgRunner.Run(QemuImgRunner.RealQemuIo, _dir, "-c", "write -P 2 512k 1M", "s.qcow2");
+        foreach (string[] args in new[] { new[] { "info" }, ["info", "--output=json"], ["check"], ["check", "--output=json"] })
+        {
+            var colo = QemuImgRunner.Colo(_dir, [.. args, "s.qcow2"]);
+            var real = QemuImgRunner.Real(_dir, [.. args, "s.qcow2"]);
+            Assert.That((colo.ExitCode, colo.Stdout), Is.EqualTo((real.ExitCode, real.Stdout)), string.Join(' ', args));
+        }
+
+        QemuImgRunner.Real(_dir, "convert", "-O", "raw", "s.qcow2", "q.raw");
+        QemuImgRunner.Colo(_dir, "convert", "-O", "raw", "s.qcow2", "c.raw");
+        Assert.That(File.ReadAllBytes(P("c.raw")), Is.EqualTo(File.ReadAllBytes(P("q.raw"))));
+        var write = QemuImgRunner.Colo(_dir, "convert", "-n", "-O", "qcow2", "q.raw", "s.qcow2");
+        Assert.That(write.ExitCode, Is.EqualTo(1));
+        Assert.That(write.Stderr, Does.Contain("internal snapshots is not supported by Colo"));
+    }
 }
