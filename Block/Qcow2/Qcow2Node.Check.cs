@@ -143,6 +143,7 @@ public sealed partial class Qcow2Node
 
             inc(l2Offset, cs);
             _file.Read(l2Offset, l2);
+            lastHost = -1; // QEMU counts fragmentation within each L2 table
             for (int j = 0; j < cs / 8; j++)
             {
                 ulong e = BinaryPrimitives.ReadUInt64BigEndian(l2.AsSpan(j * 8));

@@ -127,10 +127,16 @@ internal static class CheckCommand
         return sb.ToString();
     }
 
+    /// <summary>Keys in the order QEMU 7.2 prints them (its QDict's hash order, not insertion order).</summary>
     private static string Json(Qcow2CheckResult r, string filename) => JsonOut.Write(w =>
     {
         w.WriteStartObject();
         w.WriteNumber("image-end-offset", r.ImageEndOffset);
+        if (r.CompressedClusters > 0)
+        {
+            w.WriteNumber("compressed-clusters", r.CompressedClusters);
+        }
+
         w.WriteNumber("total-clusters", r.TotalClusters);
         if (r.Corruptions > 0)
         {
@@ -158,18 +164,13 @@ internal static class CheckCommand
             w.WriteNumber("allocated-clusters", r.AllocatedClusters);
         }
 
+        w.WriteString("filename", filename);
+        w.WriteString("format", "qcow2");
         if (r.FragmentedClusters > 0)
         {
             w.WriteNumber("fragmented-clusters", r.FragmentedClusters);
         }
 
-        if (r.CompressedClusters > 0)
-        {
-            w.WriteNumber("compressed-clusters", r.CompressedClusters);
-        }
-
-        w.WriteString("filename", filename);
-        w.WriteString("format", "qcow2");
         w.WriteEndObject();
     });
 }

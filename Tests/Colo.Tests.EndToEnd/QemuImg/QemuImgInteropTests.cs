@@ -133,6 +133,10 @@ public sealed class QemuImgInteropTests
         var cmp = QemuImgRunner.Colo(_dir, "compare", "in.raw", "q.qcow2");
         Assert.That((cmp.ExitCode, cmp.Stdout), Is.EqualTo((0, "Images are identical.\n")));
         Assert.That(QemuImgRunner.Colo(_dir, "check", "q.qcow2").ExitCode, Is.Zero);
+        foreach (string[] args in new[] { new[] { "check" }, ["check", "--output=json"], ["info"], ["info", "--output=json"] })
+        {
+            Assert.That(QemuImgRunner.Colo(_dir, [.. args, "q.qcow2"]).Stdout, Is.EqualTo(QemuImgRunner.Real(_dir, [.. args, "q.qcow2"]).Stdout), string.Join(' ', args));
+        }
     }
 
     [Test]
