@@ -68,24 +68,38 @@ public sealed class FileNode : BlockNode
     /// <summary>Reads past end of file return zeroes, as a sparse host file would.</summary>
     public override void Read(long offset, Span<byte> buffer)
     {
-        while (buffer.Length > 0)
+        try
         {
-            int n = RandomAccess.Read(_handle, buffer, offset);
-            if (n <= 0)
+            while (buffer.Length > 0)
             {
-                buffer.Clear();
-                return;
-            }
+                int n = RandomAccess.Read(_handle, buffer, offset);
+                if (n <= 0)
+                {
+                    buffer.Clear();
+                    return;
+                }
 
-            buffer = buffer[n..];
-            offset += n;
+                buffer = buffer[n..];
+                offset += n;
+            }
+        }
+        catch (Exception e) when (e is IOException or ArgumentOutOfRangeException)
+        {
+            throw new BlockException($"Could not read '{Filename}' at offset {offset}: {e.Message}", e);
         }
     }
 
     public override void Write(long offset, ReadOnlySpan<byte> buffer)
     {
         CheckWritable();
-        RandomAccess.Write(_handle, buffer, offset);
+        try
+        {
+            RandomAccess.Write(_handle, buffer, offset);
+        }
+        catch (Exception e) when (e is IOException or ArgumentOutOfRangeException)
+        {
+            throw new BlockException($"Could not write '{Filename}' at offset {offset}: {e.Message}", e);
+        }
     }
 
     public override void Flush()

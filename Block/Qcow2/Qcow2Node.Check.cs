@@ -50,6 +50,13 @@ public sealed partial class Qcow2Node
                 return;
             }
 
+            if (offset < 0 || offset > (1L << 56))
+            {
+                log.WriteLine($"ERROR: offset=0x{offset:x}: invalid host offset");
+                r.Corruptions++;
+                return;
+            }
+
             for (long c = offset >> _clusterBits; c <= (offset + length - 1) >> _clusterBits; c++)
             {
                 if (c >= nbClusters)

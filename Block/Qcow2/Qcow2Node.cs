@@ -195,6 +195,7 @@ public sealed partial class Qcow2Node : BlockNode
             throw new BlockException("L1 table overlaps with the reference count table");
         }
 
+        _hostEnd = fileLength;
         _l1 = ReadTable((long)h.L1TableOffset, (int)h.L1Size);
         _refTable = ReadTable((long)h.RefcountTableOffset, (int)(h.RefcountTableClusters * cs / 8));
         for (int i = 0; i < _refTable.Length; i++)
@@ -205,7 +206,7 @@ public sealed partial class Qcow2Node : BlockNode
                 continue;
             }
 
-            if ((e & ~RefTableOffsetMask) != 0)
+            if ((e & ~RefTableOffsetMask) != 0 || e >= 1UL << 56)
             {
                 throw new BlockException($"Reference count table entry {i} is invalid: 0x{e:x}");
             }
@@ -354,6 +355,23 @@ public sealed partial class Qcow2Node : BlockNode
         if ((entry & 0x1feUL) != 0 || (host & (ulong)(_clusterSize - 1)) != 0 || host < (ulong)_clusterSize)
         {
             throw Corrupt($"Cluster allocation offset 0x{host:x} unaligned or invalid (L2 entry 0x{entry:x})");
+        }
+
+        // Every cluster we or QEMU allocate is written (so the file covers it) before it is referenced.
+        if (host >= (ulong)_hostEnd)
+        {
+            throw Corrupt($"Data cluster offset 0x{host:x} lies beyond the end of the image file");
+        }
+    }
+
+    /// <summary>End of the host file as far as we know (updated on allocation; avoids an fstat per I/O).</summary>
+    private long _hostEnd;
+
+    private void GrewTo(long end)
+    {
+        if (end > _hostEnd)
+        {
+            _hostEnd = end;
         }
     }
 
@@ -557,6 +575,7 @@ public sealed partial class Qcow2Node : BlockNode
         }
 
         _file.Write((long)newHost, cluster);
+        GrewTo((long)newHost + _clusterSize);
         SetL2Entry(l2, l2Offset, l2Index, newHost | OflagCopied);
         if (newHost != host)
         {
@@ -617,6 +636,7 @@ public sealed partial class Qcow2Node : BlockNode
         long newOffset = AllocateClusters(1);
         byte[] table = _l2Cache.GetEmpty(newOffset);
         _file.Write(newOffset, table);
+        GrewTo(newOffset + _clusterSize);
         _l2Validated.Add(newOffset);
         SetL1Entry(l1Index, (ulong)newOffset | OflagCopied);
         return (table, newOffset);
@@ -688,6 +708,7 @@ public sealed partial class Qcow2Node : BlockNode
         }
 
         _file.Write(off, _compressOut.AsSpan(0, len));
+        GrewTo(off + len);
         _compressCursor = (off + len + 511) & ~511L;
         ulong sectors = (ulong)(((off + len - 1) >> 9) - (off >> 9));
         SetL2Entry(l2, l2Offset, l2Index, OflagCompressed | (sectors << _csizeShift) | (ulong)off);
@@ -825,6 +846,7 @@ public sealed partial class Qcow2Node : BlockNode
         }
 
         _file.Write(newOffset, table);
+        GrewTo(newOffset + bytes);
         _file.Flush();
 
         // L1 size (u32 at 36) and offset (u64 at 40) are adjacent: one write switches tables.

@@ -122,4 +122,60 @@ public sealed class Qcow2HostileImageTests
             }
         }
     }
+
+    [Test]
+    public void RandomMetadataCorruption_ReadWriteAndCheck_OnlyBlockExceptions()
+    {
+        using (BlockNode n = BlockImage.Open(_path, "qcow2", false))
+        {
+            var d = new byte[300_000];
+            new Random(1).NextBytes(d);
+            n.Write(5_000_000, d);
+        }
+
+        byte[] original = File.ReadAllBytes(_path);
+        var rng = new Random(7);
+        for (int i = 0; i < 300; i++)
+        {
+            byte[] img = (byte[])original.Clone();
+            for (int k = 0; k < 6; k++)
+            {
+                // Hit the refcount table, refcount block, L1 and L2 tables (clusters 1-5).
+                int pos = (rng.Next(1, 6) * 65536) + (rng.Next(0, 64) * 8) + rng.Next(0, 8);
+                img[pos] = (byte)rng.Next(256);
+            }
+
+            File.WriteAllBytes(_path, img);
+            try
+            {
+                using var n = (Qcow2Node)BlockImage.Open(_path, "qcow2", readOnly: false, forCheck: rng.Next(2) == 0);
+                var buf = new byte[100_000];
+                for (int op = 0; op < 10; op++)
+                {
+                    long off = rng.NextInt64(n.Size - buf.Length);
+                    try
+                    {
+                        if (rng.Next(2) == 0)
+                        {
+                            n.Read(off, buf);
+                        }
+                        else
+                        {
+                            n.Write(off, buf);
+                        }
+                    }
+                    catch (BlockException)
+                    {
+                        // refused cleanly
+                    }
+                }
+
+                n.Check(Qcow2CheckFix.None, TextWriter.Null);
+            }
+            catch (BlockException)
+            {
+                // refused cleanly
+            }
+        }
+    }
 }
