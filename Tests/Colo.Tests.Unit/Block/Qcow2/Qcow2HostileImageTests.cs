@@ -123,8 +123,11 @@ public sealed class Qcow2HostileImageTests
         }
     }
 
-    [Test]
-    public void RandomMetadataCorruption_ReadWriteAndCheck_OnlyBlockExceptions()
+    [TestCase(7)]
+    [TestCase(8)]
+    [TestCase(9)]
+    [TestCase(10)]
+    public void RandomMetadataCorruption_ReadWriteAndCheck_OnlyBlockExceptions(int seed)
     {
         using (BlockNode n = BlockImage.Open(_path, "qcow2", false))
         {
@@ -134,15 +137,22 @@ public sealed class Qcow2HostileImageTests
         }
 
         byte[] original = File.ReadAllBytes(_path);
-        var rng = new Random(7);
+        var rng = new Random(seed);
         for (int i = 0; i < 300; i++)
         {
             byte[] img = (byte[])original.Clone();
             for (int k = 0; k < 6; k++)
             {
                 // Hit the refcount table, refcount block, L1 and L2 tables (clusters 1-5).
-                int pos = (rng.Next(1, 6) * 65536) + (rng.Next(0, 64) * 8) + rng.Next(0, 8);
-                img[pos] = (byte)rng.Next(256);
+                int pos = (rng.Next(0, 6) * 65536) + (rng.Next(0, 64) * 8) + rng.Next(0, 8);
+                if (pos >= Math.Min(img.Length, 0x68) || pos >= 65536)
+                {
+                    img[Math.Min(pos, img.Length - 1)] = (byte)rng.Next(256);
+                }
+                else if (rng.Next(4) == 0)
+                {
+                    img[pos] = (byte)rng.Next(256); // occasionally the header itself
+                }
             }
 
             File.WriteAllBytes(_path, img);
