@@ -805,14 +805,15 @@ public sealed partial class Qcow2Node : BlockNode
     public override void Truncate(long size)
     {
         CheckWritable();
-        if (size < Size)
-        {
-            throw new BlockException("qcow2 doesn't support shrinking images yet");
-        }
-
         if (size % 512 != 0)
         {
             throw new BlockException("The new size must be a multiple of 512");
+        }
+
+        if (size < Size)
+        {
+            Shrink(size);
+            return;
         }
 
         long l2Coverage = (long)_clusterSize << _l2Bits;
@@ -830,6 +831,32 @@ public sealed partial class Qcow2Node : BlockNode
         Span<byte> b = stackalloc byte[8];
         BinaryPrimitives.WriteUInt64BigEndian(b, (ulong)size);
         _file.Flush();
+        _file.Write(Qcow2Header.OffsetSize, b);
+        _header.Size = (ulong)size;
+    }
+
+    /// <summary>
+    /// Shrinks the virtual disk: clusters wholly past the new end are freed first, then the size
+    /// field changes (a crash in between only leaks). A partly kept last cluster keeps its data,
+    /// which the guest can no longer see. The L1 keeps its length, which the format allows.
+    /// </summary>
+    private void Shrink(long size)
+    {
+        if (_header.NbSnapshots > 0)
+        {
+            throw new BlockException("Can't resize an image which has snapshots");
+        }
+
+        long firstDropped = (size + _clusterSize - 1) >> _clusterBits;
+        long oldSize = Size;
+        if ((firstDropped << _clusterBits) < oldSize)
+        {
+            ClearClusters(firstDropped << _clusterBits, oldSize - (firstDropped << _clusterBits), 0, wholeOnly: true);
+        }
+
+        _file.Flush();
+        Span<byte> b = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64BigEndian(b, (ulong)size);
         _file.Write(Qcow2Header.OffsetSize, b);
         _header.Size = (ulong)size;
     }

@@ -299,4 +299,24 @@ public sealed class Qcow2NodeTests
         using var ro = (Qcow2Node)BlockImage.Open(path, null, true);
         Assert.That(ro.IsDirty, Is.False);
     }
+
+    [Test]
+    public void Truncate_Shrink_FreesClustersPastEnd_AndChecksClean()
+    {
+        string path = NewImage(4 << 20);
+        using var node = (Qcow2Node)BlockImage.Open(path, null, false);
+        var data = new byte[4 << 20];
+        new Random(3).NextBytes(data);
+        node.Write(0, data);
+        node.Truncate(1 << 20);
+        Assert.That(node.Size, Is.EqualTo(1 << 20));
+        var back = new byte[1 << 20];
+        node.Read(0, back);
+        Assert.That(back.AsSpan().SequenceEqual(data.AsSpan(0, 1 << 20)), Is.True);
+        Qcow2CheckResult r = node.Check(Qcow2CheckFix.None, TextWriter.Null);
+        Assert.That((r.Corruptions, r.Leaks, r.AllocatedClusters), Is.EqualTo((0L, 0L, 16L)));
+        node.Truncate(2 << 20);
+        node.Read(1 << 20, back);
+        Assert.That(back, Is.All.EqualTo(0), "grown area must not resurrect dropped data");
+    }
 }
