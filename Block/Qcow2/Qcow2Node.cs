@@ -158,7 +158,7 @@ public sealed partial class Qcow2Node : BlockNode
             throw new BlockException("L1 table is too small");
         }
 
-        CheckTableOffset(h.L1TableOffset, (long)h.L1Size * 8, fileLength, "L1 table");
+        CheckTableOffset(h.L1TableOffset, (long)h.L1Size * 8, fileLength, "Active L1 table");
         if ((long)h.RefcountTableClusters * cs > MaxRefTableBytes)
         {
             throw new BlockException("Reference count table too large");
@@ -272,7 +272,7 @@ public sealed partial class Qcow2Node : BlockNode
     {
         if ((offset & (ulong)(_clusterSize - 1)) != 0 || offset > long.MaxValue / 2)
         {
-            throw new BlockException($"Invalid {what} offset 0x{offset:x}");
+            throw new BlockException($"{what} offset invalid");
         }
 
         if (length > 0 && (long)offset + length > fileLength)

@@ -48,7 +48,7 @@ public sealed class Qcow2HostileImageTests
         new object[] { "huge L1", 36L, 0x10000000UL, 4, "L1 table too large" },
         new object[] { "L1 too small", 36L, 0UL, 4, "L1 table is too small" },
         new object[] { "L1 past EOF", 40L, 0x7000000UL, 8, "beyond the end" },
-        new object[] { "L1 unaligned", 40L, 0x30001UL, 8, "Invalid L1 table offset" },
+        new object[] { "L1 unaligned", 40L, 0x30001UL, 8, "Active L1 table offset invalid" },
         new object[] { "L1 on header", 40L, 0UL, 8, "overlaps" },
         new object[] { "reftable on L1", 48L, 0x30000UL, 8, "overlaps" },
         new object[] { "huge reftable", 56L, 0x1000000UL, 4, "too large" },
