@@ -116,11 +116,6 @@ public sealed partial class Qcow2Node : BlockNode
             throw new BlockException("qcow2: Image is corrupt; cannot be opened read/write");
         }
 
-        if (header.CompressionType == 1 && !readOnly && !forCheck)
-        {
-            // Reading zstd clusters works; writing never compresses, so only the read side matters.
-        }
-
         BlockNode? backing = header.BackingFile != null ? openBacking?.Invoke(header) : null;
         var node = new Qcow2Node(file, backing, header, readOnly, nodeName);
         try
@@ -230,12 +225,6 @@ public sealed partial class Qcow2Node : BlockNode
         if (_header.NbSnapshots > 0 && !forCheck)
         {
             throw new BlockException("Writing to qcow2 images with internal snapshots is not supported by Colo");
-        }
-
-        if (_header.CompressionType != 0 && !forCheck)
-        {
-            // Compressed clusters are only read; a write to one rewrites it uncompressed, which is fine
-            // for any compression type we can decompress.
         }
 
         // Autoclear bits name extensions (bitmaps) that we do not keep in sync; clearing them is how
