@@ -50,8 +50,10 @@ internal static class QemuImgRunner
             throw new InvalidOperationException("Colo.sln not found above the test directory");
         }
 
+        // Publish once per test run so the tests never exercise a stale binary; set
+        // COLO_NO_PUBLISH=1 to reuse an existing build/bin/qemu-img (e.g. in CI after publishing).
         string exe = Path.Combine(dir, "build", "bin", "qemu-img");
-        if (!File.Exists(exe))
+        if (!File.Exists(exe) || Environment.GetEnvironmentVariable("COLO_NO_PUBLISH") != "1")
         {
             // Same command as documented for CI: dotnet publish Emulator/QemuImg -c Release -o build/bin
             (int rc, string o, string e) = Run("dotnet", dir, "publish", "Emulator/QemuImg", "-c", "Release", "-o", "build/bin");
