@@ -1,0 +1,143 @@
+namespace Colo.Block;
+
+/// <summary>A named edge of the block graph ("file", "backing", "children.0").</summary>
+public sealed record BlockChild(string Name, BlockNode Node);
+
+/// <summary>
+/// One node of the block graph (QEMU's BlockDriverState): a driver instance with a node-name,
+/// children and a byte-addressed I/O interface.
+/// </summary>
+/// <remarks>
+/// The I/O core is synchronous over spans (pread/pwrite underneath, allocation-free on the
+/// cached path); the <c>*Async</c> wrappers exist so device and job code can be written against
+/// an awaitable contract now and get truly asynchronous drivers later without changing callers.
+/// A node is not thread-safe: callers serialise requests (QEMU's AioContext rule).
+/// </remarks>
+public abstract class BlockNode : IDisposable
+{
+    private static int s_autoNameCounter;
+    private bool _disposed;
+
+    protected BlockNode(string? nodeName, bool readOnly)
+    {
+        // QEMU names anonymous nodes "#block<N>"; keep the same shape for query output.
+        NodeName = nodeName ?? $"#block{Interlocked.Increment(ref s_autoNameCounter) * 100 % 1000:D3}";
+        ReadOnly = readOnly;
+    }
+
+    public string NodeName { get; }
+
+    /// <summary>Driver name as QEMU prints it ("qcow2", "raw", "file").</summary>
+    public abstract string DriverName { get; }
+
+    public bool ReadOnly { get; }
+
+    public virtual IReadOnlyList<BlockChild> Children => [];
+
+    /// <summary>Length in bytes of what this node exposes to its parent.</summary>
+    public abstract long Size { get; }
+
+    /// <summary>Filename this node was opened from, for messages and query output.</summary>
+    public abstract string Filename { get; }
+
+    public abstract void Read(long offset, Span<byte> buffer);
+
+    public abstract void Write(long offset, ReadOnlySpan<byte> buffer);
+
+    public abstract void Flush();
+
+    /// <summary>Advisory: after a discard the range reads as zeroes or as the backing file.</summary>
+    public virtual void Discard(long offset, long length)
+    {
+    }
+
+    /// <summary>Makes the range read as zeroes. Default: write zero-filled chunks.</summary>
+    public virtual void WriteZeroes(long offset, long length)
+    {
+        Span<byte> zeros = stackalloc byte[4096];
+        zeros.Clear();
+        while (length > 0)
+        {
+            int n = (int)Math.Min(length, zeros.Length);
+            Write(offset, zeros[..n]);
+            offset += n;
+            length -= n;
+        }
+    }
+
+    public virtual void Truncate(long size) =>
+        throw new BlockException($"Image format '{DriverName}' does not support resizing");
+
+    public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            Read(offset, buffer.Span);
+            return ValueTask.CompletedTask;
+        }
+        catch (Exception e)
+        {
+            return ValueTask.FromException(e);
+        }
+    }
+
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            Write(offset, buffer.Span);
+            return ValueTask.CompletedTask;
+        }
+        catch (Exception e)
+        {
+            return ValueTask.FromException(e);
+        }
+    }
+
+    public ValueTask FlushAsync(CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            Flush();
+            return ValueTask.CompletedTask;
+        }
+        catch (Exception e)
+        {
+            return ValueTask.FromException(e);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (!_disposed)
+        {
+            _disposed = true;
+            Dispose(true);
+            GC.SuppressFinalize(this);
+        }
+    }
+
+    protected virtual void Dispose(bool disposing)
+    {
+    }
+
+    /// <summary>Throws the QEMU-shaped error for requests outside [0, Size).</summary>
+    protected void CheckRequest(long offset, long length)
+    {
+        if (offset < 0 || length < 0 || offset > Size || length > Size - offset)
+        {
+            throw new BlockException($"Request out of range: offset {offset}, length {length}, size {Size}");
+        }
+    }
+
+    protected void CheckWritable()
+    {
+        if (ReadOnly)
+        {
+            throw new BlockException($"Block node '{NodeName}' is read-only");
+        }
+    }
+}

@@ -1,0 +1,134 @@
+using Microsoft.Win32.SafeHandles;
+
+namespace Colo.Block.File;
+
+/// <summary>The "file" protocol driver: a host file accessed with pread/pwrite.</summary>
+public sealed class FileNode : BlockNode
+{
+    private readonly SafeFileHandle _handle;
+
+    private FileNode(string filename, SafeFileHandle handle, bool readOnly, string? nodeName)
+        : base(nodeName, readOnly)
+    {
+        Filename = filename;
+        _handle = handle;
+    }
+
+    public override string DriverName => "file";
+
+    public override string Filename { get; }
+
+    public override long Size => RandomAccess.GetLength(_handle);
+
+    public static FileNode Open(string filename, bool readOnly, string? nodeName = null)
+    {
+        try
+        {
+            SafeFileHandle h = System.IO.File.OpenHandle(
+                filename,
+                FileMode.Open,
+                readOnly ? FileAccess.Read : FileAccess.ReadWrite,
+                readOnly ? FileShare.ReadWrite : FileShare.Read);
+            return new FileNode(filename, h, readOnly, nodeName);
+        }
+        catch (FileNotFoundException e)
+        {
+            throw new BlockException(BlockException.GenericError, $"Could not open '{filename}': No such file or directory", e);
+        }
+        catch (DirectoryNotFoundException e)
+        {
+            throw new BlockException(BlockException.GenericError, $"Could not open '{filename}': No such file or directory", e);
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            throw new BlockException(BlockException.GenericError, $"Could not open '{filename}': Permission denied", e);
+        }
+        catch (IOException e)
+        {
+            throw new BlockException(BlockException.GenericError, $"Could not open '{filename}': {e.Message}", e);
+        }
+    }
+
+    /// <summary>Creates (or truncates) the host file, as QEMU's file driver does for image creation.</summary>
+    public static void Create(string filename, long size)
+    {
+        try
+        {
+            using SafeFileHandle h = System.IO.File.OpenHandle(filename, FileMode.Create, FileAccess.ReadWrite);
+            RandomAccess.SetLength(h, size);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            string reason = e is UnauthorizedAccessException ? "Permission denied"
+                : e is DirectoryNotFoundException ? "No such file or directory" : e.Message;
+            throw new BlockException(BlockException.GenericError, $"Could not create '{filename}': {reason}", e);
+        }
+    }
+
+    /// <summary>Reads past end of file return zeroes, as a sparse host file would.</summary>
+    public override void Read(long offset, Span<byte> buffer)
+    {
+        try
+        {
+            while (buffer.Length > 0)
+            {
+                int n = RandomAccess.Read(_handle, buffer, offset);
+                if (n <= 0)
+                {
+                    buffer.Clear();
+                    return;
+                }
+
+                buffer = buffer[n..];
+                offset += n;
+            }
+        }
+        catch (Exception e) when (e is IOException or ArgumentOutOfRangeException)
+        {
+            throw new BlockException($"Could not read '{Filename}' at offset {offset}: {e.Message}", e);
+        }
+    }
+
+    public override void Write(long offset, ReadOnlySpan<byte> buffer)
+    {
+        CheckWritable();
+        try
+        {
+            RandomAccess.Write(_handle, buffer, offset);
+        }
+        catch (Exception e) when (e is IOException or ArgumentOutOfRangeException)
+        {
+            throw new BlockException($"Could not write '{Filename}' at offset {offset}: {e.Message}", e);
+        }
+    }
+
+    public override void Flush()
+    {
+        if (!ReadOnly)
+        {
+            RandomAccess.FlushToDisk(_handle);
+        }
+    }
+
+    public override void Truncate(long size)
+    {
+        CheckWritable();
+        RandomAccess.SetLength(_handle, size);
+    }
+
+    /// <summary>Host bytes actually allocated (st_blocks * 512), for "disk size".</summary>
+    public long AllocatedSize => HostFile.AllocatedBytes(Filename);
+
+    /// <summary>Host bytes allocated to <paramref name="path"/> (st_blocks * 512).</summary>
+    public static long GetAllocatedSize(string path) => HostFile.AllocatedBytes(path);
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _handle.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
+}

@@ -1,0 +1,61 @@
+namespace Colo.Block.Raw;
+
+/// <summary>The "raw" format driver: the guest sees the child's bytes unchanged.</summary>
+public sealed class RawNode : BlockNode
+{
+    private readonly BlockNode _file;
+
+    public RawNode(BlockNode file, bool readOnly, string? nodeName = null)
+        : base(nodeName, readOnly)
+    {
+        _file = file;
+    }
+
+    public override string DriverName => "raw";
+
+    public override string Filename => _file.Filename;
+
+    public override IReadOnlyList<BlockChild> Children => [new BlockChild("file", _file)];
+
+    public BlockNode File => _file;
+
+    public override long Size => _file.Size;
+
+    public override void Read(long offset, Span<byte> buffer)
+    {
+        CheckRequest(offset, buffer.Length);
+        _file.Read(offset, buffer);
+    }
+
+    public override void Write(long offset, ReadOnlySpan<byte> buffer)
+    {
+        CheckWritable();
+        CheckRequest(offset, buffer.Length);
+        _file.Write(offset, buffer);
+    }
+
+    public override void Flush() => _file.Flush();
+
+    public override void WriteZeroes(long offset, long length)
+    {
+        CheckWritable();
+        CheckRequest(offset, length);
+        _file.WriteZeroes(offset, length);
+    }
+
+    public override void Truncate(long size)
+    {
+        CheckWritable();
+        _file.Truncate(size);
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            _file.Dispose();
+        }
+
+        base.Dispose(disposing);
+    }
+}
