@@ -7,10 +7,8 @@ internal static class QemuImgRunner
 {
     public const string RealQemuImg = "/usr/bin/qemu-img";
     public const string RealQemuIo = "/usr/bin/qemu-io";
-    private static readonly Lazy<string> s_colo = new(FindOrPublish);
-
-    /// <summary>build/bin/qemu-img under the repo root (nearest ancestor holding Colo.sln).</summary>
-    public static string ColoQemuImg => s_colo.Value;
+    /// <summary>build/bin/qemu-img, published by tools/build.sh (tools/test.sh runs it first).</summary>
+    public static string ColoQemuImg => Infrastructure.ColoBinaries.QemuImg;
 
     public static (int ExitCode, string Stdout, string Stderr) Colo(string workDir, params string[] args) => Run(ColoQemuImg, workDir, args);
 
@@ -35,34 +33,5 @@ internal static class QemuImgRunner
         string stdout = p.StandardOutput.ReadToEnd();
         p.WaitForExit();
         return (p.ExitCode, stdout, err.Result);
-    }
-
-    private static string FindOrPublish()
-    {
-        string? dir = AppContext.BaseDirectory;
-        while (dir != null && !File.Exists(Path.Combine(dir, "Colo.sln")))
-        {
-            dir = Path.GetDirectoryName(dir);
-        }
-
-        if (dir == null)
-        {
-            throw new InvalidOperationException("Colo.sln not found above the test directory");
-        }
-
-        // Publish once per test run so the tests never exercise a stale binary; set
-        // COLO_NO_PUBLISH=1 to reuse an existing build/bin/qemu-img (e.g. in CI after publishing).
-        string exe = Path.Combine(dir, "build", "bin", "qemu-img");
-        if (!File.Exists(exe) || Environment.GetEnvironmentVariable("COLO_NO_PUBLISH") != "1")
-        {
-            // Same command as documented for CI: dotnet publish Emulator/QemuImg -c Release -o build/bin
-            (int rc, string o, string e) = Run("dotnet", dir, "publish", "Emulator/QemuImg", "-c", "Release", "-o", "build/bin");
-            if (rc != 0)
-            {
-                throw new InvalidOperationException($"publishing qemu-img failed:\n{o}\n{e}");
-            }
-        }
-
-        return exe;
     }
 }
