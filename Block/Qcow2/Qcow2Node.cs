@@ -461,19 +461,8 @@ public sealed partial class Qcow2Node : BlockNode
         {
             using var ms = new MemoryStream(_compressedBuf!, 0, src.Length, writable: false);
             using var ds = new DeflateStream(ms, CompressionMode.Decompress);
-            int total = 0;
-            while (total < dest.Length)
-            {
-                int n = ds.Read(dest, total, dest.Length - total);
-                if (n == 0)
-                {
-                    break;
-                }
-
-                total += n;
-            }
-
-            return total;
+            // Stop once the cluster is full: what follows the stream is sector padding.
+            return ds.ReadAtLeast(dest, dest.Length, throwOnEndOfStream: false);
         }
         catch (InvalidDataException)
         {

@@ -15,19 +15,8 @@ internal static class Qcow2Zstd
         {
             using var ms = new MemoryStream(src.ToArray(), writable: false);
             using var ds = new DecompressionStream(ms);
-            int total = 0;
-            while (total < dest.Length)
-            {
-                int n = ds.Read(dest, total, dest.Length - total);
-                if (n == 0)
-                {
-                    break;
-                }
-
-                total += n;
-            }
-
-            return total;
+            // Stop once the cluster is full: what follows the stream is sector padding.
+            return ds.ReadAtLeast(dest, dest.Length, throwOnEndOfStream: false);
         }
         catch (ZstdException)
         {

@@ -330,7 +330,7 @@ public sealed class VirtualMachine : IDisposable
         options[key] ?? throw new QmpException($"Parameter '{key}' is missing");
 
     private static string DriveNotBuilt(KeyValList drive) =>
-        $"-drive is not implemented yet in Colo (the storage issue builds the block layer; driver '{drive["driver"] ?? "raw"}')";
+        $"the block graph behind -drive is not implemented yet in Colo (driver '{drive["driver"] ?? "raw"}'; the storage issue builds it — qemu-img already reads and writes raw and qcow2)";
 
     private void FailIncoming(string reason)
     {

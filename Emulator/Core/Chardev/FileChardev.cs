@@ -9,12 +9,10 @@ namespace Colo.Core.Chardev;
 /// </summary>
 public sealed class FileChardev : Chardev, IChardevInfo
 {
-    private readonly Lock _writeLock = new();
     private readonly CancellationTokenSource _stop = new();
-    private FileStream? _out;
+    private ChardevOutput? _output;
     private FileStream? _in;
     private Task? _reader;
-    private ChardevLog? _log;
     private readonly SemaphoreSlim _attached = new(0);
 
     internal FileChardev(ObjectTypeInfo type, PropertyValues values)
@@ -38,8 +36,7 @@ public sealed class FileChardev : Chardev, IChardevInfo
             throw new QmpException("chardev: file: no filename given");
         }
         bool append = Values.GetBool("append");
-        _out = ChardevTypes.OpenFile(path!, append ? FileMode.Append : FileMode.Create, FileAccess.Write);
-        _log = ChardevLog.Open(Values);
+        _output = new ChardevOutput(ChardevTypes.OpenFile(path!, append ? FileMode.Append : FileMode.Create, FileAccess.Write), ChardevLog.Open(Values));
         string? input = Values.GetString("in");
         if (!string.IsNullOrEmpty(input))
         {
@@ -49,31 +46,7 @@ public sealed class FileChardev : Chardev, IChardevInfo
     }
 
     /// <inheritdoc/>
-    public override int Write(ReadOnlySpan<byte> data)
-    {
-        lock (_writeLock)
-        {
-            if (_out is null)
-            {
-                return 0;
-            }
-            try
-            {
-                _out.Write(data);
-                _out.Flush();
-                _log?.Append(data);
-                return data.Length;
-            }
-            catch (IOException)
-            {
-                return 0;
-            }
-            catch (ObjectDisposedException)
-            {
-                return 0;
-            }
-        }
-    }
+    public override int Write(ReadOnlySpan<byte> data) => _output?.Write(data) ?? 0;
 
     /// <inheritdoc/>
     protected override void OnAttached()
@@ -88,13 +61,8 @@ public sealed class FileChardev : Chardev, IChardevInfo
         if (disposing)
         {
             _stop.Cancel();
-            lock (_writeLock)
-            {
-                _out?.Dispose();
-                _out = null;
-            }
+            _output?.Close(ownsStream: true);
             _in?.Dispose();
-            _log?.Dispose();
             ChardevTypes.WaitQuietly(_reader);
             _stop.Dispose();
             _attached.Dispose();

@@ -11,12 +11,10 @@ namespace Colo.Core.Chardev;
 public sealed class StdioChardev : Chardev, IChardevInfo
 {
     private readonly ChardevEnvironment _env;
-    private readonly Lock _writeLock = new();
     private readonly SemaphoreSlim _attached = new(0);
     private Stream? _stdin;
-    private Stream? _stdout;
+    private ChardevOutput? _output;
     private Thread? _reader;
-    private ChardevLog? _log;
     private bool _claimed;
     private volatile bool _disposed;
     private volatile bool _eof;
@@ -41,13 +39,12 @@ public sealed class StdioChardev : Chardev, IChardevInfo
         {
             throw new QmpException(ChardevTypes.NotImplementedText("stdio", "signal=off"));
         }
-        _log = ChardevLog.Open(Values);
         if (!_env.TryClaimStdio())
         {
             throw new QmpException("cannot use stdio by multiple character devices");
         }
         _claimed = true;
-        _stdout = _env.OpenStdout();
+        _output = new ChardevOutput(_env.OpenStdout(), ChardevLog.Open(Values));
         _stdin = _env.OpenStdin();
         // A dedicated thread: console reads cannot be cancelled, so they must not hold a pool thread.
         _reader = new Thread(ReadLoop) { IsBackground = true, Name = "chardev-stdio" };
@@ -55,31 +52,7 @@ public sealed class StdioChardev : Chardev, IChardevInfo
     }
 
     /// <inheritdoc/>
-    public override int Write(ReadOnlySpan<byte> data)
-    {
-        lock (_writeLock)
-        {
-            if (_stdout is null)
-            {
-                return 0;
-            }
-            try
-            {
-                _stdout.Write(data);
-                _stdout.Flush();
-                _log?.Append(data);
-                return data.Length;
-            }
-            catch (IOException)
-            {
-                return 0;
-            }
-            catch (ObjectDisposedException)
-            {
-                return 0;
-            }
-        }
-    }
+    public override int Write(ReadOnlySpan<byte> data) => _output?.Write(data) ?? 0;
 
     /// <inheritdoc/>
     protected override void OnAttached()
@@ -95,15 +68,10 @@ public sealed class StdioChardev : Chardev, IChardevInfo
         {
             _disposed = true;
             _attached.Release();
-            lock (_writeLock)
-            {
-                _stdout?.Flush();
-                _stdout = null;
-            }
+            _output?.Close(ownsStream: false);
             // Closing our stdin stream ends an injected stream's read; a console read stays blocked on a
             // background thread until the process exits, which is harmless.
             _stdin?.Dispose();
-            _log?.Dispose();
             _reader?.Join(TimeSpan.FromSeconds(1));
             if (_claimed)
             {
