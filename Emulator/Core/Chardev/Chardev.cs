@@ -52,6 +52,9 @@ public abstract class Chardev : QomObject
     /// <summary>Writes all of <paramref name="data"/> or nothing (disconnected); returns bytes written.</summary>
     public abstract int Write(ReadOnlySpan<byte> data);
 
+    /// <summary>A chardev's options are backend configuration, not QOM properties: QEMU lists only the run-time ones.</summary>
+    public override IEnumerable<(string Name, string Type)> QomProperties => RuntimeProperties;
+
     public override string? DeleteBlocker() => HasFrontend ? $"Chardev '{Name}' is busy" : null;
 
     /// <summary>Called after a frontend attached; a connected backend reports <see cref="CharEvent.Opened"/> here.</summary>

@@ -75,6 +75,10 @@ public abstract class QomObject : IDisposable
     /// <summary>Properties beyond the type's schema that exist at run time (e.g. a chardev's <c>connected</c>).</summary>
     public virtual IEnumerable<(string Name, string Type)> RuntimeProperties => [];
 
+    /// <summary>The properties qom-list shows besides <c>type</c> and the children: the schema's, then the run-time ones.</summary>
+    public virtual IEnumerable<(string Name, string Type)> QomProperties =>
+        Type.Properties.Select(p => (p.Name, p.QomTypeName)).Concat(RuntimeProperties);
+
     /// <summary>Writes a property's current value as JSON (qom-get).</summary>
     /// <exception cref="QmpException">No such property.</exception>
     public virtual void WriteProperty(string name, Utf8JsonWriter writer)

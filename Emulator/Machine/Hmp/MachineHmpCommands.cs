@@ -1,4 +1,5 @@
 using System.Text;
+using Colo.Core.Chardev;
 using Colo.Core.Loop;
 using Colo.Core.Objects;
 using Colo.Core.Options;
@@ -16,6 +17,7 @@ public static class MachineHmpCommands
         r.RegisterInfo("version", "", "show the version of QEMU", _ => $"{VirtualMachine.QemuMajor}.{VirtualMachine.QemuMinor}.{VirtualMachine.QemuMicro}{VirtualMachine.Package}\n");
         r.RegisterInfo("name", "", "show the current VM name", _ => vm.Name is null ? "" : vm.Name + "\n");
         r.RegisterInfo("iothreads", "", "show iothreads", _ => IoThreads(vm));
+        r.RegisterInfo("chardev", "", "show the character devices", _ => Chardevs(vm));
         r.Register("stop", "", "stop emulation", _ => Run(vm.Stop));
         r.Register("cont|c", "", "resume emulation", _ => Run(vm.Cont));
         r.Register("system_reset", "", "reset the system", _ => Run(() => vm.Reset(false, "host-qmp-system-reset")));
@@ -37,6 +39,16 @@ public static class MachineHmpCommands
     {
         action();
         return "";
+    }
+
+    private static string Chardevs(VirtualMachine vm)
+    {
+        var sb = new StringBuilder();
+        foreach (Chardev chardev in ChardevFactory.All(vm.Tree))
+        {
+            sb.Append(chardev.Name).Append(": filename=").Append(chardev is IChardevInfo info ? info.Filename : chardev.TypeName).Append('\n');
+        }
+        return sb.ToString();
     }
 
     private static string IoThreads(VirtualMachine vm)

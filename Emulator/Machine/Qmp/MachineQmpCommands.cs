@@ -75,11 +75,7 @@ public static class MachineQmpCommands
         {
             list.Add(new(child.Key, $"child<{child.Value.TypeName}>"));
         }
-        foreach (PropertyDescriptor p in obj.Type.Properties)
-        {
-            list.Add(new(p.Name, p.QomTypeName));
-        }
-        foreach ((string name, string type) in obj.RuntimeProperties)
+        foreach ((string name, string type) in obj.QomProperties)
         {
             list.Add(new(name, type));
         }

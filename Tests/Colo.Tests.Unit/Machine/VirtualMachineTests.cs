@@ -176,4 +176,19 @@ public sealed class VirtualMachineTests
         StartupException e = Assert.Throws<StartupException>(vm.Build)!;
         Assert.That($"{e.Context}: {e.Message}", Is.EqualTo("-device rtl8139,foo=1: Property 'rtl8139.foo' not found"));
     }
+
+    [Test]
+    public void QomList_Chardev_ShowsOnlyRunTimeProperties_AsQemu()
+    {
+        using VirtualMachine vm = Build("-M", "none", "-S", "-chardev", "socket,id=c1,host=127.0.0.1,port=0,server=on,wait=off");
+        Assert.That(Exec(vm, "qom-list", """{"path": "/chardevs/c1"}"""),
+            Is.EqualTo("""[{"name":"type","type":"string"},{"name":"connected","type":"bool"},{"name":"addr","type":"SocketAddress"}]"""));
+    }
+
+    [Test]
+    public void HmpInfoChardev_ListsFilenames()
+    {
+        using VirtualMachine vm = Build("-M", "none", "-S", "-chardev", "null,id=n1");
+        Assert.That(vm.Hmp.Execute("info chardev"), Is.EqualTo("n1: filename=null\r\n"));
+    }
 }
