@@ -87,7 +87,7 @@ public static class QmpArguments
     private static void CheckType(JsonElement member, Type type, JsonSerializerOptions options, string path)
     {
         Type target = Nullable.GetUnderlyingType(type) ?? type;
-        if (target == typeof(JsonElement) || target == typeof(JsonElement?))
+        if (target == typeof(JsonElement))
         {
             return;
         }
@@ -96,11 +96,24 @@ public static class QmpArguments
         {
             throw new QmpException($"Invalid parameter type for '{path}', expected: {expected}");
         }
-        if (member.ValueKind == JsonValueKind.Object && options.TryGetTypeInfo(target, out JsonTypeInfo? nested))
+        if (options.TryGetTypeInfo(target, out JsonTypeInfo? nested) && nested.Kind == JsonTypeInfoKind.Object)
         {
             Validate(member, nested, path + ".");
         }
+        else if (member.ValueKind == JsonValueKind.Array && ElementType(target) is { } element)
+        {
+            int index = 0;
+            foreach (JsonElement item in member.EnumerateArray())
+            {
+                CheckType(item, element, options, $"{path}[{index++}]");
+            }
+        }
     }
+
+    private static Type? ElementType(Type listType) =>
+        listType.IsArray ? listType.GetElementType()
+        : listType.IsGenericType && listType.GetGenericTypeDefinition() == typeof(IReadOnlyList<>) ? listType.GetGenericArguments()[0]
+        : null;
 
     /// <summary>Returns QEMU's name of the expected JSON kind when <paramref name="member"/> doesn't fit, else null.</summary>
     private static string? ExpectedKind(JsonElement member, Type target)
