@@ -456,7 +456,8 @@ internal sealed class NbdConnection
         return err;
     }
 
-    private async Task ReadAsync(NbdExport export, ushort flags, ulong cookie, ulong offset, uint length)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask ReadAsync(NbdExport export, ushort flags, ulong cookie, ulong offset, uint length)
     {
         if ((flags & ~(CmdFlagFua | CmdFlagDf)) != 0 || length > MaxPayload)
         {
@@ -526,7 +527,8 @@ internal sealed class NbdConnection
     }
 
     /// <summary>Returns false when the connection must close (payload too large to skip).</summary>
-    private async Task<bool> WriteAsync(NbdExport export, ushort flags, ulong cookie, ulong offset, uint length)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<bool> WriteAsync(NbdExport export, ushort flags, ulong cookie, ulong offset, uint length)
     {
         if (length > MaxPayload)
         {
