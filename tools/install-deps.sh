@@ -4,6 +4,7 @@ set -euo pipefail
 
 packages=(
     qemu-utils   # real qemu-img/qemu-io: interop checks of the images Colo writes and reads
+    libnbd-bin   # nbdinfo/nbdcopy/nbdsh: real NBD clients for Colo's NBD server
 )
 
 missing=()
