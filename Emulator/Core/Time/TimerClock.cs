@@ -1,0 +1,71 @@
+namespace Colo.Core.Time;
+
+/// <summary>
+/// Deadline bookkeeping shared by clock implementations: armed timers kept sorted by deadline (a machine
+/// arms a handful, so a sorted list beats a heap that cannot remove), and <see cref="RunDueTimers"/>
+/// firing them in deadline order with <see cref="NowNs"/> set to each deadline, so a device sees
+/// every edge at its exact time even when the clock is advanced by a large step.
+/// </summary>
+public abstract class TimerClock : IClock
+{
+    private readonly List<ClockTimer> _armed = [];
+
+    /// <inheritdoc/>
+    public abstract long NowNs { get; }
+
+    /// <inheritdoc/>
+    public long NextDeadlineNs => _armed.Count == 0 ? long.MaxValue : _armed[0].DeadlineNs;
+
+    /// <inheritdoc/>
+    public void Arm(ClockTimer timer)
+    {
+        if (timer.IsPending)
+        {
+            _armed.Remove(timer);
+        }
+        // Insert after timers with an equal deadline: equal deadlines fire in arming order.
+        int i = _armed.Count;
+        while (i > 0 && _armed[i - 1].DeadlineNs > timer.DeadlineNs)
+        {
+            i--;
+        }
+        _armed.Insert(i, timer);
+        timer.IsPending = true;
+    }
+
+    /// <inheritdoc/>
+    public void Disarm(ClockTimer timer)
+    {
+        if (timer.IsPending)
+        {
+            _armed.Remove(timer);
+            timer.IsPending = false;
+        }
+    }
+
+    /// <summary>
+    /// Fires every timer whose deadline is at or before <paramref name="limitNs"/>, earliest first, calling
+    /// <see cref="SetNow"/> with each deadline before its callback. Timers armed by a callback within the limit
+    /// also fire. Returns the number fired.
+    /// </summary>
+    protected int RunDueTimers(long limitNs)
+    {
+        int fired = 0;
+        while (_armed.Count > 0 && _armed[0].DeadlineNs <= limitNs)
+        {
+            ClockTimer timer = _armed[0];
+            _armed.RemoveAt(0);
+            timer.IsPending = false;
+            if (timer.DeadlineNs > NowNs)
+            {
+                SetNow(timer.DeadlineNs);
+            }
+            timer.Fire();
+            fired++;
+        }
+        return fired;
+    }
+
+    /// <summary>Moves the clock's notion of now forward (never backward) while timers fire.</summary>
+    protected abstract void SetNow(long ns);
+}
