@@ -222,6 +222,41 @@ public sealed class BlockGraph : IDisposable
         }
     }
 
+    /// <summary>
+    /// Creates a node without a backend (HMP <c>drive_add -n</c>, blockdev semantics: <c>file=NODE</c>
+    /// names an existing node). The node-name is required.
+    /// </summary>
+    /// <exception cref="BlockException">QEMU's message for the first problem; nothing stays registered.</exception>
+    public BlockNode AddNode(IReadOnlyList<KeyValuePair<string, string>> pairs)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        OptionTree options;
+        try
+        {
+            options = OptionTree.FromFlat(pairs);
+        }
+        catch (OptionsException e)
+        {
+            throw new BlockException(e.Message);
+        }
+        if (options.GetString("node-name") is null)
+        {
+            throw new BlockException("'node-name' needs to be specified");
+        }
+        var created = new List<BlockNode>();
+        try
+        {
+            BlockNode node = OpenChild(options, false, null, BlockNodeSettings.Default, created);
+            _nodes.AddRange(created);
+            return node;
+        }
+        catch
+        {
+            Discard(created);
+            throw;
+        }
+    }
+
     /// <summary><c>drive_del</c>: removes a drive and closes its nodes (those not used by another node).</summary>
     /// <exception cref="BlockException">No such drive (DeviceNotFound), or a node of it is used elsewhere.</exception>
     public void DeleteDrive(string id)
@@ -410,7 +445,9 @@ public sealed class BlockGraph : IDisposable
             return file;
         }
 
-        BlockNode fileChild = OpenFileChild(options, readOnly, aio, settings, created);
+        // Children inherit cache and discard settings, not detect-zeroes (QEMU applies it where it is given).
+        BlockNodeSettings childSettings = settings with { DetectZeroes = "off" };
+        BlockNode fileChild = OpenFileChild(options, readOnly, aio, childSettings, created);
         if (driver == "raw")
         {
             var raw = new RawNode(fileChild, readOnly, nodeName);
@@ -418,7 +455,9 @@ public sealed class BlockGraph : IDisposable
             return raw;
         }
 
-        // qcow2: backing given inline, by reference, explicitly absent, or taken from the header.
+        // qcow2: backing given inline, by reference, explicitly absent, or taken from the header. The
+        // node is registered before its backing chain, as QEMU names it before opening the backing.
+        int position = created.Count;
         OptionTree? backingOption = options["backing"];
         BlockNode? explicitBacking = null;
         bool backingIsReference = backingOption?.IsScalar == true;
@@ -430,7 +469,7 @@ public sealed class BlockGraph : IDisposable
                 explicitBacking = backingOption.IsScalar
                     ? FindNodeOrDevice(backingOption.Scalar!) ?? throw new BlockException(
                         $"Cannot find device='{backingOption.Scalar}' nor node-name='{backingOption.Scalar}'")
-                    : OpenChild(backingOption, true, aio, settings, created);
+                    : OpenChild(backingOption, true, aio, childSettings, created);
             }
             catch (BlockException e)
             {
@@ -449,7 +488,7 @@ public sealed class BlockGraph : IDisposable
                     return null;
                 }
                 used = explicitBacking is null
-                    ? OpenHeaderBacking(fileChild.Filename, header, aio, settings, created)
+                    ? OpenHeaderBacking(fileChild.Filename, header, aio, childSettings, created)
                     : backingIsReference ? new BorrowedNode(explicitBacking, true) : explicitBacking;
                 return used;
             },
@@ -459,7 +498,8 @@ public sealed class BlockGraph : IDisposable
             // The image names no backing file; the graph still records the edge the options asked for.
             _attachedBacking[qcow2] = explicitBacking;
         }
-        Register(qcow2, settings, created);
+        created.Insert(position, qcow2);
+        _settings[qcow2] = settings;
         return qcow2;
     }
 
