@@ -1,4 +1,6 @@
 using System.Text;
+using Colo.Block;
+using Colo.Block.Hmp;
 using Colo.Core.Chardev;
 using Colo.Core.Loop;
 using Colo.Core.Objects;
@@ -25,6 +27,11 @@ public static class MachineHmpCommands
         r.Register("object_add", "[qom-type=]type,id=str[,prop=value][,...]", "create QOM object",
             args => Run(() => vm.AddUserObject(KeyValParser.Parse(args.Trim(), "qom-type"))));
         r.Register("object_del", "id", "destroy QOM object", args => Run(() => vm.DeleteUserObject(args.Trim())));
+        r.RegisterInfo("block", "[-n] [-v] [device]", "show info of one block device or all block devices (-n: show named nodes; -v: show details)",
+            args => BlockHmpText.InfoBlock(vm.Blocks, args.Trim() is { Length: > 0 } d ? d : null));
+        r.Register("drive_add", "[-n] [[<domain>:]<bus>:]<slot>\n[file=file][,if=type][,bus=n]\n[,unit=m][,media=d][,index=i]\n[,snapshot=on|off][,cache=on|off]\n[,readonly=on|off][,copy-on-read=on|off]",
+            "add drive to PCI storage controller", args => BlockCommand(() => DriveAdd(vm, args)));
+        r.Register("drive_del", "device", "remove host block device", args => BlockCommand(() => vm.Blocks.DeleteDrive(args.Trim())));
     }
 
     /// <summary>QEMU's <c>info status</c>: "running", "paused", or "paused (STATE)" for the other stopped states.</summary>
@@ -34,6 +41,57 @@ public static class MachineHmpCommands
         RunState.Paused => "VM status: paused\n",
         _ => $"VM status: paused ({state.ToQapi()})\n",
     };
+
+    /// <summary>
+    /// <c>drive_add [-n] ADDR OPTIONS</c>: with <c>-n</c> a node without a drive (node-name required), else a
+    /// drive; only <c>if=none</c> drives can be added at run time ("OK"), as on a board without hot-plug.
+    /// </summary>
+    private static string DriveAdd(VirtualMachine vm, string args)
+    {
+        string[] words = args.Trim().Split([' ', '\t'], 3, StringSplitOptions.RemoveEmptyEntries);
+        bool node = words.Length > 0 && words[0] == "-n";
+        string[] rest = node ? words[1..] : words;
+        if (rest.Length < 2)
+        {
+            throw new HmpUsageException(rest.Length == 0 ? "missing argument" : "string expected");
+        }
+        KeyValList options = KeyValParser.Parse(string.Join(' ', rest[1..]), null);
+        if (node)
+        {
+            vm.Blocks.AddNode(options.Pairs);
+            return "";
+        }
+        string iface = options["if"] ?? "ide";
+        if (iface != "none")
+        {
+            return $"Can't hot-add drive to type {(iface == "ide" ? 1 : 0)}\n";
+        }
+        vm.Blocks.AddDrive(options.Pairs);
+        return "OK\n";
+    }
+
+    /// <summary>Block HMP commands print the block layer's error as is (QEMU's error_report), without "Error: ".</summary>
+    private static string BlockCommand(Func<string> action)
+    {
+        try
+        {
+            return action();
+        }
+        catch (BlockException e)
+        {
+            return e.Message + "\n";
+        }
+        catch (OptionsException e)
+        {
+            return e.Message + "\n";
+        }
+    }
+
+    private static string BlockCommand(Action action) => BlockCommand(() =>
+    {
+        action();
+        return "";
+    });
 
     private static string Run(Action action)
     {

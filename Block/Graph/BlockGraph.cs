@@ -1,0 +1,663 @@
+using Colo.Block.File;
+using Colo.Block.Qcow2;
+using Colo.Block.Raw;
+using Colo.Core.Options;
+
+namespace Colo.Block.Graph;
+
+/// <summary>
+/// The block graph of one VM: every named node and every backend (drive). Builds node trees from
+/// <c>-drive</c> option trees the way QEMU's drive_new/bdrv_open do (driver, <c>file</c> and
+/// <c>backing</c> children given inline as dotted options or by reference to an existing node), and
+/// closes everything (after a flush) when disposed. Not thread-safe: the main loop owns it.
+/// </summary>
+public sealed class BlockGraph : IDisposable
+{
+    /// <summary>Drivers QEMU 7.2 has that Colo does not build yet: refused naming the driver, not as unknown.</summary>
+    public static readonly IReadOnlySet<string> PlannedDrivers = new HashSet<string>(StringComparer.Ordinal)
+    {
+        "quorum", "replication", "nbd", "blkdebug", "blkverify", "blkreplay", "null-co", "null-aio", "copy-on-read",
+        "throttle", "vmdk", "vdi", "vpc", "vhdx", "qed", "luks", "dmg", "bochs", "cloop", "parallels", "vvfat",
+        "host_device", "host_cdrom", "nfs", "iscsi", "iser", "ssh", "http", "https", "ftp", "ftps", "gluster", "rbd",
+        "compress", "preallocate", "copy-before-write", "snapshot-access", "blklogwrites", "nvme", "vxhs",
+    };
+
+    // Options every node accepts (QAPI BlockdevOptionsBase), and those of each driver we build.
+    private static readonly HashSet<string> s_commonOptions =
+        ["driver", "node-name", "read-only", "auto-read-only", "force-share", "cache", "discard", "detect-zeroes"];
+
+    private static readonly HashSet<string> s_fileOptions =
+        ["filename", "aio", "aio-max-batch", "locking", "pr-manager", "drop-cache", "x-check-cache-dropped"];
+
+    private static readonly HashSet<string> s_rawOptions = ["file", "offset", "size"];
+
+    private static readonly HashSet<string> s_qcow2Options =
+    [
+        "file", "backing", "lazy-refcounts", "pass-discard-request", "pass-discard-snapshot", "pass-discard-other",
+        "overlap-check", "cache-size", "l2-cache-size", "l2-cache-entry-size", "refcount-cache-size",
+        "cache-clean-interval", "encrypt", "data-file", "discard-no-unref",
+    ];
+
+    // Options -drive consumes itself before the node tree is built (QEMU's qemu_legacy_drive_opts and
+    // qemu_common_drive_opts that are not node options).
+    private static readonly HashSet<string> s_driveOptions =
+    [
+        "id", "if", "index", "bus", "unit", "media", "format", "serial", "werror", "rerror", "copy-on-read", "snapshot",
+        "cyls", "heads", "secs", "trans", "addr", "boot", "throttling", "group", "stats-account-invalid",
+        "stats-account-failed", "stats-intervals", "bps", "bps_rd", "bps_wr", "iops", "iops_rd", "iops_wr", "iops_size",
+    ];
+
+    private static readonly string[] s_interfaces = ["none", "ide", "scsi", "floppy", "pflash", "mtd", "sd", "virtio", "xen"];
+
+    private readonly List<BlockNode> _nodes = [];
+    private readonly List<BlockBackend> _backends = [];
+    private readonly Dictionary<BlockNode, BlockNodeSettings> _settings = [];
+    private readonly Dictionary<BlockNode, BlockNode> _attachedBacking = [];
+    private int _noneIndex;
+    private bool _disposed;
+
+    /// <summary>True when the board has an IDE controller for <c>if=ide</c> drives to attach to.</summary>
+    public bool HasIdeController { get; set; }
+
+    /// <summary>Receives QEMU's warnings (probed raw format); the executable sends them to stderr.</summary>
+    public Action<string>? Warning { get; set; }
+
+    /// <summary>Every node, in creation order (children before parents).</summary>
+    public IReadOnlyList<BlockNode> Nodes => _nodes;
+
+    /// <summary>Every backend, in creation order.</summary>
+    public IReadOnlyList<BlockBackend> Backends => _backends;
+
+    public BlockNode? FindNode(string nodeName) => _nodes.Find(n => n.NodeName == nodeName);
+
+    public BlockBackend? FindBackend(string name) => _backends.Find(b => b.Name == name);
+
+    /// <summary>QEMU's bdrv_lookup_bs: a drive id names its root node, else a node-name.</summary>
+    public BlockNode? FindNodeOrDevice(string name) => FindBackend(name)?.Root ?? FindNode(name);
+
+    /// <summary>The settings a node was opened with.</summary>
+    public BlockNodeSettings SettingsOf(BlockNode node) => _settings.GetValueOrDefault(node, BlockNodeSettings.Default);
+
+    /// <summary>The node's children as the graph sees them: borrowed references resolved, attached backing added.</summary>
+    public IReadOnlyList<BlockChild> ChildrenOf(BlockNode node)
+    {
+        var list = new List<BlockChild>();
+        foreach (BlockChild child in node.Children)
+        {
+            list.Add(child.Node is BorrowedNode b ? new BlockChild(child.Name, b.Target) : child);
+        }
+        if (_attachedBacking.TryGetValue(node, out BlockNode? backing) && !list.Exists(c => c.Name == "backing"))
+        {
+            list.Add(new BlockChild("backing", backing));
+        }
+        return list;
+    }
+
+    /// <summary>The node's <c>backing</c> child, or null.</summary>
+    public BlockNode? BackingOf(BlockNode node) => ChildrenOf(node).FirstOrDefault(c => c.Name == "backing")?.Node;
+
+    /// <summary>The node itself or, for a filter-less format over a protocol, nothing more: QEMU's backing_file_depth.</summary>
+    public int BackingDepth(BlockNode node)
+    {
+        int depth = 0;
+        for (BlockNode? b = BackingOf(node); b is not null && depth <= BlockImage.MaxChainDepth; b = BackingOf(b))
+        {
+            depth++;
+        }
+        return depth;
+    }
+
+    /// <summary>
+    /// Creates a drive from a <c>-drive</c> option tree: checks the drive-level options, builds the node
+    /// tree and registers the backend under its id.
+    /// </summary>
+    /// <exception cref="BlockException">QEMU's message for the first problem; nothing stays registered.</exception>
+    public BlockBackend AddDrive(OptionTree options) => AddDrive([.. options.Flatten()]);
+
+    /// <summary>
+    /// Creates a drive from the flat <c>-drive</c> pairs. <c>file=PATH</c> is the image's filename; with
+    /// <c>file.*</c> options beside it, it becomes <c>file.filename</c> so both reach the protocol node.
+    /// </summary>
+    /// <exception cref="BlockException">QEMU's message for the first problem; nothing stays registered.</exception>
+    public BlockBackend AddDrive(IReadOnlyList<KeyValuePair<string, string>> pairs)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        bool fileSubOptions = pairs.Any(p => p.Key.StartsWith("file.", StringComparison.Ordinal));
+        var renamed = new List<KeyValuePair<string, string>>(pairs.Count);
+        foreach (KeyValuePair<string, string> p in pairs)
+        {
+            renamed.Add(p.Key == "file" ? new(fileSubOptions ? "file.filename" : "filename", p.Value) : p);
+        }
+        OptionTree options;
+        try
+        {
+            options = OptionTree.FromFlat(renamed);
+        }
+        catch (OptionsException e)
+        {
+            throw new BlockException(e.Message);
+        }
+
+        string iface = options.GetString("if") ?? "ide";
+        if (Array.IndexOf(s_interfaces, iface) < 0)
+        {
+            throw new BlockException($"unsupported bus type '{iface}'");
+        }
+
+        string? id = options.GetString("id");
+        if (id is not null && FindBackend(id) is not null)
+        {
+            throw new BlockException($"Duplicate ID '{id}' for drive");
+        }
+
+        string? driver = options.GetString("driver");
+        string? format = options.GetString("format");
+        if (driver is not null && format is not null)
+        {
+            throw new BlockException("Cannot specify both 'driver' and 'format'");
+        }
+        driver ??= format;
+
+        bool readOnly = ParseBool(options, "read-only", false);
+        string? aio = options.GetString("aio");
+        if (aio is not null and not ("threads" or "native" or "io_uring"))
+        {
+            throw new BlockException("invalid aio option");
+        }
+
+        BlockNodeSettings settings = ParseSettings(options, BlockNodeSettings.Default, legacyCache: true);
+        if (iface != "none")
+        {
+            (int bus, int unit) = BusUnit(options);
+            if (iface == "ide" && !HasIdeController)
+            {
+                throw new BlockException($"machine type does not support if=ide,bus={bus},unit={unit}");
+            }
+            if (iface != "ide")
+            {
+                throw new BlockException($"-drive if={iface} is not implemented yet in Colo (only if=none and if=ide)");
+            }
+            id ??= $"ide{bus}-hd{unit}";
+        }
+        id ??= $"none{_noneIndex}";
+
+        // The node tree: everything that is not a drive-level option. A scalar file= is the image's filename.
+        var nodePairs = new List<KeyValuePair<string, string>>();
+        foreach (KeyValuePair<string, string> pair in options.Flatten())
+        {
+            string head = pair.Key.Split('.')[0];
+            if (s_driveOptions.Contains(head) || head is "aio" or "cache" or "read-only" or "driver")
+            {
+                continue;
+            }
+            nodePairs.Add(pair);
+        }
+        OptionTree nodeOptions = OptionTree.FromFlat(nodePairs);
+        if (nodeOptions.GetString("node-name") is { } ownName && ownName == id)
+        {
+            throw new BlockException($"Device name '{id}' conflicts with an existing node name");
+        }
+        if (FindNode(id) is not null)
+        {
+            throw new BlockException($"Device name '{id}' conflicts with an existing node name");
+        }
+
+        var created = new List<BlockNode>();
+        try
+        {
+            BlockNode root = OpenTop(nodeOptions, driver, readOnly, aio, settings, created);
+            var backend = new BlockBackend(id, root, iface, settings);
+            _nodes.AddRange(created);
+            _backends.Add(backend);
+            if (iface == "none")
+            {
+                _noneIndex++;
+            }
+            return backend;
+        }
+        catch
+        {
+            Discard(created);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Creates a node without a backend (HMP <c>drive_add -n</c>, blockdev semantics: <c>file=NODE</c>
+    /// names an existing node). The node-name is required.
+    /// </summary>
+    /// <exception cref="BlockException">QEMU's message for the first problem; nothing stays registered.</exception>
+    public BlockNode AddNode(IReadOnlyList<KeyValuePair<string, string>> pairs)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        OptionTree options;
+        try
+        {
+            options = OptionTree.FromFlat(pairs);
+        }
+        catch (OptionsException e)
+        {
+            throw new BlockException(e.Message);
+        }
+        if (options.GetString("node-name") is null)
+        {
+            throw new BlockException("'node-name' needs to be specified");
+        }
+        var created = new List<BlockNode>();
+        try
+        {
+            BlockNode node = OpenChild(options, false, null, BlockNodeSettings.Default, created);
+            _nodes.AddRange(created);
+            return node;
+        }
+        catch
+        {
+            Discard(created);
+            throw;
+        }
+    }
+
+    /// <summary><c>drive_del</c>: removes a drive and closes its nodes (those not used by another node).</summary>
+    /// <exception cref="BlockException">No such drive (DeviceNotFound), or a node of it is used elsewhere.</exception>
+    public void DeleteDrive(string id)
+    {
+        BlockBackend backend = FindBackend(id) ?? throw new BlockException("DeviceNotFound", $"Device '{id}' not found");
+        foreach (BlockNode other in _nodes)
+        {
+            if (!IsInTree(backend.Root, other) && ChildrenOf(other).Any(c => c.Node == backend.Root))
+            {
+                throw new BlockException($"Node '{backend.Root.NodeName}' is busy: node is used as backing hd of '{other.NodeName}'");
+            }
+        }
+        _backends.Remove(backend);
+        var owned = new List<BlockNode>();
+        CollectOwned(backend.Root, owned);
+        FlushQuietly(backend.Root);
+        backend.Root.Dispose();
+        foreach (BlockNode n in owned)
+        {
+            _nodes.Remove(n);
+            _settings.Remove(n);
+            _attachedBacking.Remove(n);
+        }
+    }
+
+    /// <summary>Flushes every writable node, children last (QEMU's bdrv_flush_all).</summary>
+    public void FlushAll()
+    {
+        for (int i = _nodes.Count - 1; i >= 0; i--)
+        {
+            FlushQuietly(_nodes[i]);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+        _disposed = true;
+        FlushAll();
+        // Parents first: a parent's Dispose closes the children it owns; BlockNode.Dispose is idempotent.
+        for (int i = _nodes.Count - 1; i >= 0; i--)
+        {
+            _nodes[i].Dispose();
+        }
+        _nodes.Clear();
+        _backends.Clear();
+    }
+
+    private static void FlushQuietly(BlockNode node)
+    {
+        try
+        {
+            if (!node.ReadOnly)
+            {
+                node.Flush();
+            }
+        }
+        catch (BlockException)
+        {
+            // Closing goes on; QEMU likewise reports nothing for a failed flush at exit.
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    private static bool IsInTree(BlockNode root, BlockNode node)
+    {
+        if (root == node)
+        {
+            return true;
+        }
+        foreach (BlockChild c in root.Children)
+        {
+            if (c.Node is not BorrowedNode && IsInTree(c.Node, node))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static void CollectOwned(BlockNode node, List<BlockNode> into)
+    {
+        into.Add(node);
+        foreach (BlockChild c in node.Children)
+        {
+            if (c.Node is not BorrowedNode)
+            {
+                CollectOwned(c.Node, into);
+            }
+        }
+    }
+
+    private void Discard(List<BlockNode> created)
+    {
+        for (int i = created.Count - 1; i >= 0; i--)
+        {
+            _settings.Remove(created[i]);
+            _attachedBacking.Remove(created[i]);
+            created[i].Dispose();
+        }
+    }
+
+    private static (int Bus, int Unit) BusUnit(OptionTree options)
+    {
+        if (options.GetString("index") is { } index && int.TryParse(index, out int i))
+        {
+            return (i / 2, i % 2);
+        }
+        int bus = int.TryParse(options.GetString("bus"), out int b) ? b : 0;
+        int unit = int.TryParse(options.GetString("unit"), out int u) ? u : 0;
+        return (bus, unit);
+    }
+
+    private BlockNode OpenTop(OptionTree options, string? driver, bool readOnly, string? aio, BlockNodeSettings settings, List<BlockNode> created)
+    {
+        string? filename = options.GetString("filename") ?? options["file"]?.GetString("filename");
+        if (driver is null && filename is not null && options["file"]?.GetString("driver") is null or "file")
+        {
+            // Probe the format, as QEMU does for -drive file=X without format=.
+            FileNode probe = FileNode.Open(filename, true);
+            try
+            {
+                driver = BlockImage.Probe(probe);
+            }
+            finally
+            {
+                probe.Dispose();
+            }
+            if (driver == "raw")
+            {
+                Warning?.Invoke($"WARNING: Image format was not specified for '{filename}' and probing guessed raw.\n"
+                    + "         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n"
+                    + "         Specify the 'raw' format explicitly to remove the restrictions.");
+            }
+        }
+        return Open(options, driver ?? "raw", readOnly, aio, settings, created, top: true);
+    }
+
+    /// <summary>Opens one node and, recursively, its children. <paramref name="created"/> collects what was opened.</summary>
+    private BlockNode Open(OptionTree options, string driver, bool readOnly, string? aio, BlockNodeSettings inherited, List<BlockNode> created, bool top = false)
+    {
+        CheckDriver(driver);
+        if (driver is "raw" or "file" && options["backing"] is not null)
+        {
+            throw new BlockException("Driver doesn't support backing files");
+        }
+        HashSet<string> own = driver switch { "file" => s_fileOptions, "raw" => s_rawOptions, _ => s_qcow2Options };
+        foreach (KeyValuePair<string, OptionTree> option in options.Children)
+        {
+            if (!s_commonOptions.Contains(option.Key) && !own.Contains(option.Key) && !(top && option.Key == "filename" && driver != "file"))
+            {
+                throw new BlockException(driver == "file"
+                    ? $"Block protocol 'file' doesn't support the option '{option.Key}'"
+                    : $"Block format '{driver}' does not support the option '{option.Key}'");
+            }
+        }
+
+        readOnly = ParseBool(options, "read-only", readOnly);
+        BlockNodeSettings settings = ParseSettings(options, inherited, legacyCache: false);
+        string? nodeName = options.GetString("node-name");
+        if (nodeName is not null)
+        {
+            CheckNodeName(nodeName, created);
+        }
+
+        if (driver == "file")
+        {
+            string filename = options.GetString("filename") ?? throw new BlockException("The 'file' block driver requires a file name");
+            string? fileAio = options.GetString("aio") ?? aio;
+            if (fileAio is not null and not ("threads" or "native" or "io_uring"))
+            {
+                throw new BlockException($"Parameter 'aio' does not accept value '{fileAio}'");
+            }
+            string? locking = options.GetString("locking");
+            if (locking is not null and not ("on" or "off" or "auto"))
+            {
+                throw new BlockException($"Parameter 'locking' does not accept value '{locking}'");
+            }
+            FileNode file = FileNode.Open(filename, readOnly, nodeName);
+            Register(file, settings, created);
+            return file;
+        }
+
+        // Children inherit cache and discard settings, not detect-zeroes (QEMU applies it where it is given).
+        BlockNodeSettings childSettings = settings with { DetectZeroes = "off" };
+        BlockNode fileChild = OpenFileChild(options, readOnly, aio, childSettings, created);
+        if (driver == "raw")
+        {
+            var raw = new RawNode(fileChild, readOnly, nodeName);
+            Register(raw, settings, created);
+            return raw;
+        }
+
+        // qcow2: backing given inline, by reference, explicitly absent, or taken from the header. The
+        // node is registered before its backing chain, as QEMU names it before opening the backing.
+        int position = created.Count;
+        OptionTree? backingOption = options["backing"];
+        BlockNode? explicitBacking = null;
+        bool backingIsReference = backingOption?.IsScalar == true;
+        bool noBacking = backingOption?.Scalar is "" or "null";
+        if (backingOption is not null && !noBacking)
+        {
+            try
+            {
+                explicitBacking = backingOption.IsScalar
+                    ? FindNodeOrDevice(backingOption.Scalar!) ?? throw new BlockException(
+                        $"Cannot find device='{backingOption.Scalar}' nor node-name='{backingOption.Scalar}'")
+                    : OpenChild(backingOption, true, aio, childSettings, created);
+            }
+            catch (BlockException e)
+            {
+                throw new BlockException(e.ErrorClass, $"Could not open backing file: {e.Message}", e);
+            }
+        }
+
+        BlockNode? used = null;
+        Qcow2Node qcow2 = Qcow2Node.Open(
+            fileChild,
+            readOnly,
+            header =>
+            {
+                if (noBacking)
+                {
+                    return null;
+                }
+                used = explicitBacking is null
+                    ? OpenHeaderBacking(fileChild.Filename, header, aio, childSettings, created)
+                    : backingIsReference ? new BorrowedNode(explicitBacking, true) : explicitBacking;
+                return used;
+            },
+            nodeName);
+        if (explicitBacking is not null && used is null)
+        {
+            // The image names no backing file; the graph still records the edge the options asked for.
+            _attachedBacking[qcow2] = explicitBacking;
+        }
+        created.Insert(position, qcow2);
+        _settings[qcow2] = settings;
+        return qcow2;
+    }
+
+    private BlockNode OpenFileChild(OptionTree options, bool readOnly, string? aio, BlockNodeSettings settings, List<BlockNode> created)
+    {
+        OptionTree? file = options["file"];
+        if (file is null)
+        {
+            string filename = options.GetString("filename") ?? throw new BlockException("A block device must be specified for \"file\"");
+            return Open(OptionTree.FromFlat([new("filename", filename)]), "file", readOnly, aio, settings, created);
+        }
+        if (file.IsScalar)
+        {
+            BlockNode target = FindNodeOrDevice(file.Scalar!)
+                ?? throw new BlockException($"Cannot find device='{file.Scalar}' nor node-name='{file.Scalar}'");
+            return new BorrowedNode(target, readOnly);
+        }
+        return OpenChild(file, readOnly, aio, settings, created, defaultDriver: "file");
+    }
+
+    /// <summary>An inline child (<c>file.*</c>, <c>backing.*</c>): its driver, or a protocol/probe default.</summary>
+    private BlockNode OpenChild(OptionTree options, bool readOnly, string? aio, BlockNodeSettings settings, List<BlockNode> created, string? defaultDriver = null)
+    {
+        string? driver = options.GetString("driver");
+        if (driver is null)
+        {
+            if (defaultDriver is not null)
+            {
+                driver = defaultDriver;
+            }
+            else if (options["file"] is not null || options.GetString("filename") is not null)
+            {
+                // A format child without a driver: probe what the file holds.
+                string? filename = options.GetString("filename") ?? options["file"]?.GetString("filename");
+                if (filename is null)
+                {
+                    throw new BlockException("Must specify either driver or file");
+                }
+                using FileNode probe = FileNode.Open(filename, true);
+                driver = BlockImage.Probe(probe);
+            }
+            else
+            {
+                throw new BlockException("Must specify either driver or file");
+            }
+        }
+        return Open(options, driver, readOnly, aio, settings, created);
+    }
+
+    private BlockNode OpenHeaderBacking(string imageFilename, Qcow2Header header, string? aio, BlockNodeSettings settings, List<BlockNode> created)
+    {
+        string path = BlockImage.CombinePath(imageFilename, header.BackingFile!);
+        if (created.Count > BlockImage.MaxChainDepth)
+        {
+            throw new BlockException($"Backing file chain of '{imageFilename}' is too deep or contains a loop");
+        }
+        try
+        {
+            var pairs = new List<KeyValuePair<string, string>> { new("file.filename", path) };
+            if (header.BackingFormat is not null)
+            {
+                pairs.Add(new("driver", header.BackingFormat));
+            }
+            return OpenChild(OptionTree.FromFlat(pairs), true, aio, settings, created);
+        }
+        catch (BlockException e)
+        {
+            throw new BlockException(e.ErrorClass, $"Could not open backing file: {e.Message}", e);
+        }
+    }
+
+    private void Register(BlockNode node, BlockNodeSettings settings, List<BlockNode> created)
+    {
+        created.Add(node);
+        _settings[node] = settings;
+    }
+
+    private void CheckNodeName(string name, List<BlockNode> created)
+    {
+        if (name.Length == 0 || !char.IsAsciiLetter(name[0]) || name.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.')))
+        {
+            throw new BlockException("Invalid node-name: '" + name + "'");
+        }
+        if (FindBackend(name) is not null)
+        {
+            throw new BlockException($"node-name={name} is conflicting with a device id");
+        }
+        if (FindNode(name) is not null || created.Exists(n => n.NodeName == name))
+        {
+            throw new BlockException($"Duplicate nodes with node-name='{name}'");
+        }
+    }
+
+    private static void CheckDriver(string driver)
+    {
+        if (driver is "raw" or "qcow2" or "file")
+        {
+            return;
+        }
+        if (PlannedDrivers.Contains(driver))
+        {
+            throw new BlockException($"Block driver '{driver}' is not implemented yet in Colo (the storage issue builds it)");
+        }
+        throw new BlockException($"Unknown driver '{driver}'");
+    }
+
+    private static bool ParseBool(OptionTree options, string key, bool fallback) => options.GetString(key) switch
+    {
+        null => fallback,
+        "on" or "yes" or "true" => true,
+        "off" or "no" or "false" => false,
+        _ => throw new BlockException($"Parameter '{key}' expects 'on' or 'off'"),
+    };
+
+    private static BlockNodeSettings ParseSettings(OptionTree options, BlockNodeSettings inherited, bool legacyCache)
+    {
+        BlockNodeSettings s = inherited;
+        if (legacyCache && options["cache"] is { IsScalar: true } mode)
+        {
+            s = mode.Scalar switch
+            {
+                "writeback" => s with { Writeback = true, Direct = false, NoFlush = false },
+                "writethrough" => s with { Writeback = false, Direct = false, NoFlush = false },
+                "none" => s with { Writeback = true, Direct = true, NoFlush = false },
+                "directsync" => s with { Writeback = false, Direct = true, NoFlush = false },
+                "unsafe" => s with { Writeback = true, Direct = false, NoFlush = true },
+                _ => throw new BlockException("invalid cache option"),
+            };
+        }
+        if (options["cache"] is { IsScalar: false } cache)
+        {
+            s = s with
+            {
+                Writeback = ParseBool(cache, "writeback", s.Writeback),
+                Direct = ParseBool(cache, "direct", s.Direct),
+                NoFlush = ParseBool(cache, "no-flush", s.NoFlush),
+            };
+        }
+        if (options.GetString("detect-zeroes") is { } dz)
+        {
+            if (dz is not ("off" or "on" or "unmap"))
+            {
+                throw new BlockException($"invalid parameter value: {dz}");
+            }
+            s = s with { DetectZeroes = dz };
+        }
+        if (options.GetString("discard") is { } discard)
+        {
+            s = s with
+            {
+                Discard = discard switch
+                {
+                    "ignore" or "off" => "ignore",
+                    "unmap" or "on" => "unmap",
+                    _ => throw new BlockException("Invalid discard option"),
+                },
+            };
+        }
+        return s;
+    }
+}
