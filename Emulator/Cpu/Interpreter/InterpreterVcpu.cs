@@ -385,6 +385,11 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
                     {
                         reg = (byte)(DecodedOp.SegRegBase + (r - Register.ES));
                     }
+                    else if (r >= Register.XMM0 && r <= Register.XMM15)
+                    {
+                        // Only SSE handlers are mapped to codes with XMM operands; GPR handlers never see these.
+                        reg = (byte)(DecodedOp.XmmBase + (r - Register.XMM0));
+                    }
                     else if (OpcodeTable.TakesSpecialRegisters[(int)ins.Code] && r >= Register.CR0 && r <= Register.CR15)
                     {
                         reg = (byte)(DecodedOp.CrBase + (r - Register.CR0));
