@@ -230,6 +230,8 @@ internal static unsafe class OpcodeTable
             Code.Lodsb_AL_m8 or Code.Lodsw_AX_m16 or Code.Lodsd_EAX_m32 or Code.Lodsq_RAX_m64 => &StringOps.Lods,
             Code.Cmpsb_m8_m8 or Code.Cmpsw_m16_m16 or Code.Cmpsd_m32_m32 or Code.Cmpsq_m64_m64 => &StringOps.Cmps,
             Code.Scasb_AL_m8 or Code.Scasw_AX_m16 or Code.Scasd_EAX_m32 or Code.Scasq_RAX_m64 => &StringOps.Scas,
+            Code.Insb_m8_DX or Code.Insw_m16_DX or Code.Insd_m32_DX => &StringOps.Ins,
+            Code.Outsb_DX_m8 or Code.Outsw_DX_m16 or Code.Outsd_DX_m32 => &StringOps.Outs,
             _ => &SystemOps.Ud,
         };
     }
