@@ -172,6 +172,8 @@ internal static unsafe class OpcodeTable
             case Mnemonic.Int3: return &SystemCalls.Int3;
             case Mnemonic.Into: return &SystemCalls.Into;
             case Mnemonic.Syscall: return &SystemCalls.Syscall;
+            case Mnemonic.Sysenter: return &SystemCalls.Sysenter;
+            case Mnemonic.Sysexit or Mnemonic.Sysexitq: return &SystemCalls.Sysexit;
             case Mnemonic.Sysret or Mnemonic.Sysretq: return code is Code.Sysretd or Code.Sysretq ? &SystemCalls.Sysret : &SystemOps.Ud;
             case Mnemonic.Iret or Mnemonic.Iretd: return &SystemRegs.IretReal;
             case Mnemonic.Push: return TakesSpecialRegisters[(int)code] ? &SystemRegs.PushSreg : &StackOps.Push;
