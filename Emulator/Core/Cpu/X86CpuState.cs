@@ -224,6 +224,11 @@ public struct X86CpuState
     public bool ExceptionHasErrorCode;
     /// <summary>The error code pushed with the exception.</summary>
     public uint ExceptionErrorCode;
+    /// <summary>
+    /// STI / MOV SS / POP SS interrupt shadow: external interrupts are held off until one more instruction has run
+    /// (KVM's <c>interrupt.shadow</c>).
+    /// </summary>
+    public bool InterruptShadow;
     /// <summary>The vCPU is halted waiting for an interrupt (MP state).</summary>
     public bool Halted;
 

@@ -122,7 +122,10 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
                 exit = VcpuExit.Kicked;
                 break;
             }
-            if (Volatile.Read(ref _interruptRequest) != 0 && (_state.Rflags & X86CpuState.FlagIf) != 0)
+            // The shadow of STI / MOV SS covers exactly the first instruction of the block that follows it.
+            bool shadow = _state.InterruptShadow;
+            _state.InterruptShadow = false;
+            if (!shadow && Volatile.Read(ref _interruptRequest) != 0 && (_state.Rflags & X86CpuState.FlagIf) != 0)
             {
                 if (!TakeExternalInterrupt())
                 {

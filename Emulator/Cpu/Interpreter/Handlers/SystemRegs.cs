@@ -25,8 +25,13 @@ internal static class SystemRegs
                 return s;
             }
             s = c.LoadDataSegment(seg, (ushort)selector);
-            // A new SS changes the stack size the decoded block assumed.
-            return s == Ok && seg == (int)SegmentIndex.Ss ? ExecStatus.Branch : s;
+            if (s != Ok || seg != (int)SegmentIndex.Ss)
+            {
+                return s;
+            }
+            // A new SS changes the stack size the decoded block assumed, and blocks interrupts for one instruction.
+            c.State.InterruptShadow = true;
+            return ExecStatus.Branch;
         }
         ulong value = c.State.Segments[op.R1 - DecodedOp.SegRegBase].Selector;
         return c.WriteOperand(ref op, op.K0, op.R0, op.K0 == OperandKind.Mem ? 2 : op.Size, value);
@@ -68,7 +73,12 @@ internal static class SystemRegs
             c.Gpr(4) = oldRsp;
             return s;
         }
-        return seg == (int)SegmentIndex.Ss ? ExecStatus.Branch : Ok;
+        if (seg != (int)SegmentIndex.Ss)
+        {
+            return Ok;
+        }
+        c.State.InterruptShadow = true;
+        return ExecStatus.Branch;
     }
 
     private static ExecStatus LoadTable(InterpreterVcpu c, ref DecodedOp op, bool idt)
