@@ -17,6 +17,18 @@ public struct SegmentArray
     private SegmentRegister _element0;
 }
 
+/// <summary>
+/// The x87/SSE register file in the FXSAVE / XSAVE legacy-region layout (512 bytes): FCW at 0, FSW at 2 (TOP in bits
+/// 13:11), abridged tag byte at 4, FOP at 6, FIP at 8 and FDP at 16 (64-bit forms), MXCSR at 24, MXCSR_MASK at 28,
+/// ST(0)…ST(7) at 32 + 16·i (stack order, 80-bit values), XMM0…XMM15 at 160 + 16·i. KVM's <c>kvm_fxsave</c> and the
+/// first 512 bytes of an XSAVE image use exactly this layout, so backends and migration copy it as is.
+/// </summary>
+[InlineArray(512)]
+public struct FxSaveArea
+{
+    private byte _element0;
+}
+
 /// <summary>Index of a segment register in <see cref="X86CpuState.Segments"/> (the ModRM/prefix encoding order).</summary>
 public enum SegmentIndex
 {
@@ -107,6 +119,16 @@ public struct X86CpuState
 
     /// <summary>CR0.PE.</summary>
     public const ulong Cr0Pe = 1UL << 0;
+    /// <summary>CR0.MP (WAIT honours TS).</summary>
+    public const ulong Cr0Mp = 1UL << 1;
+    /// <summary>CR0.EM (no x87/SSE: x87 raises #NM, SSE raises #UD).</summary>
+    public const ulong Cr0Em = 1UL << 2;
+    /// <summary>CR0.TS (task switched: the next FPU/SSE instruction raises #NM).</summary>
+    public const ulong Cr0Ts = 1UL << 3;
+    /// <summary>CR4.OSFXSR (the OS saves SSE state with FXSAVE: SSE instructions are enabled).</summary>
+    public const ulong Cr4Osfxsr = 1UL << 9;
+    /// <summary>CR4.OSXMMEXCPT (unmasked SIMD floating-point exceptions raise #XM rather than #UD).</summary>
+    public const ulong Cr4Osxmmexcpt = 1UL << 10;
     /// <summary>CR0.PG.</summary>
     public const ulong Cr0Pg = 1UL << 31;
     /// <summary>CR4.PAE.</summary>
@@ -165,6 +187,35 @@ public struct X86CpuState
     /// <summary>Added to the backend's cycle count to form the guest TSC.</summary>
     public ulong TscOffset;
 
+    /// <summary>x87, MXCSR and XMM registers in the FXSAVE layout (see <see cref="FxSaveArea"/>).</summary>
+    public FxSaveArea Fx;
+
+    /// <summary>Byte offsets into <see cref="Fx"/>.</summary>
+    public const int FxFcw = 0, FxFsw = 2, FxFtw = 4, FxFop = 6, FxFip = 8, FxFdp = 16, FxMxcsr = 24, FxMxcsrMask = 28, FxSt0 = 32, FxXmm0 = 160;
+
+    /// <summary>The MXCSR bits this model implements (DAZ included); the value FXSAVE reports as MXCSR_MASK.</summary>
+    public const uint MxcsrMask = 0xFFFF;
+
+    /// <summary>x87 control word.</summary>
+    [System.Diagnostics.CodeAnalysis.UnscopedRef]
+    public ref ushort Fcw => ref Unsafe.As<byte, ushort>(ref Fx[FxFcw]);
+
+    /// <summary>x87 status word (TOP in bits 13:11).</summary>
+    [System.Diagnostics.CodeAnalysis.UnscopedRef]
+    public ref ushort Fsw => ref Unsafe.As<byte, ushort>(ref Fx[FxFsw]);
+
+    /// <summary>Abridged x87 tag byte (bit i set: physical register i is valid).</summary>
+    [System.Diagnostics.CodeAnalysis.UnscopedRef]
+    public ref byte Ftw => ref Fx[FxFtw];
+
+    /// <summary>SSE control/status register.</summary>
+    [System.Diagnostics.CodeAnalysis.UnscopedRef]
+    public ref uint Mxcsr => ref Unsafe.As<byte, uint>(ref Fx[FxMxcsr]);
+
+    /// <summary>Quadword <paramref name="half"/> (0 low, 1 high) of XMM<paramref name="index"/>.</summary>
+    [System.Diagnostics.CodeAnalysis.UnscopedRef]
+    public ref ulong XmmQword(int index, int half) => ref Unsafe.As<byte, ulong>(ref Fx[FxXmm0 + index * 16 + half * 8]);
+
     /// <summary>An exception is raised but not yet delivered (or could not be delivered when the vCPU stopped).</summary>
     public bool ExceptionPending;
     /// <summary>Vector of the pending or last raised exception.</summary>
@@ -173,6 +224,11 @@ public struct X86CpuState
     public bool ExceptionHasErrorCode;
     /// <summary>The error code pushed with the exception.</summary>
     public uint ExceptionErrorCode;
+    /// <summary>
+    /// STI / MOV SS / POP SS interrupt shadow: external interrupts are held off until one more instruction has run
+    /// (KVM's <c>interrupt.shadow</c>).
+    /// </summary>
+    public bool InterruptShadow;
     /// <summary>The vCPU is halted waiting for an interrupt (MP state).</summary>
     public bool Halted;
 
@@ -202,6 +258,10 @@ public struct X86CpuState
         Tr = new SegmentRegister { Limit = 0xFFFF, Attributes = P | 0xB };
         Gdtr.Limit = 0xFFFF;
         Idtr.Limit = 0xFFFF;
+        // x87 power-on control word (FNINIT would give 0x037F) and the MXCSR reset value.
+        Fcw = 0x0040;
+        Mxcsr = 0x1F80;
+        Unsafe.As<byte, uint>(ref Fx[FxMxcsrMask]) = MxcsrMask;
     }
 
     /// <summary>

@@ -18,6 +18,8 @@ internal unsafe struct DecodedOp
     public const byte SegRegBase = 32;
     /// <summary>Register indices 48..63 name CR0..CR15.</summary>
     public const byte CrBase = 48;
+    /// <summary>Register indices 64..79 name XMM0..XMM15.</summary>
+    public const byte XmmBase = 64;
 
     public delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> Handler;
     /// <summary>Address of this instruction (linear RIP as decoded).</summary>

@@ -31,10 +31,13 @@ internal static class Vector
     public const byte DB = 1;
     public const byte BP = 3;
     public const byte UD = 6;
+    public const byte NM = 7;
     public const byte DF = 8;
     public const byte TS = 10;
     public const byte NP = 11;
     public const byte SS = 12;
     public const byte GP = 13;
     public const byte PF = 14;
+    public const byte MF = 16;
+    public const byte XM = 19;
 }

@@ -122,7 +122,10 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
                 exit = VcpuExit.Kicked;
                 break;
             }
-            if (Volatile.Read(ref _interruptRequest) != 0 && (_state.Rflags & X86CpuState.FlagIf) != 0)
+            // The shadow of STI / MOV SS covers exactly the first instruction of the block that follows it.
+            bool shadow = _state.InterruptShadow;
+            _state.InterruptShadow = false;
+            if (!shadow && Volatile.Read(ref _interruptRequest) != 0 && (_state.Rflags & X86CpuState.FlagIf) != 0)
             {
                 if (!TakeExternalInterrupt())
                 {
@@ -384,6 +387,11 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
                     else if (OpcodeTable.TakesSpecialRegisters[(int)ins.Code] && r.IsSegmentRegister())
                     {
                         reg = (byte)(DecodedOp.SegRegBase + (r - Register.ES));
+                    }
+                    else if (r >= Register.XMM0 && r <= Register.XMM15)
+                    {
+                        // Only SSE handlers are mapped to codes with XMM operands; GPR handlers never see these.
+                        reg = (byte)(DecodedOp.XmmBase + (r - Register.XMM0));
                     }
                     else if (OpcodeTable.TakesSpecialRegisters[(int)ins.Code] && r >= Register.CR0 && r <= Register.CR15)
                     {

@@ -58,6 +58,11 @@ internal static unsafe class OpcodeTable
     {
         string name = code.ToString();
         OpCodeInfo info = code.ToOpCode();
+        delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> vector = ForVectorCode(code);
+        if (vector != null)
+        {
+            return vector;
+        }
         switch (code.Mnemonic())
         {
             case Mnemonic.Add: return &Alu.Add;
@@ -167,6 +172,8 @@ internal static unsafe class OpcodeTable
             case Mnemonic.Int3: return &SystemCalls.Int3;
             case Mnemonic.Into: return &SystemCalls.Into;
             case Mnemonic.Syscall: return &SystemCalls.Syscall;
+            case Mnemonic.Sysenter: return &SystemCalls.Sysenter;
+            case Mnemonic.Sysexit or Mnemonic.Sysexitq: return &SystemCalls.Sysexit;
             case Mnemonic.Sysret or Mnemonic.Sysretq: return code is Code.Sysretd or Code.Sysretq ? &SystemCalls.Sysret : &SystemOps.Ud;
             case Mnemonic.Iret or Mnemonic.Iretd: return &SystemRegs.IretReal;
             case Mnemonic.Push: return TakesSpecialRegisters[(int)code] ? &SystemRegs.PushSreg : &StackOps.Push;
@@ -225,7 +232,93 @@ internal static unsafe class OpcodeTable
             Code.Lodsb_AL_m8 or Code.Lodsw_AX_m16 or Code.Lodsd_EAX_m32 or Code.Lodsq_RAX_m64 => &StringOps.Lods,
             Code.Cmpsb_m8_m8 or Code.Cmpsw_m16_m16 or Code.Cmpsd_m32_m32 or Code.Cmpsq_m64_m64 => &StringOps.Cmps,
             Code.Scasb_AL_m8 or Code.Scasw_AX_m16 or Code.Scasd_EAX_m32 or Code.Scasq_RAX_m64 => &StringOps.Scas,
+            Code.Insb_m8_DX or Code.Insw_m16_DX or Code.Insd_m32_DX => &StringOps.Ins,
+            Code.Outsb_DX_m8 or Code.Outsw_DX_m16 or Code.Outsd_DX_m32 => &StringOps.Outs,
             _ => &SystemOps.Ud,
+        };
+    }
+
+    /// <summary>
+    /// x87 control, FXSAVE/FXRSTOR and SSE/SSE2 rows, or null for codes handled elsewhere. MMX forms share these
+    /// mnemonics but name MM registers, which <c>Prepare</c> refuses, so they still raise #UD.
+    /// </summary>
+    private static delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> ForVectorCode(Code code)
+    {
+        switch (code)
+        {
+            case Code.Movsd_xmm_xmmm64 or Code.Movsd_xmmm64_xmm: return &Sse.Movsd;
+            case Code.Movsd_m32_m32: return null;
+            default: break;
+        }
+        return code.Mnemonic() switch
+        {
+            Mnemonic.Fninit or Mnemonic.Finit => &X87.Fninit,
+            Mnemonic.Fnstsw or Mnemonic.Fstsw => &X87.Fnstsw,
+            Mnemonic.Fnstcw or Mnemonic.Fstcw => &X87.Fnstcw,
+            Mnemonic.Fldcw => &X87.Fldcw,
+            Mnemonic.Wait => &X87.Wait,
+            Mnemonic.Fxsave => &X87.Fxsave,
+            Mnemonic.Fxsave64 => &X87.Fxsave64,
+            Mnemonic.Fxrstor => &X87.Fxrstor,
+            Mnemonic.Fxrstor64 => &X87.Fxrstor64,
+            Mnemonic.Ldmxcsr => &X87.Ldmxcsr,
+            Mnemonic.Stmxcsr => &X87.Stmxcsr,
+            Mnemonic.Movaps or Mnemonic.Movapd or Mnemonic.Movdqa or Mnemonic.Movntdq or Mnemonic.Movntps or Mnemonic.Movntpd => &Sse.MovAligned,
+            Mnemonic.Movups or Mnemonic.Movupd or Mnemonic.Movdqu or Mnemonic.Lddqu => &Sse.MovUnaligned,
+            Mnemonic.Movss => &Sse.Movss,
+            Mnemonic.Movd or Mnemonic.Movq => &Sse.MovdMovq,
+            Mnemonic.Movlps or Mnemonic.Movlpd => &Sse.MovLow,
+            Mnemonic.Movhps or Mnemonic.Movhpd => &Sse.MovHigh,
+            Mnemonic.Movhlps => &Sse.Movhlps,
+            Mnemonic.Movlhps => &Sse.Movlhps,
+            Mnemonic.Pxor or Mnemonic.Xorps or Mnemonic.Xorpd => &Sse.Binary<VecOps.Xor>,
+            Mnemonic.Por or Mnemonic.Orps or Mnemonic.Orpd => &Sse.Binary<VecOps.Or>,
+            Mnemonic.Pand or Mnemonic.Andps or Mnemonic.Andpd => &Sse.Binary<VecOps.And>,
+            Mnemonic.Pandn or Mnemonic.Andnps or Mnemonic.Andnpd => &Sse.Binary<VecOps.AndNot>,
+            Mnemonic.Pcmpeqb => &Sse.Binary<VecOps.CmpEqB>,
+            Mnemonic.Pcmpeqw => &Sse.Binary<VecOps.CmpEqW>,
+            Mnemonic.Pcmpeqd => &Sse.Binary<VecOps.CmpEqD>,
+            Mnemonic.Pcmpgtb => &Sse.Binary<VecOps.CmpGtB>,
+            Mnemonic.Pcmpgtw => &Sse.Binary<VecOps.CmpGtW>,
+            Mnemonic.Pcmpgtd => &Sse.Binary<VecOps.CmpGtD>,
+            Mnemonic.Paddb => &Sse.Binary<VecOps.AddB>,
+            Mnemonic.Paddw => &Sse.Binary<VecOps.AddW>,
+            Mnemonic.Paddd => &Sse.Binary<VecOps.AddD>,
+            Mnemonic.Paddq => &Sse.Binary<VecOps.AddQ>,
+            Mnemonic.Psubb => &Sse.Binary<VecOps.SubB>,
+            Mnemonic.Psubw => &Sse.Binary<VecOps.SubW>,
+            Mnemonic.Psubd => &Sse.Binary<VecOps.SubD>,
+            Mnemonic.Psubq => &Sse.Binary<VecOps.SubQ>,
+            Mnemonic.Pminub => &Sse.Binary<VecOps.MinUB>,
+            Mnemonic.Pmaxub => &Sse.Binary<VecOps.MaxUB>,
+            Mnemonic.Pminsw => &Sse.Binary<VecOps.MinSW>,
+            Mnemonic.Pmaxsw => &Sse.Binary<VecOps.MaxSW>,
+            Mnemonic.Pmullw => &Sse.Binary<VecOps.MulLW>,
+            Mnemonic.Punpcklbw => &Sse.Binary<VecOps.UnpackLBW>,
+            Mnemonic.Punpcklwd => &Sse.Binary<VecOps.UnpackLWD>,
+            Mnemonic.Punpckldq => &Sse.Binary<VecOps.UnpackLDQ>,
+            Mnemonic.Punpcklqdq => &Sse.Binary<VecOps.UnpackLQDQ>,
+            Mnemonic.Punpckhbw => &Sse.Binary<VecOps.UnpackHBW>,
+            Mnemonic.Punpckhwd => &Sse.Binary<VecOps.UnpackHWD>,
+            Mnemonic.Punpckhdq => &Sse.Binary<VecOps.UnpackHDQ>,
+            Mnemonic.Punpckhqdq => &Sse.Binary<VecOps.UnpackHQDQ>,
+            Mnemonic.Pmovmskb => &Sse.Pmovmskb,
+            Mnemonic.Movmskps => &Sse.Movmskps,
+            Mnemonic.Movmskpd => &Sse.Movmskpd,
+            Mnemonic.Pshufd => &Sse.Pshufd,
+            Mnemonic.Pshuflw => &Sse.Pshuflw,
+            Mnemonic.Pshufhw => &Sse.Pshufhw,
+            Mnemonic.Psllw => &Sse.Psllw,
+            Mnemonic.Pslld => &Sse.Pslld,
+            Mnemonic.Psllq => &Sse.Psllq,
+            Mnemonic.Psrlw => &Sse.Psrlw,
+            Mnemonic.Psrld => &Sse.Psrld,
+            Mnemonic.Psrlq => &Sse.Psrlq,
+            Mnemonic.Psraw => &Sse.Psraw,
+            Mnemonic.Psrad => &Sse.Psrad,
+            Mnemonic.Pslldq => &Sse.Pslldq,
+            Mnemonic.Psrldq => &Sse.Psrldq,
+            _ => null,
         };
     }
 

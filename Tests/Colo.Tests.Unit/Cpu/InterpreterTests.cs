@@ -533,6 +533,43 @@ public sealed class InterpreterTests
         });
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public void Sti_AndMovSs_HoldInterruptsOffForOneInstruction(bool movSs)
+    {
+        using var g = new GuestHarness();
+        byte[] code = GuestHarness.Assemble(64, GuestHarness.CodeAddress, a =>
+        {
+            a.mov(eax, 0x10);
+            a.sti();
+            if (movSs)
+            {
+                // STI's shadow covers MOV SS, whose own shadow covers the next instruction.
+                a.mov(ss, ax);
+            }
+            // Interrupts are looked at between blocks: the shadowed MOV and the JMP form one block.
+            Label next = a.CreateLabel();
+            a.mov(ebx, 1);
+            a.jmp(next);
+            a.Label(ref next);
+            a.mov(ecx, 2);
+            a.hlt();
+        });
+        g.Load64(code);
+        InstallIdt(g);
+        g.Vcpu.Interrupts = new OneShotInterrupts(0x42);
+        g.Vcpu.NotifyInterruptRequest();
+        Assert.That(g.Vcpu.Run(), Is.EqualTo(VcpuExit.Halted));
+        ulong afterJmp = GuestHarness.CodeAddress + OffsetOf(code, 0xBB, 0x01, 0, 0, 0) + 7;
+        Assert.Multiple(() =>
+        {
+            Assert.That(g.Io.PortWrites.Single().Value, Is.EqualTo(0x42UL));
+            Assert.That(g.ReadU64(g.State.Gpr[4]), Is.EqualTo(afterJmp), "not taken before the shadowed instruction ran");
+            Assert.That(g.State.Gpr[3], Is.EqualTo(1UL));
+            Assert.That(g.State.Gpr[1] & 0xFF, Is.Not.EqualTo(2UL));
+        });
+    }
+
     [Test]
     public void Hlt_WithInterruptsEnabled_SleepsUntilAnInterruptRequest()
     {

@@ -3,18 +3,19 @@ using Colo.Core.Cpu;
 namespace Colo.Cpu.Interpreter.Handlers;
 
 /// <summary>
-/// MOVS, STOS, LODS, CMPS, SCAS with REP/REPE/REPNE. A long REP runs in slices and then restarts itself (RIP stays on
+/// MOVS, STOS, LODS, CMPS, SCAS with REP/REPE/REPNE, and INS/OUTS (REP) through the I/O bus. A long REP runs in slices and then restarts itself (RIP stays on
 /// the instruction), so kicks and interrupts are still seen at block boundaries, as on hardware.
 /// </summary>
 internal static class StringOps
 {
     private const ExecStatus Ok = ExecStatus.Continue;
     private const int SliceIterations = 4096;
-    private const int KMovs = 0, KStos = 1, KLods = 2, KCmps = 3, KScas = 4;
+    private const int KMovs = 0, KStos = 1, KLods = 2, KCmps = 3, KScas = 4, KIns = 5, KOuts = 6;
 
     private static ExecStatus Run(InterpreterVcpu c, ref DecodedOp op, int kind)
     {
-        int size = op.Size;
+        // OUTS names DX first, so its element size is the memory operand's.
+        int size = kind == KOuts ? op.SrcSize : op.Size;
         int addrSize = op.AddrSize;
         ulong amask = InterpreterVcpu.SizeMask(addrSize);
         bool rep = op.Rep != 0;
@@ -75,6 +76,23 @@ internal static class StringOps
                     advanceSi = advanceDi = true;
                     break;
                 }
+                case KIns:
+                {
+                    ulong v = c.PortRead((ushort)c.Gpr(2), size);
+                    s = c.WriteMem(dst, size, v);
+                    advanceDi = true;
+                    break;
+                }
+                case KOuts:
+                {
+                    s = c.ReadMem(src, size, out ulong v);
+                    if (s == Ok)
+                    {
+                        c.PortWrite((ushort)c.Gpr(2), size, v);
+                    }
+                    advanceSi = true;
+                    break;
+                }
                 default:
                 {
                     s = c.ReadMem(dst, size, out ulong b);
@@ -105,7 +123,7 @@ internal static class StringOps
             }
             ulong count = (c.GetReg(1, addrSize) - 1) & amask;
             c.SetReg(1, addrSize, count);
-            if (kind >= KCmps)
+            if (kind is KCmps or KScas)
             {
                 bool zf = c.Condition(5);
                 if ((op.Rep == 1 && !zf) || (op.Rep == 2 && zf))
@@ -134,4 +152,10 @@ internal static class StringOps
     public static ExecStatus Cmps(InterpreterVcpu c, ref DecodedOp op) => Run(c, ref op, KCmps);
 
     public static ExecStatus Scas(InterpreterVcpu c, ref DecodedOp op) => Run(c, ref op, KScas);
+
+    /// <summary>INS: port DX → ES:rDI (IOPL/CPL checked; the TSS I/O bitmap is not consulted yet).</summary>
+    public static ExecStatus Ins(InterpreterVcpu c, ref DecodedOp op) => c.IoPrivileged() ? Run(c, ref op, KIns) : c.Raise(Vector.GP, 0);
+
+    /// <summary>OUTS: seg:rSI → port DX.</summary>
+    public static ExecStatus Outs(InterpreterVcpu c, ref DecodedOp op) => c.IoPrivileged() ? Run(c, ref op, KOuts) : c.Raise(Vector.GP, 0);
 }

@@ -60,6 +60,13 @@ internal static class SystemOps
         {
             return c.Raise(Vector.GP, 0);
         }
+        if ((c.State.Rflags & X86CpuState.FlagIf) == 0)
+        {
+            // STI that enables interrupts holds them off until after the next instruction: end the block here so
+            // the run loop sees the shadow before that instruction.
+            c.State.InterruptShadow = true;
+            c.ExitBlock = true;
+        }
         c.State.Rflags |= X86CpuState.FlagIf;
         return Ok;
     }

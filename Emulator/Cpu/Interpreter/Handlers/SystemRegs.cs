@@ -25,8 +25,13 @@ internal static class SystemRegs
                 return s;
             }
             s = c.LoadDataSegment(seg, (ushort)selector);
-            // A new SS changes the stack size the decoded block assumed.
-            return s == Ok && seg == (int)SegmentIndex.Ss ? ExecStatus.Branch : s;
+            if (s != Ok || seg != (int)SegmentIndex.Ss)
+            {
+                return s;
+            }
+            // A new SS changes the stack size the decoded block assumed, and blocks interrupts for one instruction.
+            c.State.InterruptShadow = true;
+            return ExecStatus.Branch;
         }
         ulong value = c.State.Segments[op.R1 - DecodedOp.SegRegBase].Selector;
         return c.WriteOperand(ref op, op.K0, op.R0, op.K0 == OperandKind.Mem ? 2 : op.Size, value);
@@ -68,7 +73,12 @@ internal static class SystemRegs
             c.Gpr(4) = oldRsp;
             return s;
         }
-        return seg == (int)SegmentIndex.Ss ? ExecStatus.Branch : Ok;
+        if (seg != (int)SegmentIndex.Ss)
+        {
+            return Ok;
+        }
+        c.State.InterruptShadow = true;
+        return ExecStatus.Branch;
     }
 
     private static ExecStatus LoadTable(InterpreterVcpu c, ref DecodedOp op, bool idt)
@@ -405,6 +415,76 @@ internal static class SystemCalls
             Limit = 0xFFFF_FFFF,
             Attributes = SegmentRegister.S | SegmentRegister.P | SegmentRegister.G | SegmentRegister.DB | 3 | (3 << 5),
         };
+        st.Rip = rip;
+        c.UpdateMode();
+        return ExecStatus.Branch;
+    }
+
+    /// <summary>
+    /// SYSENTER: flat ring-0 CS/SS from IA32_SYSENTER_CS (64-bit CS in IA-32e mode), RSP/RIP from the ESP/EIP MSRs;
+    /// clears VM, IF and RF. #GP(0) in real mode or with a null SYSENTER_CS.
+    /// </summary>
+    public static ExecStatus Sysenter(InterpreterVcpu c, ref DecodedOp op)
+    {
+        ref X86CpuState st = ref c.State;
+        if ((st.Cr0 & X86CpuState.Cr0Pe) == 0 || (st.SysenterCs & 0xFFFC) == 0)
+        {
+            return c.Raise(Vector.GP, 0);
+        }
+        bool longMode = (st.Efer & X86CpuState.EferLma) != 0;
+        ulong flags = c.MaterializeFlags();
+        st.Rflags = (flags & ~(X86CpuState.FlagIf | RflagsRf | (1UL << 17))) | X86CpuState.FlagReserved1;
+        ushort selector = (ushort)(st.SysenterCs & 0xFFFC);
+        st.Segments[(int)SegmentIndex.Cs] = new SegmentRegister
+        {
+            Selector = selector,
+            Limit = 0xFFFF_FFFF,
+            Attributes = (ushort)(SegmentRegister.S | SegmentRegister.P | SegmentRegister.G | 0xB | (longMode ? SegmentRegister.L : SegmentRegister.DB)),
+        };
+        st.Segments[(int)SegmentIndex.Ss] = new SegmentRegister
+        {
+            Selector = (ushort)(selector + 8),
+            Limit = 0xFFFF_FFFF,
+            Attributes = SegmentRegister.S | SegmentRegister.P | SegmentRegister.G | SegmentRegister.DB | 3,
+        };
+        st.Gpr[4] = longMode ? st.SysenterEsp : (uint)st.SysenterEsp;
+        st.Rip = longMode ? st.SysenterEip : (uint)st.SysenterEip;
+        c.UpdateMode();
+        return ExecStatus.Branch;
+    }
+
+    /// <summary>
+    /// SYSEXIT (to 32-bit ring 3: CS = SYSENTER_CS+16) or SYSEXITQ (to 64-bit ring 3: CS = SYSENTER_CS+32); RSP from
+    /// RCX, RIP from RDX. #GP(0) outside ring 0, in real mode, with a null SYSENTER_CS or a non-canonical target.
+    /// </summary>
+    public static ExecStatus Sysexit(InterpreterVcpu c, ref DecodedOp op)
+    {
+        ref X86CpuState st = ref c.State;
+        if ((st.Cr0 & X86CpuState.Cr0Pe) == 0 || (st.SysenterCs & 0xFFFC) == 0 || st.Cpl != 0)
+        {
+            return c.Raise(Vector.GP, 0);
+        }
+        bool to64 = op.Instr.Code == Iced.Intel.Code.Sysexitq;
+        ulong rip = to64 ? st.Gpr[2] : (uint)st.Gpr[2];
+        ulong rsp = to64 ? st.Gpr[1] : (uint)st.Gpr[1];
+        if (to64 && ((ulong)(((long)rip << 16) >> 16) != rip || (ulong)(((long)rsp << 16) >> 16) != rsp))
+        {
+            return c.Raise(Vector.GP, 0);
+        }
+        ushort baseSelector = (ushort)st.SysenterCs;
+        st.Segments[(int)SegmentIndex.Cs] = new SegmentRegister
+        {
+            Selector = (ushort)(((baseSelector + (to64 ? 32 : 16)) & 0xFFFC) | 3),
+            Limit = 0xFFFF_FFFF,
+            Attributes = (ushort)(SegmentRegister.S | SegmentRegister.P | SegmentRegister.G | 0xB | (3 << 5) | (to64 ? SegmentRegister.L : SegmentRegister.DB)),
+        };
+        st.Segments[(int)SegmentIndex.Ss] = new SegmentRegister
+        {
+            Selector = (ushort)(((baseSelector + (to64 ? 40 : 24)) & 0xFFFC) | 3),
+            Limit = 0xFFFF_FFFF,
+            Attributes = SegmentRegister.S | SegmentRegister.P | SegmentRegister.G | SegmentRegister.DB | 3 | (3 << 5),
+        };
+        st.Gpr[4] = rsp;
         st.Rip = rip;
         c.UpdateMode();
         return ExecStatus.Branch;
