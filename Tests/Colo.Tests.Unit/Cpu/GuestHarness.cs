@@ -61,6 +61,34 @@ public sealed class GuestHarness : IDisposable
 
     public void WriteU64(ulong address, ulong value) => Memory.Write(address, BitConverter.GetBytes(value));
 
+    /// <summary>
+    /// Installs a flat 64-bit GDT at <paramref name="gdt"/> and an IDT at <paramref name="idt"/> whose first
+    /// <paramref name="vectors"/> vectors each run <c>mov al, vector; out port, al; hlt</c> from 16-byte stubs at
+    /// <paramref name="handlers"/>, so a test reads the exception it raised from the debug-exit port.
+    /// </summary>
+    public void InstallReportingIdt(ulong gdt, ulong idt, ulong handlers, int vectors, ushort port)
+    {
+        WriteU64(gdt, 0);
+        WriteU64(gdt + 8, 0x00AF_9A00_0000_FFFF);
+        WriteU64(gdt + 16, 0x00CF_9200_0000_FFFF);
+        for (int v = 0; v < vectors; v++)
+        {
+            ulong handler = handlers + (ulong)v * 16;
+            byte vector = (byte)v;
+            Memory.Write(handler, Assemble(64, handler, a =>
+            {
+                a.mov(AssemblerRegisters.al, vector);
+                a.@out((byte)port, AssemblerRegisters.al);
+                a.hlt();
+            }));
+            ulong lo = (handler & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | (((handler >> 16) & 0xFFFF) << 48);
+            WriteU64(idt + (ulong)v * 16, lo);
+            WriteU64(idt + (ulong)v * 16 + 8, handler >> 32);
+        }
+        State.Gdtr = new DescriptorTableRegister { Base = gdt, Limit = 23 };
+        State.Idtr = new DescriptorTableRegister { Base = idt, Limit = (ushort)(vectors * 16 - 1) };
+    }
+
     public void Dispose()
     {
         Vcpu.Dispose();

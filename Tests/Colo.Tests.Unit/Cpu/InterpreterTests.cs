@@ -14,28 +14,7 @@ public sealed class InterpreterTests
     private const ushort DebugExitPort = 0xF4;
 
     /// <summary>Flat GDT plus an IDT whose every vector runs <c>mov al, vector; out 0xF4, al; hlt</c>.</summary>
-    private static void InstallIdt(GuestHarness g)
-    {
-        g.WriteU64(GdtAddress, 0);
-        g.WriteU64(GdtAddress + 8, 0x00AF_9A00_0000_FFFF);
-        g.WriteU64(GdtAddress + 16, 0x00CF_9200_0000_FFFF);
-        for (int v = 0; v < 80; v++)
-        {
-            ulong handler = HandlerAddress + (ulong)v * 16;
-            byte vector = (byte)v;
-            g.Memory.Write(handler, GuestHarness.Assemble(64, handler, a =>
-            {
-                a.mov(al, vector);
-                a.@out((byte)DebugExitPort, al);
-                a.hlt();
-            }));
-            ulong lo = (handler & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | (((handler >> 16) & 0xFFFF) << 48);
-            g.WriteU64(IdtAddress + (ulong)v * 16, lo);
-            g.WriteU64(IdtAddress + (ulong)v * 16 + 8, handler >> 32);
-        }
-        g.State.Gdtr = new DescriptorTableRegister { Base = GdtAddress, Limit = 23 };
-        g.State.Idtr = new DescriptorTableRegister { Base = IdtAddress, Limit = 80 * 16 - 1 };
-    }
+    private static void InstallIdt(GuestHarness g) => g.InstallReportingIdt(GdtAddress, IdtAddress, HandlerAddress, 80, DebugExitPort);
 
     private static ulong OffsetOf(byte[] code, params byte[] pattern) => (ulong)code.AsSpan().IndexOf(pattern);
 

@@ -27,25 +27,7 @@ public sealed class SseFaultTests
             a.@out((byte)DebugExitPort, al);
             a.hlt();
         });
-        g.WriteU64(GdtAddress, 0);
-        g.WriteU64(GdtAddress + 8, 0x00AF_9A00_0000_FFFF);
-        g.WriteU64(GdtAddress + 16, 0x00CF_9200_0000_FFFF);
-        for (int v = 0; v < 32; v++)
-        {
-            ulong handler = HandlerAddress + (ulong)v * 16;
-            byte vector = (byte)v;
-            g.Memory.Write(handler, GuestHarness.Assemble(64, handler, a =>
-            {
-                a.mov(al, vector);
-                a.@out((byte)DebugExitPort, al);
-                a.hlt();
-            }));
-            ulong lo = (handler & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | (((handler >> 16) & 0xFFFF) << 48);
-            g.WriteU64(IdtAddress + (ulong)v * 16, lo);
-            g.WriteU64(IdtAddress + (ulong)v * 16 + 8, handler >> 32);
-        }
-        g.State.Gdtr = new DescriptorTableRegister { Base = GdtAddress, Limit = 23 };
-        g.State.Idtr = new DescriptorTableRegister { Base = IdtAddress, Limit = 32 * 16 - 1 };
+        g.InstallReportingIdt(GdtAddress, IdtAddress, HandlerAddress, 32, DebugExitPort);
         g.State.Cr4 |= X86CpuState.Cr4Osfxsr | X86CpuState.Cr4Osxmmexcpt;
         g.State.Cr4 &= ~cr4Clear;
         g.State.Cr0 |= cr0Set;
