@@ -38,26 +38,13 @@ public sealed class TypeRegistry
         });
 
     /// <summary>Checks the type and every property value without creating anything; returns the type.</summary>
-    public ObjectTypeInfo Validate(ObjectCategory category, string typeName, IEnumerable<KeyValuePair<string, string>> properties)
-    {
-        ObjectTypeInfo type = Get(category, typeName);
-        var values = new PropertyValues(type);
-        foreach (KeyValuePair<string, string> p in properties)
-        {
-            values.SetFromString(p.Key, p.Value);
-        }
-        return type;
-    }
+    public ObjectTypeInfo Validate(ObjectCategory category, string typeName, IEnumerable<KeyValuePair<string, string>> properties) =>
+        ValuesFromStrings(category, typeName, properties).Type;
 
     /// <summary>Creates and completes an object from command-line strings (everything but type and id).</summary>
     public QomObject CreateFromStrings(ObjectCategory category, string typeName, string? id, IEnumerable<KeyValuePair<string, string>> properties)
     {
-        ObjectTypeInfo type = Get(category, typeName);
-        var values = new PropertyValues(type);
-        foreach (KeyValuePair<string, string> p in properties)
-        {
-            values.SetFromString(p.Key, p.Value);
-        }
+        (ObjectTypeInfo type, PropertyValues values) = ValuesFromStrings(category, typeName, properties);
         return Instantiate(type, id, values);
     }
 
@@ -188,6 +175,17 @@ public sealed class TypeRegistry
             sb.Append('\n');
         }
         return sb.ToString();
+    }
+
+    private (ObjectTypeInfo Type, PropertyValues Values) ValuesFromStrings(ObjectCategory category, string typeName, IEnumerable<KeyValuePair<string, string>> properties)
+    {
+        ObjectTypeInfo type = Get(category, typeName);
+        var values = new PropertyValues(type);
+        foreach (KeyValuePair<string, string> p in properties)
+        {
+            values.SetFromString(p.Key, p.Value);
+        }
+        return (type, values);
     }
 
     /// <summary>The refusal for a registered type that is not built yet; names the type and what builds it.</summary>
