@@ -172,9 +172,9 @@ public sealed unsafe partial class InterpreterVcpu
                 value = 0;
                 return ExecStatus.Fault;
             }
-            if (phys < _ramSize)
+            if (IsDirect(phys))
             {
-                // SAFETY: phys < _ramSize and the access stays in phys's page, which RAM covers entirely.
+                // SAFETY: direct means low RAM, and the access stays in phys's page, which RAM covers entirely.
                 byte* p = _ram + phys;
                 value = size switch
                 {
@@ -206,10 +206,10 @@ public sealed unsafe partial class InterpreterVcpu
             {
                 return ExecStatus.Fault;
             }
-            if (phys < _ramSize)
+            if (IsDirect(phys))
             {
                 CheckCodeWrite(phys);
-                // SAFETY: phys < _ramSize and the access stays in phys's page, which RAM covers entirely.
+                // SAFETY: direct means low RAM, and the access stays in phys's page, which RAM covers entirely.
                 byte* p = _ram + phys;
                 switch (size)
                 {
@@ -293,18 +293,17 @@ public sealed unsafe partial class InterpreterVcpu
 
     private ulong WrapLinear(ulong linear) => Bitness == 64 ? linear : (uint)linear;
 
-    private ulong MmioRead(ulong phys, int size)
-    {
-        ulong v = 0;
-        // SAFETY: size ≤ 8 and v is an 8-byte local; the host is little-endian like the guest.
-        _io.MmioRead(phys, new Span<byte>(&v, size));
-        return v;
-    }
+    /// <summary>Plain low RAM that handlers may touch through <c>_ram</c> (not the PC's legacy window).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool IsDirect(ulong phys) => phys < _ramSize && phys - _holeStart >= _holeSize;
+
+    // Legacy window, ROM, high RAM and MMIO: the address space decides.
+    private ulong MmioRead(ulong phys, int size) => _memory.ReadSlow(phys, size);
 
     private void MmioWrite(ulong phys, int size, ulong value)
     {
-        // SAFETY: size ≤ 8 and value is an 8-byte local; the host is little-endian like the guest.
-        _io.MmioWrite(phys, new ReadOnlySpan<byte>(&value, size));
+        ExitBlock = true; // the write may have remapped memory (PAM) or touched code outside low RAM
+        _memory.WriteSlow(phys, size, value);
     }
 
     // ---- stack ---------------------------------------------------------------------------------------------------
@@ -585,9 +584,9 @@ public sealed unsafe partial class InterpreterVcpu
 
     private ulong ReadPhys64(ulong phys)
     {
-        if (phys + 8 <= _ramSize)
+        if (IsDirect(phys) && (phys & PageMask) + 8 <= 0x1000)
         {
-            // SAFETY: bounds checked against the RAM size just above.
+            // SAFETY: direct low RAM, and the access stays in the page.
             return Unsafe.ReadUnaligned<ulong>(_ram + phys);
         }
         return MmioRead(phys, 8);
@@ -595,9 +594,9 @@ public sealed unsafe partial class InterpreterVcpu
 
     private ulong ReadPhys32(ulong phys)
     {
-        if (phys + 4 <= _ramSize)
+        if (IsDirect(phys) && (phys & PageMask) + 4 <= 0x1000)
         {
-            // SAFETY: bounds checked against the RAM size just above.
+            // SAFETY: direct low RAM, and the access stays in the page.
             return Unsafe.ReadUnaligned<uint>(_ram + phys);
         }
         return MmioRead(phys, 4);
@@ -605,21 +604,25 @@ public sealed unsafe partial class InterpreterVcpu
 
     private void WritePhys64(ulong phys, ulong value)
     {
-        if (phys + 8 <= _ramSize)
+        if (IsDirect(phys) && (phys & PageMask) + 8 <= 0x1000)
         {
             CheckCodeWrite(phys);
-            // SAFETY: bounds checked against the RAM size just above.
+            // SAFETY: direct low RAM, and the access stays in the page.
             Unsafe.WriteUnaligned(_ram + phys, value);
+            return;
         }
+        _memory.WriteSlow(phys, 8, value);
     }
 
     private void WritePhys32(ulong phys, uint value)
     {
-        if (phys + 4 <= _ramSize)
+        if (IsDirect(phys) && (phys & PageMask) + 4 <= 0x1000)
         {
             CheckCodeWrite(phys);
-            // SAFETY: bounds checked against the RAM size just above.
+            // SAFETY: direct low RAM, and the access stays in the page.
             Unsafe.WriteUnaligned(_ram + phys, value);
+            return;
         }
+        _memory.WriteSlow(phys, 4, value);
     }
 }

@@ -34,6 +34,8 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
     private readonly IIoBus _io;
     private readonly byte* _ram;
     private readonly ulong _ramSize;
+    private readonly ulong _holeStart;
+    private readonly ulong _holeSize;
     private readonly PageBitmap _codePages;
     private readonly GuestCodeReader _reader = new();
     private readonly Decoder _decoder16;
@@ -67,7 +69,9 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         _memory = memory;
         _io = io;
         _ram = memory.Ram.HostPointer;
-        _ramSize = memory.Ram.Size;
+        _ramSize = memory.LowRamEnd;
+        _holeStart = memory.HoleStart;
+        _holeSize = memory.HoleSize;
         _codePages = memory.Ram.CodePages;
         _decoder16 = Decoder.Create(16, _reader, DecoderOptions.None);
         _decoder32 = Decoder.Create(32, _reader, DecoderOptions.None);
@@ -276,7 +280,8 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
     {
         start = 0;
         count = 0;
-        if (phys >= _ramSize)
+        byte* code = _memory.GetFetchPointer(phys);
+        if (code == null)
         {
             InternalErrorDetail = $"instruction fetch from non-RAM guest-physical address 0x{phys:X}";
             return ExecStatus.InternalError;
@@ -287,8 +292,8 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         }
         Decoder decoder = Bitness == 64 ? _decoder64 : Bitness == 32 ? _decoder32 : _decoder16;
         int available = (int)(0x1000 - (phys & PageMask));
-        // SAFETY: phys < _ramSize and RAM is a whole number of pages, so [phys, phys + available) is mapped.
-        _reader.Reset(_ram + phys, available);
+        // SAFETY: GetFetchPointer's pointer is valid to the end of phys's page, which is [phys, phys + available).
+        _reader.Reset(code, available);
         decoder.IP = rip;
         _memory.MarkCode(phys >> 12);
         start = _poolUsed;
@@ -341,8 +346,9 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         for (int i = 0; i < 15; i++)
         {
             ulong p = i < available ? phys + (ulong)i : nextPhys + (ulong)(i - available);
-            // SAFETY: p is checked against the RAM size before the read.
-            _crossPageBuffer[i] = p < _ramSize ? _ram[p] : (byte)0;
+            byte* b = _memory.GetFetchPointer(p);
+            // SAFETY: a non-null fetch pointer is valid to the end of p's page.
+            _crossPageBuffer[i] = b != null ? *b : (byte)0;
         }
         _memory.MarkCode(nextPhys >> 12);
         return true;
