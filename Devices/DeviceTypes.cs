@@ -4,8 +4,8 @@ namespace Colo.Devices;
 
 /// <summary>
 /// Registers the <c>-device</c> models of QEMU's COLO documentation with their QEMU 7.2 properties.
-/// None is built yet (the pc-machine issue builds them): each is listed by <c>-device help</c> and its
-/// options are validated, but creating one fails with a message that names it.
+/// Types not built yet are listed by <c>-device help</c> and their options validated, but creating one fails
+/// with a message that names it; built ones create a <see cref="DeviceObject"/> the board plugs in.
 /// </summary>
 public static class DeviceTypes
 {
@@ -51,14 +51,14 @@ public static class DeviceTypes
         [
             PropertyDescriptor.UInt("iobase", uint.MaxValue, 0x501),
             PropertyDescriptor.UInt("iosize", uint.MaxValue, 2),
-        ]);
+        ], built: true);
     }
 
-    private static void Device(TypeRegistry registry, string name, string group, string bus, string? description, PropertyDescriptor[] properties) =>
-        registry.Register(new ObjectTypeInfo(name, ObjectCategory.Device, properties, factory: null, description)
+    private static void Device(TypeRegistry registry, string name, string group, string bus, string? description, PropertyDescriptor[] properties, bool built = false) =>
+        registry.Register(new ObjectTypeInfo(name, ObjectCategory.Device, properties, built ? DeviceObject.Create : null, description)
         {
             HelpGroup = group,
             Bus = bus,
-            NotImplemented = PcIssue,
+            NotImplemented = built ? null : PcIssue,
         });
 }

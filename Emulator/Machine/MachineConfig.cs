@@ -99,6 +99,12 @@ public sealed class MachineConfig
 
     public string? Vga { get; set; }
 
+    /// <summary>The chardev the qtest protocol runs on (<c>-qtest</c>), or null.</summary>
+    public string? QtestChardev { get; set; }
+
+    /// <summary><c>-qtest-log FILE</c>: null logs to stderr as QEMU does, <c>none</c> disables.</summary>
+    public string? QtestLog { get; set; }
+
     public string? PidFile { get; set; }
 
     public bool Daemonize { get; set; }

@@ -8,7 +8,10 @@ using Colo.Core.Loop;
 using Colo.Core.Objects;
 using Colo.Core.Options;
 using Colo.Core.Qmp;
+using Colo.Core.Time;
 using Colo.Devices;
+using Colo.Devices.Pc;
+using Colo.Machine.Qtest;
 using Colo.Machine.Hmp;
 using Colo.Machine.Qmp;
 using Colo.Migration;
@@ -32,6 +35,10 @@ public sealed class VirtualMachine : IDisposable
     private readonly MachineConfig _config;
     private readonly List<IDisposable> _monitors = [];
     private IncomingMigration? _incoming;
+    private PcBoard? _board;
+    private ManualClock? _qtestClock;
+    private TextWriter? _qtestLog;
+    private int _anonymousDevices;
     private bool _autostart;
     private int _exitCode;
 
@@ -77,6 +84,9 @@ public sealed class VirtualMachine : IDisposable
 
     public string? Name => _config.Name;
 
+    /// <summary>The pc board, once built (null for <c>-M none</c>).</summary>
+    public PcBoard? Board => _board;
+
     /// <summary>The configured accelerator that is in use.</summary>
     public string Accelerator { get; private set; } = "tcg";
 
@@ -116,6 +126,10 @@ public sealed class VirtualMachine : IDisposable
         foreach (OptionEntry entry in _config.Drives)
         {
             At(entry.Context, () => AddDrive(entry.Value));
+        }
+        if (_config.MachineType != "none")
+        {
+            BuildBoard();
         }
         Qmp.Freeze();
         foreach (MonitorSpec spec in _config.Monitors)
@@ -178,6 +192,13 @@ public sealed class VirtualMachine : IDisposable
     /// <summary><c>system_reset</c>: a stopped VM comes back in prelaunch, as in QEMU.</summary>
     public void Reset(bool guest, string reason)
     {
+        if (_board is not null)
+        {
+            lock (_board.Lock)
+            {
+                _board.Reset();
+            }
+        }
         Events.Emit("RESET", new ShutdownEvent(guest, reason), MachineQmpJsonContext.Default.ShutdownEvent);
         if (State is not (RunState.Running or RunState.InMigrate or RunState.FinishMigrate))
         {
@@ -202,6 +223,11 @@ public sealed class VirtualMachine : IDisposable
         _incoming?.Dispose();
         // Drives are flushed and closed before anything else goes: QEMU's bdrv_close_all at exit.
         Blocks.Dispose();
+        _board?.Dispose();
+        if (_qtestLog is not null && _qtestLog != Stderr)
+        {
+            _qtestLog.Dispose();
+        }
         // Objects before chardevs: filters and monitors use chardevs, not the other way round.
         DisposeChildren(Tree.Objects);
         DisposeChildren(Tree.Netdevs);
@@ -263,8 +289,7 @@ public sealed class VirtualMachine : IDisposable
             case "none":
                 break;
             case "pc" or "pc-i440fx-7.2":
-                throw new StartupException(null,
-                    $"machine type '{_config.MachineType}' is not implemented yet in Colo (the pc-machine issue builds it); -machine none runs without a board");
+                break;
             default:
                 throw new StartupException(null, "unsupported machine type\nUse -machine help to list supported machines");
         }
@@ -275,15 +300,18 @@ public sealed class VirtualMachine : IDisposable
         {
             switch (accel)
             {
-                case "tcg":
+                case "tcg" when _config.MachineType == "none":
                     Accelerator = accel;
                     return;
+                case "tcg":
+                    lastError = "the pc machine cannot run guest code yet: Colo's interpreter is not wired to it (the interpreter issue does that); -accel qtest runs the board without a CPU";
+                    break;
                 case "kvm":
                     lastError = "the KVM accelerator is not implemented yet in Colo (the KVM issue builds it; without -enable-kvm Colo uses its interpreter)";
                     break;
                 case "qtest":
-                    lastError = "the qtest accelerator is not implemented yet in Colo (the pc-machine issue builds it)";
-                    break;
+                    Accelerator = accel;
+                    return;
                 default:
                     throw new StartupException($"-accel {accel}", $"invalid accelerator {accel}");
             }
@@ -330,6 +358,127 @@ public sealed class VirtualMachine : IDisposable
                 throw new StartupException(context, TypeRegistry.NotImplementedText(type));
             }
         }
+    }
+
+    /// <summary>
+    /// Builds the pc board from the configuration: RAM, firmware, serial ports, the <c>-device</c> list and qtest.
+    /// </summary>
+    private void BuildBoard()
+    {
+        ReadOnlyMemory<byte>? bios = LoadBios();
+        var serials = new List<Chardev?>();
+        foreach (string id in _config.Serials)
+        {
+            serials.Add(ChardevFactory.Find(Tree, id) ?? throw new StartupException("-serial chardev:" + id, $"chardev '{id}' not found"));
+        }
+        if (serials.Count == 0 && !_config.NoDefaults)
+        {
+            serials.Add(null); // QEMU's default COM1 writes to a virtual console; headless, that is nowhere
+        }
+        _qtestClock = Accelerator == "qtest" ? new ManualClock() : null;
+        IClock clock = _qtestClock ?? throw new StartupException(null, "the pc machine needs the virtual clock of a CPU engine; only -accel qtest is wired yet");
+        try
+        {
+            _board = new PcBoard(new PcBoardOptions(_config.RamSize, _config.Cpus, bios, serials), clock, MainLoop);
+        }
+        catch (QmpException e)
+        {
+            throw new StartupException("-serial", e.Message);
+        }
+        _board.ResetRequested += () => MainLoop.Post(() => Reset(guest: true, "guest-reset"));
+        _board.ExitRequested += status => MainLoop.Post(() =>
+        {
+            _exitCode = status;
+            MainLoop.Stop();
+        });
+
+        foreach (OptionEntry entry in _config.Devices)
+        {
+            At(entry.Context, () => AddDevice(entry.Value));
+        }
+
+        if (_config.QtestChardev is string qtestId)
+        {
+            Chardev chardev = ChardevFactory.Find(Tree, qtestId) ?? throw new StartupException($"-qtest chardev:{qtestId}", $"chardev '{qtestId}' not found");
+            _qtestLog = _config.QtestLog switch
+            {
+                null => Stderr,
+                "none" => null,
+                string path => OpenQtestLog(path),
+            };
+            var server = new QtestServer(chardev, _board, _qtestClock, _qtestLog);
+            At($"-qtest chardev:{qtestId}", () => chardev.Attach(server, MainLoop));
+        }
+    }
+
+    private static StreamWriter OpenQtestLog(string path)
+    {
+        try
+        {
+            return new StreamWriter(path, append: false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new StartupException("-qtest-log " + path, $"Could not open '{path}': {e.Message}");
+        }
+    }
+
+    /// <summary>Creates a <c>-device</c>/<c>device_add</c> instance and plugs it into the board.</summary>
+    internal DeviceObject AddDevice(KeyValList options)
+    {
+        string driver = options["driver"] ?? throw new QmpException("Parameter 'driver' is missing");
+        string? id = options["id"];
+        if (id is not null)
+        {
+            TypeRegistry.CheckId(id);
+            if (Tree.Peripheral.FindChild(id) is not null)
+            {
+                throw new QmpException($"Duplicate device ID '{id}'");
+            }
+        }
+        var device = (DeviceObject)Types.CreateFromStrings(ObjectCategory.Device, driver, id, options.Except("driver", "id"));
+        if (_board is null)
+        {
+            throw new QmpException($"No '{Types.Find(ObjectCategory.Device, driver)?.Bus ?? "device"}' bus found for device '{driver}'");
+        }
+        try
+        {
+            _board.Plug(device);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new QmpException(e.Message);
+        }
+        if (id is not null)
+        {
+            Tree.Peripheral.AddChild(id, device);
+        }
+        else
+        {
+            Tree.PeripheralAnon.AddChild($"device[{_anonymousDevices++}]", device);
+        }
+        return device;
+    }
+
+    /// <summary>
+    /// The BIOS image: <c>-bios FILE</c> (a bare name is searched in <c>-L</c> directories), else SeaBIOS's
+    /// <c>bios-256k.bin</c> from the data directories as QEMU's <c>pc</c> does. Size rules are QEMU's.
+    /// </summary>
+    private ReadOnlyMemory<byte>? LoadBios()
+    {
+        string name = _config.Bios ?? "bios-256k.bin";
+        string[] dirs = [.. _config.DataDirs, "/usr/share/qemu", "/usr/share/seabios"];
+        string? path = name.Contains('/') ? name : dirs.Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);
+        if (path is null || !File.Exists(path))
+        {
+            throw new StartupException(null, $"could not load PC BIOS '{name}'");
+        }
+        byte[] image = File.ReadAllBytes(path);
+        if (image.Length == 0 || image.Length % 65536 != 0 || image.Length > 16 << 20)
+        {
+            throw new StartupException(null, $"could not load PC BIOS '{name}'");
+        }
+        return image;
     }
 
     private static string Required(KeyValList options, string key) =>

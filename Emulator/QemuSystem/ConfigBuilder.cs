@@ -83,6 +83,18 @@ internal sealed class ConfigBuilder
         Config.Serials.Add(id);
     }
 
+    /// <summary><c>-qtest chardev:ID</c> or a legacy chardev spec (<c>unix:PATH</c>, <c>stdio</c>, <c>tcp:...</c>).</summary>
+    public void SetQtest(string spec)
+    {
+        if (spec.StartsWith("chardev:", StringComparison.Ordinal))
+        {
+            Config.QtestChardev = spec["chardev:".Length..];
+            return;
+        }
+        Config.CompatChardevs.Add(new CompatChardev("qtest", spec, $"-qtest {spec}"));
+        Config.QtestChardev = "qtest";
+    }
+
     /// <summary><c>-hda FILE</c> and friends are shorthands for <c>-drive file=FILE,index=N,media=...</c>.</summary>
     public void AddLegacyDrive(string file, int index, string media)
     {

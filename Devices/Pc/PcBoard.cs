@@ -1,0 +1,386 @@
+using System.Text;
+using Colo.Core.Chardev;
+using Colo.Core.Cpu;
+using Colo.Core.Io;
+using Colo.Core.Irq;
+using Colo.Core.Loop;
+using Colo.Core.Memory;
+using Colo.Core.Time;
+using Colo.Devices.Char;
+using Colo.Devices.Interrupt;
+using Colo.Devices.Misc;
+using Colo.Devices.Pci;
+using Colo.Devices.Rtc;
+using Colo.Devices.Timer;
+
+namespace Colo.Devices.Pc;
+
+/// <summary>What the <c>pc</c> board is built from.</summary>
+/// <param name="RamSize">Guest RAM in bytes (<c>-m</c>).</param>
+/// <param name="Cpus">vCPUs (<c>-smp</c>), written to CMOS for SeaBIOS.</param>
+/// <param name="Bios">The system BIOS image (mapped below 4 GiB, its last 128 KiB also below 1 MiB), or null.</param>
+/// <param name="Serials">Chardevs of COM1..COM4 in order (null: port present, output discarded).</param>
+public sealed record PcBoardOptions(ulong RamSize, int Cpus, ReadOnlyMemory<byte>? Bios, IReadOnlyList<Chardev?> Serials);
+
+/// <summary>
+/// QEMU's <c>pc</c> (i440FX + PIIX3) board: the memory map (RAM below the PCI hole and above 4 GiB, BIOS ROM at
+/// the top of 4 GiB with its alias under 1 MiB, the legacy window steered by PAM), port and MMIO dispatch, PCI bus 0
+/// with the host bridge at 00.0 and the ISA bridge at 01.0, the ISA devices at their classic ports and IRQs, and the
+/// interrupt routing. Implements <see cref="IIoBus"/> for the vCPU backends; every access takes <see cref="Lock"/>
+/// (QEMU's BQL), which the main loop also holds while it runs device timers and qtest commands.
+/// </summary>
+public sealed class PcBoard : IIoBus, IDisposable
+{
+    // Classic PC addresses and IRQs (the board, not the devices, knows them).
+    public const ushort PicMasterPort = 0x20;
+    public const ushort PicSlavePort = 0xA0;
+    public const ushort ElcrPort = 0x4D0;
+    public const ushort PitPort = 0x40;
+    public const ushort Port61 = 0x61;
+    public const ushort RtcPort = 0x70;
+    public const ushort Port92Address = 0x92;
+    public const ushort PciConfigAddress = 0xCF8;
+    public const ushort PciConfigData = 0xCFC;
+    public const ushort ResetControlPort = 0xCF9;
+    public const ulong IoApicAddress = 0xFEC00000;
+    public const int PitIrq = 0;
+    public const int RtcIrq = 8;
+    public static readonly ushort[] SerialPorts = [0x3F8, 0x2F8, 0x3E8, 0x2E8];
+    public static readonly int[] SerialIrqs = [4, 3, 4, 3];
+
+    /// <summary>Where the PCI hole starts when RAM does not fit below it (QEMU's gigabyte-aligned split).</summary>
+    public const ulong LowMemoryLimit = 0xC0000000;
+    private const ulong SplitThreshold = 0xE0000000;
+
+    private readonly List<Serial16550> _serials = [];
+    private readonly RomBlock? _bios;
+    private readonly IrqLine _cpuInterrupt = new();
+
+    public PcBoard(PcBoardOptions options, IClock clock, IEventLoop loop)
+    {
+        Options = options;
+        Clock = clock;
+        ulong lowRam = options.RamSize >= SplitThreshold ? LowMemoryLimit : options.RamSize;
+        Ram = new RamBlock("pc.ram", options.RamSize);
+        Memory = new GuestMemory(Ram, this, lowRam, legacyWindow: true);
+        if (options.Bios is ReadOnlyMemory<byte> image)
+        {
+            _bios = new RomBlock("pc.bios", image.Span);
+            Memory.AddRom((1UL << 32) - _bios.Size, _bios);
+        }
+
+        PciBus = new PciBus(Ports, Mmio, Memory);
+        Host = new I440fx(PciBus, Memory, _bios);
+        Isa = new Piix3(() => ResetRequested?.Invoke());
+        PciBus.Plug(Host, 0);
+        PciBus.Plug(Isa, 1 << 3);
+        Ports.Map(PciConfigAddress, Host.ConfigAddressRegion);
+        Ports.Map(PciConfigData, Host.ConfigDataRegion);
+        Ports.Map(ResetControlPort, Isa.ResetControlRegion);
+
+        Pic = new I8259Pic(_cpuInterrupt);
+        IoApic = new IoApic();
+        Interrupts = new PcInterruptRouter(Pic, IoApic, Isa, PciBus);
+        Ports.Map(PicMasterPort, new IoRegion("pic", 2, (o, s) => Pic.Read(I8259Pic.MasterCommand + (int)o, s), (o, s, v) => Pic.Write(I8259Pic.MasterCommand + (int)o, s, (uint)v)));
+        Ports.Map(PicSlavePort, new IoRegion("pic", 2, (o, s) => Pic.Read(I8259Pic.SlaveCommand + (int)o, s), (o, s, v) => Pic.Write(I8259Pic.SlaveCommand + (int)o, s, (uint)v)));
+        Ports.Map(ElcrPort, new IoRegion("elcr", 2, (o, s) => Pic.Read(I8259Pic.ElcrMaster + (int)o, s), (o, s, v) => Pic.Write(I8259Pic.ElcrMaster + (int)o, s, (uint)v)));
+        Mmio.Map(IoApicAddress, IoApic.Region);
+
+        Pit = new I8254Pit(clock, Interrupts.Isa(PitIrq));
+        Ports.Map(PitPort, new IoRegion("pit", 4, (o, s) => Pit.Read((int)o, s), (o, s, v) => Pit.Write((int)o, s, (uint)v), 1, 1));
+        Ports.Map(Port61, new IoRegion("pcspk", 1, (_, _) => Pit.ReadPort61(), (_, _, v) => Pit.WritePort61((byte)v), 1, 1));
+
+        Rtc = new Mc146818Rtc(clock, Interrupts.Isa(RtcIrq));
+        Ports.Map(RtcPort, new IoRegion("rtc", Mc146818Rtc.RegionSize, (o, s) => Rtc.Read((int)o, s), (o, s, v) => Rtc.Write((int)o, s, (uint)v), 1, 1));
+        WriteCmosMemoryLayout();
+
+        Port92 = new Port92(() => ResetRequested?.Invoke());
+        Ports.Map(Port92Address, Port92.Region);
+
+        for (int i = 0; i < options.Serials.Count && i < SerialPorts.Length; i++)
+        {
+            Chardev? chardev = options.Serials[i];
+            var uart = new Serial16550(Interrupts.Isa(SerialIrqs[i]), chardev);
+            chardev?.Attach(uart, loop);
+            _serials.Add(uart);
+            Ports.Map(SerialPorts[i], new IoRegion("serial", Serial16550.RegionSize, (o, s) => uart.Read((int)o, s), (o, s, v) => uart.Write((int)o, s, (uint)v), 1, 1));
+        }
+    }
+
+    /// <summary>The options the board was built from.</summary>
+    public PcBoardOptions Options { get; }
+
+    /// <summary>The virtual clock devices run on.</summary>
+    public IClock Clock { get; }
+
+    /// <summary>QEMU's BQL: held by every device access from a vCPU, timer or monitor.</summary>
+    public Lock Lock { get; } = new();
+
+    /// <summary>Guest RAM (low RAM first, then what is mapped above 4 GiB).</summary>
+    public RamBlock Ram { get; }
+
+    /// <summary>The guest-physical address space.</summary>
+    public GuestMemory Memory { get; }
+
+    /// <summary>The 64 KiB port space.</summary>
+    public PortIoSpace Ports { get; } = new();
+
+    /// <summary>Memory-mapped device windows.</summary>
+    public MmioSpace Mmio { get; } = new();
+
+    /// <summary>PCI bus 0.</summary>
+    public PciBus PciBus { get; }
+
+    /// <summary>The i440FX host bridge (00:00.0).</summary>
+    public I440fx Host { get; }
+
+    /// <summary>The PIIX3 ISA bridge (00:01.0).</summary>
+    public Piix3 Isa { get; }
+
+    /// <summary>The 8259 pair.</summary>
+    public I8259Pic Pic { get; }
+
+    /// <summary>The IOAPIC at 0xFEC00000.</summary>
+    public IoApic IoApic { get; }
+
+    /// <summary>ISA and PCI interrupt wiring.</summary>
+    public PcInterruptRouter Interrupts { get; }
+
+    /// <summary>The 8254 PIT.</summary>
+    public I8254Pit Pit { get; }
+
+    /// <summary>The MC146818 RTC with CMOS.</summary>
+    public Mc146818Rtc Rtc { get; }
+
+    /// <summary>System Control Port A.</summary>
+    public Port92 Port92 { get; }
+
+    /// <summary>The serial ports, COM1 first.</summary>
+    public IReadOnlyList<Serial16550> Serials => _serials;
+
+    /// <summary>The PIC's INTR output towards the boot CPU.</summary>
+    public IrqLine CpuInterrupt => _cpuInterrupt;
+
+    /// <summary>Raised (under <see cref="Lock"/>) when the guest asks for a system reset (0xCF9, 0x92).</summary>
+    public event Action? ResetRequested;
+
+    /// <summary>Resets every device to its power-on state (RAM and CMOS contents survive, as on hardware).</summary>
+    public void Reset()
+    {
+        foreach (PciDevice device in PciBus.Devices)
+        {
+            device.Reset();
+        }
+        Pic.Reset();
+        IoApic.Reset();
+        Pit.Reset();
+        Port92.Reset();
+        foreach (Serial16550 uart in _serials)
+        {
+            uart.Reset();
+        }
+    }
+
+    /// <inheritdoc/>
+    public void PioRead(ushort port, Span<byte> data)
+    {
+        ulong v;
+        lock (Lock)
+        {
+            v = Ports.Read(port, data.Length);
+        }
+        Store(v, data);
+    }
+
+    /// <inheritdoc/>
+    public void PioWrite(ushort port, ReadOnlySpan<byte> data)
+    {
+        ulong v = Load(data);
+        lock (Lock)
+        {
+            Ports.Write(port, data.Length, v);
+        }
+    }
+
+    /// <inheritdoc/>
+    public void MmioRead(ulong address, Span<byte> data)
+    {
+        for (int done = 0; done < data.Length; done += 8)
+        {
+            int n = Math.Min(8, data.Length - done);
+            ulong v;
+            lock (Lock)
+            {
+                v = Mmio.Read(address + (ulong)done, n);
+            }
+            Store(v, data.Slice(done, n));
+        }
+    }
+
+    /// <inheritdoc/>
+    public void MmioWrite(ulong address, ReadOnlySpan<byte> data)
+    {
+        for (int done = 0; done < data.Length; done += 8)
+        {
+            int n = Math.Min(8, data.Length - done);
+            ulong v = Load(data.Slice(done, n));
+            lock (Lock)
+            {
+                Mmio.Write(address + (ulong)done, n, v);
+            }
+        }
+    }
+
+    /// <summary>Raised (under <see cref="Lock"/>) when a debug-exit device asks to end the process with a status.</summary>
+    public event Action<int>? ExitRequested;
+
+    /// <summary>
+    /// Plugs a <c>-device</c> instance into the board (QEMU's realize): creates its model, maps it and wires it.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The device cannot be placed (port range, slot in use, ...).</exception>
+    public void Plug(DeviceObject device)
+    {
+        switch (device.TypeName)
+        {
+            case "isa-debug-exit":
+            {
+                ulong iobase = device.Values.GetUInt("iobase", IsaDebugExit.DefaultIoBase);
+                ulong iosize = device.Values.GetUInt("iosize", IsaDebugExit.DefaultIoSize);
+                if (iobase > 0xFFFF || iosize == 0 || iobase + iosize > 0x10000)
+                {
+                    throw new InvalidOperationException($"isa-debug-exit: I/O range 0x{iobase:x}+0x{iosize:x} is outside the port space");
+                }
+                var model = new IsaDebugExit((int)iosize, status => ExitRequested?.Invoke(status));
+                Ports.Map((ushort)iobase, model.Region);
+                device.Model = model;
+                break;
+            }
+            default:
+                throw new InvalidOperationException($"'{device.TypeName}' cannot be plugged into the pc board yet");
+        }
+    }
+
+    /// <summary>HMP <c>info pci</c> in QEMU's layout.</summary>
+    public string DescribePci()
+    {
+        var text = new StringBuilder();
+        foreach (PciDevice d in PciBus.Devices)
+        {
+            text.Append($"  Bus  0, device {d.DevFn >> 3,3}, function {d.DevFn & 7}:\n");
+            uint cls = d.ConfigRead(PciDevice.ClassDevice, 2);
+            text.Append($"    {ClassName(cls)}: PCI device {d.ReadConfigWord(PciDevice.VendorId):x4}:{d.ReadConfigWord(PciDevice.DeviceId):x4}\n");
+            byte pin = d.Config[PciDevice.InterruptPin];
+            if (pin != 0)
+            {
+                text.Append($"      IRQ {d.Config[PciDevice.InterruptLine]}, pin {(char)('A' + pin - 1)}\n");
+            }
+            foreach (PciDevice.Bar? bar in d.Bars)
+            {
+                if (bar is null)
+                {
+                    continue;
+                }
+                ulong? at = d.BarAddress(bar);
+                string range = at is ulong a ? $"0x{a:x} [0x{a + bar.Region.Size - 1:x}]" : $"0x{ulong.MaxValue:x} [0x{bar.Region.Size - 2:x}]";
+                string kind = bar.Kind == PciBarKind.Io ? "I/O at" : bar.Kind == PciBarKind.Memory64 ? "64 bit memory at" : "32 bit memory at";
+                text.Append($"      BAR{bar.Index}: {kind} {range}.\n");
+            }
+            text.Append("      id \"\"\n");
+        }
+        return text.ToString();
+    }
+
+    /// <summary>HMP <c>info mtree</c>: the I/O and memory maps.</summary>
+    public string DescribeMemoryTree()
+    {
+        var text = new StringBuilder();
+        text.Append("address-space: I/O\n  0000000000000000-000000000000ffff (prio 0, i/o): io\n");
+        foreach (PortIoSpace.Mapping m in Ports.Mappings.OrderBy(m => m.Port))
+        {
+            text.Append($"    {m.Port:x16}-{m.Port + m.Region.Size - 1:x16} (prio 0, i/o): {m.Region.Name}\n");
+        }
+        text.Append("\naddress-space: memory\n  0000000000000000-ffffffffffffffff (prio 0, i/o): system\n");
+        text.Append($"    0000000000000000-{Memory.LowRamEnd - 1:x16} (prio 0, ram): alias ram-below-4g @pc.ram 0000000000000000-{Memory.LowRamEnd - 1:x16}\n");
+        if (Memory.HighRamSize > 0)
+        {
+            text.Append($"    {GuestMemory.HighRamBase:x16}-{GuestMemory.HighRamBase + Memory.HighRamSize - 1:x16} (prio 0, ram): alias ram-above-4g @pc.ram {Memory.LowRamEnd:x16}-{Ram.Size - 1:x16}\n");
+        }
+        if (_bios is not null)
+        {
+            ulong at = (1UL << 32) - _bios.Size;
+            text.Append($"    {at:x16}-{at + _bios.Size - 1:x16} (prio 0, rom): pc.bios\n");
+        }
+        foreach (MmioSpace.Mapping m in Mmio.Mappings.OrderBy(m => m.Address))
+        {
+            text.Append($"    {m.Address:x16}-{m.Address + m.Region.Size - 1:x16} (prio {m.Priority}, i/o): {m.Region.Name}\n");
+        }
+        return text.ToString();
+    }
+
+    /// <inheritdoc/>
+    public void Dispose()
+    {
+        Ram.Dispose();
+        _bios?.Dispose();
+    }
+
+    /// <summary>
+    /// The CMOS bytes SeaBIOS reads for memory sizes and boot order (IBM AT / QEMU layout): base memory,
+    /// extended memory in KiB, memory above 16 MiB and above 4 GiB in 64 KiB units, CPU count, boot devices.
+    /// </summary>
+    private void WriteCmosMemoryLayout()
+    {
+        const int BaseMemoryKiB = 640;
+        Rtc.SetCmos(0x15, BaseMemoryKiB & 0xFF);
+        Rtc.SetCmos(0x16, BaseMemoryKiB >> 8);
+        ulong lowRam = Memory.LowRamEnd;
+        ulong extendedKiB = Math.Min(lowRam > 0x100000 ? (lowRam - 0x100000) / 1024 : 0, 0xFFFF);
+        Rtc.SetCmos(0x17, (byte)extendedKiB);
+        Rtc.SetCmos(0x18, (byte)(extendedKiB >> 8));
+        Rtc.SetCmos(0x30, (byte)extendedKiB);
+        Rtc.SetCmos(0x31, (byte)(extendedKiB >> 8));
+        ulong above16M = Math.Min(lowRam > 0x1000000 ? (lowRam - 0x1000000) / 0x10000 : 0, 0xFFFF);
+        Rtc.SetCmos(0x34, (byte)above16M);
+        Rtc.SetCmos(0x35, (byte)(above16M >> 8));
+        ulong above4G = Memory.HighRamSize / 0x10000;
+        Rtc.SetCmos(0x5B, (byte)above4G);
+        Rtc.SetCmos(0x5C, (byte)(above4G >> 8));
+        Rtc.SetCmos(0x5D, (byte)(above4G >> 16));
+        Rtc.SetCmos(0x5F, (byte)(Options.Cpus - 1));
+        // Boot order "cad" (QEMU's default): disk, floppy, CD-ROM; floppy signature check on.
+        Rtc.SetCmos(0x3D, 0x12);
+        Rtc.SetCmos(0x38, 0x30);
+        // Equipment byte: FPU present, PS/2 mouse.
+        Rtc.SetCmos(0x14, 0x06);
+    }
+
+    private static string ClassName(uint cls) => cls switch
+    {
+        0x0600 => "Host bridge",
+        0x0601 => "ISA bridge",
+        0x0101 => "IDE controller",
+        0x0C03 => "USB controller",
+        0x0680 => "Bridge",
+        0x0200 => "Ethernet controller",
+        0x0300 => "VGA controller",
+        _ => $"Class {cls:x4}",
+    };
+
+    private static void Store(ulong v, Span<byte> data)
+    {
+        for (int i = 0; i < data.Length; i++)
+        {
+            data[i] = (byte)(v >> (8 * i));
+        }
+    }
+
+    private static ulong Load(ReadOnlySpan<byte> data)
+    {
+        ulong v = 0;
+        for (int i = 0; i < data.Length && i < 8; i++)
+        {
+            v |= (ulong)data[i] << (8 * i);
+        }
+        return v;
+    }
+}
