@@ -14,6 +14,9 @@ public sealed class DeviceObject : QomObject
     {
     }
 
+    /// <summary>The chardev named by a <c>chardev</c> property, resolved by the machine before plugging.</summary>
+    public Colo.Core.Chardev.Chardev? Chardev { get; set; }
+
     /// <summary>The device model behind this instance, set when the board plugs it.</summary>
     public object? Model { get; set; }
 

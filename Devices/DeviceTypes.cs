@@ -52,6 +52,12 @@ public static class DeviceTypes
             PropertyDescriptor.UInt("iobase", uint.MaxValue, 0x501),
             PropertyDescriptor.UInt("iosize", uint.MaxValue, 2),
         ], built: true);
+        Device(registry, "isa-debugcon", "Input devices", "ISA", null,
+        [
+            PropertyDescriptor.Str("chardev", "ID of a chardev to use as a backend"),
+            PropertyDescriptor.UInt("iobase", uint.MaxValue, 0xE9),
+            PropertyDescriptor.UInt("readback", uint.MaxValue, 0xE9),
+        ], built: true);
     }
 
     private static void Device(TypeRegistry registry, string name, string group, string bus, string? description, PropertyDescriptor[] properties, bool built = false) =>

@@ -101,7 +101,7 @@ public sealed class PcBoard : IIoBus, IDisposable
         {
             Chardev? chardev = options.Serials[i];
             var uart = new Serial16550(Interrupts.Isa(SerialIrqs[i]), chardev);
-            chardev?.Attach(uart, loop);
+            chardev?.Attach(new LockedFrontend(uart, Lock), loop);
             _serials.Add(uart);
             Ports.Map(SerialPorts[i], new IoRegion("serial", Serial16550.RegionSize, (o, s) => uart.Read((int)o, s), (o, s, v) => uart.Write((int)o, s, (uint)v), 1, 1));
         }
@@ -255,6 +255,18 @@ public sealed class PcBoard : IIoBus, IDisposable
                 device.Model = model;
                 break;
             }
+            case "isa-debugcon":
+            {
+                ulong iobase = device.Values.GetUInt("iobase", IsaDebugcon.DefaultIoBase);
+                if (iobase > 0xFFFF)
+                {
+                    throw new InvalidOperationException($"isa-debugcon: I/O port 0x{iobase:x} is outside the port space");
+                }
+                var model = new IsaDebugcon(device.Chardev, (byte)device.Values.GetUInt("readback", IsaDebugcon.DefaultReadback));
+                Ports.Map((ushort)iobase, model.Region);
+                device.Model = model;
+                break;
+            }
             default:
                 throw new InvalidOperationException($"'{device.TypeName}' cannot be plugged into the pc board yet");
         }
@@ -352,6 +364,26 @@ public sealed class PcBoard : IIoBus, IDisposable
         Rtc.SetCmos(0x38, 0x30);
         // Equipment byte: FPU present, PS/2 mouse.
         Rtc.SetCmos(0x14, 0x06);
+    }
+
+    /// <summary>Delivers chardev input to a device under the board lock, so it never races a vCPU's register access.</summary>
+    private sealed class LockedFrontend(ICharFrontend inner, Lock boardLock) : ICharFrontend
+    {
+        public void Receive(ReadOnlySpan<byte> data)
+        {
+            lock (boardLock)
+            {
+                inner.Receive(data);
+            }
+        }
+
+        public void OnEvent(CharEvent charEvent)
+        {
+            lock (boardLock)
+            {
+                inner.OnEvent(charEvent);
+            }
+        }
     }
 
     private static string ClassName(uint cls) => cls switch

@@ -11,7 +11,10 @@ using Colo.Core.Qmp;
 using Colo.Core.Time;
 using Colo.Devices;
 using Colo.Devices.Pc;
+using Colo.Core.Cpu;
+using Colo.Cpu.Interpreter;
 using Colo.Machine.Qtest;
+using Colo.Machine.Runtime;
 using Colo.Machine.Hmp;
 using Colo.Machine.Qmp;
 using Colo.Migration;
@@ -37,6 +40,9 @@ public sealed class VirtualMachine : IDisposable
     private IncomingMigration? _incoming;
     private PcBoard? _board;
     private ManualClock? _qtestClock;
+    private VirtualClock? _virtualClock;
+    private TimerThread? _timers;
+    private VcpuRunner? _cpu;
     private TextWriter? _qtestLog;
     private int _anonymousDevices;
     private bool _autostart;
@@ -147,6 +153,10 @@ public sealed class VirtualMachine : IDisposable
         {
             State = _config.StartPaused ? RunState.Prelaunch : RunState.Running;
         }
+        if (State == RunState.Running)
+        {
+            StartCpus();
+        }
     }
 
     /// <summary>Runs the main loop until quit; returns the process exit status.</summary>
@@ -165,6 +175,7 @@ public sealed class VirtualMachine : IDisposable
         }
         else if (State == RunState.Running)
         {
+            StopCpus();
             State = RunState.Paused;
             Events.Emit("STOP");
         }
@@ -185,6 +196,7 @@ public sealed class VirtualMachine : IDisposable
             default:
                 State = RunState.Running;
                 Events.Emit("RESUME");
+                StartCpus();
                 break;
         }
     }
@@ -194,9 +206,20 @@ public sealed class VirtualMachine : IDisposable
     {
         if (_board is not null)
         {
+            bool running = State == RunState.Running;
+            _cpu?.Pause();
             lock (_board.Lock)
             {
                 _board.Reset();
+            }
+            if (_cpu is not null)
+            {
+                _cpu.Vcpu.State.Reset();
+                _cpu.ClearHalt();
+                if (running)
+                {
+                    _cpu.Resume();
+                }
             }
         }
         Events.Emit("RESET", new ShutdownEvent(guest, reason), MachineQmpJsonContext.Default.ShutdownEvent);
@@ -210,6 +233,7 @@ public sealed class VirtualMachine : IDisposable
     public void RequestShutdown(bool guest, string reason)
     {
         Events.Emit("SHUTDOWN", new ShutdownEvent(guest, reason), MachineQmpJsonContext.Default.ShutdownEvent);
+        StopCpus();
         State = RunState.Shutdown;
         MainLoop.Stop();
     }
@@ -221,6 +245,8 @@ public sealed class VirtualMachine : IDisposable
             monitor.Dispose();
         }
         _incoming?.Dispose();
+        _cpu?.Dispose();
+        _timers?.Dispose();
         // Drives are flushed and closed before anything else goes: QEMU's bdrv_close_all at exit.
         Blocks.Dispose();
         _board?.Dispose();
@@ -300,12 +326,9 @@ public sealed class VirtualMachine : IDisposable
         {
             switch (accel)
             {
-                case "tcg" when _config.MachineType == "none":
+                case "tcg":
                     Accelerator = accel;
                     return;
-                case "tcg":
-                    lastError = "the pc machine cannot run guest code yet: Colo's interpreter is not wired to it (the interpreter issue does that); -accel qtest runs the board without a CPU";
-                    break;
                 case "kvm":
                     lastError = "the KVM accelerator is not implemented yet in Colo (the KVM issue builds it; without -enable-kvm Colo uses its interpreter)";
                     break;
@@ -375,8 +398,13 @@ public sealed class VirtualMachine : IDisposable
         {
             serials.Add(null); // QEMU's default COM1 writes to a virtual console; headless, that is nowhere
         }
+        if (Accelerator == "tcg" && _config.Cpus > 1)
+        {
+            throw new StartupException("-smp " + _config.Cpus, "more than one vCPU needs the local APIC model, which is not implemented yet in Colo");
+        }
         _qtestClock = Accelerator == "qtest" ? new ManualClock() : null;
-        IClock clock = _qtestClock ?? throw new StartupException(null, "the pc machine needs the virtual clock of a CPU engine; only -accel qtest is wired yet");
+        _virtualClock = _qtestClock is null ? new VirtualClock() : null;
+        IClock clock = (IClock?)_qtestClock ?? _virtualClock!;
         try
         {
             _board = new PcBoard(new PcBoardOptions(_config.RamSize, _config.Cpus, bios, serials), clock, MainLoop);
@@ -396,6 +424,10 @@ public sealed class VirtualMachine : IDisposable
         {
             At(entry.Context, () => AddDevice(entry.Value));
         }
+        if (_virtualClock is not null)
+        {
+            CreateCpu(_board, _virtualClock);
+        }
 
         if (_config.QtestChardev is string qtestId)
         {
@@ -408,6 +440,79 @@ public sealed class VirtualMachine : IDisposable
             };
             var server = new QtestServer(chardev, _board, _qtestClock, _qtestLog);
             At($"-qtest chardev:{qtestId}", () => chardev.Attach(server, MainLoop));
+        }
+    }
+
+    /// <summary>The interpreter vCPU on its thread, the PIC's INTR wired to it, and the timer thread.</summary>
+    private void CreateCpu(PcBoard board, VirtualClock clock)
+    {
+        var vcpu = new InterpreterVcpu(0, board.Memory, board);
+        vcpu.State.Reset();
+        vcpu.Interrupts = new LockedInterruptSource(board.Pic, board.Lock);
+        board.CpuInterrupt.Connect(level =>
+        {
+            if (level)
+            {
+                vcpu.NotifyInterruptRequest();
+            }
+        });
+        _cpu = new VcpuRunner(vcpu, "CPU 0/TCG");
+        _cpu.Exited += exit => MainLoop.Post(() => OnVcpuExit(vcpu, exit));
+        _timers = new TimerThread(clock, board.Lock);
+        _timers.UnhandledException += e => MainLoop.Post(() => Stderr.WriteLine($"qemu-system-x86_64: internal error in a device timer: {e}"));
+        _timers.Start();
+    }
+
+    /// <summary>What a vCPU exit means for the machine (on the main loop).</summary>
+    private void OnVcpuExit(InterpreterVcpu vcpu, VcpuExit exit)
+    {
+        switch (exit)
+        {
+            case VcpuExit.Shutdown or VcpuExit.Reset:
+                // A triple fault resets the machine, as on a PC; -no-reboot turns any reset into an exit.
+                if (_config.NoReboot)
+                {
+                    RequestShutdown(guest: true, "guest-reset");
+                }
+                else
+                {
+                    Reset(guest: true, "guest-reset");
+                }
+                break;
+            default:
+                Stderr.WriteLine($"qemu-system-x86_64: CPU 0: {vcpu.InternalErrorDetail ?? exit.ToString()} at RIP 0x{vcpu.State.Rip:x}");
+                StopCpus();
+                State = RunState.InternalError;
+                Events.Emit("STOP");
+                break;
+        }
+    }
+
+    /// <summary>Lets guest time pass and the vCPU run.</summary>
+    private void StartCpus()
+    {
+        if (_cpu is null || _board is null)
+        {
+            return;
+        }
+        lock (_board.Lock)
+        {
+            _virtualClock?.Start();
+        }
+        _cpu.Resume();
+    }
+
+    /// <summary>Parks the vCPU and freezes guest time.</summary>
+    private void StopCpus()
+    {
+        if (_cpu is null || _board is null)
+        {
+            return;
+        }
+        _cpu.Pause();
+        lock (_board.Lock)
+        {
+            _virtualClock?.Stop();
         }
     }
 
@@ -437,6 +542,12 @@ public sealed class VirtualMachine : IDisposable
             }
         }
         var device = (DeviceObject)Types.CreateFromStrings(ObjectCategory.Device, driver, id, options.Except("driver", "id"));
+        if (device.Values.GetString("chardev") is string chardevId)
+        {
+            // QEMU's text when a chardev property names nothing.
+            device.Chardev = ChardevFactory.Find(Tree, chardevId)
+                ?? throw new QmpException($"Property '{driver}.chardev' can't find value '{chardevId}'");
+        }
         if (_board is null)
         {
             throw new QmpException($"No '{Types.Find(ObjectCategory.Device, driver)?.Bus ?? "device"}' bus found for device '{driver}'");

@@ -83,6 +83,17 @@ internal sealed class ConfigBuilder
         Config.Serials.Add(id);
     }
 
+    /// <summary><c>-debugcon DEV</c>: an <c>isa-debugcon</c> at 0xE9 on a chardev made from the legacy spec.</summary>
+    public void AddDebugcon(string spec)
+    {
+        string id = spec.StartsWith("chardev:", StringComparison.Ordinal) ? spec["chardev:".Length..] : "debugcon";
+        if (id == "debugcon")
+        {
+            Config.CompatChardevs.Add(new CompatChardev(id, spec, $"-debugcon {spec}"));
+        }
+        Config.Devices.Add(new OptionEntry("device", ParseTyped($"isa-debugcon,chardev={id}", "driver", ObjectCategory.Device)));
+    }
+
     /// <summary><c>-qtest chardev:ID</c> or a legacy chardev spec (<c>unix:PATH</c>, <c>stdio</c>, <c>tcp:...</c>).</summary>
     public void SetQtest(string spec)
     {

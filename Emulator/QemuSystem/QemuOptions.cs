@@ -60,6 +60,7 @@ internal static class QemuOptions
         new("vnc", "display", "VNC display (not available: Colo is headless)", (_, _) => throw NotBuilt("VNC display")),
         new("gdb", "dev", "accept gdb connection on 'dev'", (_, _) => throw NotBuilt("the gdb stub")),
         new("s", null, "shorthand for -gdb tcp::1234", (_, _) => throw NotBuilt("the gdb stub")),
+        new("debugcon", "dev", "redirect the Bochs/SeaBIOS debug console (port 0xe9) to char device 'dev'", (b, v) => b.AddDebugcon(v)),
         new("qtest", "dev", "run the qtest protocol on char device 'dev'", (b, v) => b.SetQtest(v)),
         new("qtest-log", "file", "log the qtest protocol to 'file' (none: no log; default stderr)", (b, v) => b.Config.QtestLog = v),
         new("icount", "[shift=N|auto]", "instruction counting", (_, _) => throw NotBuilt("-icount")),

@@ -29,6 +29,16 @@ public struct FxSaveArea
     private byte _element0;
 }
 
+/// <summary>
+/// The MTRRs: the 11 fixed-range registers (64K_00000, 16K_80000, 16K_A0000, 4K_C0000 … 4K_F8000) then the 8
+/// variable-range base/mask pairs (KVM's MSR list order), so migration copies them as a block.
+/// </summary>
+[InlineArray(27)]
+public struct MtrrArray
+{
+    private ulong _element0;
+}
+
 /// <summary>Index of a segment register in <see cref="X86CpuState.Segments"/> (the ModRM/prefix encoding order).</summary>
 public enum SegmentIndex
 {
@@ -184,6 +194,10 @@ public struct X86CpuState
     public ulong ApicBase;
     /// <summary>IA32_TSC_AUX.</summary>
     public ulong TscAux;
+    /// <summary>IA32_MTRR_DEF_TYPE.</summary>
+    public ulong MtrrDefType;
+    /// <summary>Fixed then variable MTRRs (see <see cref="MtrrArray"/>).</summary>
+    public MtrrArray Mtrr;
     /// <summary>Added to the backend's cycle count to form the guest TSC.</summary>
     public ulong TscOffset;
 

@@ -31,6 +31,15 @@ public abstract class TimerClock : IClock
         }
         _armed.Insert(i, timer);
         timer.IsPending = true;
+        if (i == 0)
+        {
+            OnEarliestDeadlineChanged();
+        }
+    }
+
+    /// <summary>Called when an arming made a new earliest deadline (a waiting timer thread must wake earlier).</summary>
+    protected virtual void OnEarliestDeadlineChanged()
+    {
     }
 
     /// <inheritdoc/>

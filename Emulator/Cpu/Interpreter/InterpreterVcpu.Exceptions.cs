@@ -4,6 +4,9 @@ namespace Colo.Cpu.Interpreter;
 
 public sealed unsafe partial class InterpreterVcpu
 {
+    /// <summary>Debug aid: <c>COLO_TRACE_EXCEPTIONS=1</c> logs every exception the vCPU delivers to stderr.</summary>
+    private static readonly bool TraceExceptions = Environment.GetEnvironmentVariable("COLO_TRACE_EXCEPTIONS") == "1";
+
     /// <summary>
     /// Delivers the pending exception through the IVT (real mode) or the 64-bit IDT. A fault while delivering becomes
     /// #DF, and a fault while delivering #DF is a triple fault: returns false and the vCPU shuts down.
@@ -11,6 +14,10 @@ public sealed unsafe partial class InterpreterVcpu
     private bool DeliverException()
     {
         MaterializeFlags();
+        if (TraceExceptions)
+        {
+            Console.Error.WriteLine($"colo: CPU {Index}: exception {_state.ExceptionVector} error 0x{_state.ExceptionErrorCode:x} at {_state.Segments[1].Selector:x4}:{_state.Rip:x} (cr0 0x{_state.Cr0:x})");
+        }
         for (int attempt = 0; attempt < 3; attempt++)
         {
             byte vector = _state.ExceptionVector;

@@ -185,8 +185,32 @@ public sealed unsafe partial class InterpreterVcpu
         return n is 0 or 2 or 3 or 4 or 8;
     }
 
+    /// <summary>MTRRcap as QEMU reports it: 8 variable ranges, fixed ranges and write-combining supported.</summary>
+    private const ulong MtrrCapValue = 0x508;
+
+    /// <summary>
+    /// Slot of an MTRR MSR in <see cref="X86CpuState.Mtrr"/>: 0–10 fixed, 11–26 variable base/mask; -1 MTRRcap,
+    /// -2 MTRRdefType; null for other MSRs.
+    /// </summary>
+    private static int? MtrrIndex(uint msr) => msr switch
+    {
+        0xFE => -1,
+        0x2FF => -2,
+        0x250 => 0,
+        0x258 => 1,
+        0x259 => 2,
+        >= 0x268 and <= 0x26F => 3 + (int)(msr - 0x268),
+        >= 0x200 and <= 0x20F => 11 + (int)(msr - 0x200),
+        _ => null,
+    };
+
     internal bool TryReadMsr(uint msr, out ulong value)
     {
+        if (MtrrIndex(msr) is int mtrr)
+        {
+            value = mtrr < 0 ? (mtrr == -1 ? MtrrCapValue : _state.MtrrDefType) : _state.Mtrr[mtrr];
+            return true;
+        }
         value = msr switch
         {
             MsrTsc => _state.TscOffset + _instructions,
@@ -213,6 +237,23 @@ public sealed unsafe partial class InterpreterVcpu
     /// <summary>WRMSR; false for MSRs the model lacks (the caller raises #GP).</summary>
     internal bool TryWriteMsr(uint msr, ulong value)
     {
+        if (MtrrIndex(msr) is int mtrr)
+        {
+            // Memory types have no effect on an interpreter; the registers only hold what firmware and the OS wrote.
+            if (mtrr == -1)
+            {
+                return false; // MTRRcap is read-only
+            }
+            if (mtrr == -2)
+            {
+                _state.MtrrDefType = value & 0xCFF;
+            }
+            else
+            {
+                _state.Mtrr[mtrr] = value;
+            }
+            return true;
+        }
         switch (msr)
         {
             case MsrTsc:

@@ -20,6 +20,8 @@ public static class MachineHmpCommands
         r.RegisterInfo("name", "", "show the current VM name", _ => vm.Name is null ? "" : vm.Name + "\n");
         r.RegisterInfo("iothreads", "", "show iothreads", _ => IoThreads(vm));
         r.RegisterInfo("chardev", "", "show the character devices", _ => Chardevs(vm));
+        r.RegisterInfo("pci", "", "show PCI info", _ => BoardText(vm, b => b.DescribePci()));
+        r.RegisterInfo("mtree", "[-f][-d][-o][-D]", "show memory tree", _ => BoardText(vm, b => b.DescribeMemoryTree()));
         r.Register("stop", "", "stop emulation", _ => Run(vm.Stop));
         r.Register("cont|c", "", "resume emulation", _ => Run(vm.Cont));
         r.Register("system_reset", "", "reset the system", _ => Run(() => vm.Reset(false, "host-qmp-system-reset")));
@@ -32,6 +34,19 @@ public static class MachineHmpCommands
         r.Register("drive_add", "[-n] [[<domain>:]<bus>:]<slot>\n[file=file][,if=type][,bus=n]\n[,unit=m][,media=d][,index=i]\n[,snapshot=on|off][,cache=on|off]\n[,readonly=on|off][,copy-on-read=on|off]",
             "add drive to PCI storage controller", args => BlockCommand(() => DriveAdd(vm, args)));
         r.Register("drive_del", "device", "remove host block device", args => BlockCommand(() => vm.Blocks.DeleteDrive(args.Trim())));
+    }
+
+    /// <summary>A board description under the board lock; <c>-M none</c> has no board, as QEMU's none has no PCI.</summary>
+    private static string BoardText(VirtualMachine vm, Func<Colo.Devices.Pc.PcBoard, string> describe)
+    {
+        if (vm.Board is not { } board)
+        {
+            return "PCI devices not supported\n";
+        }
+        lock (board.Lock)
+        {
+            return describe(board);
+        }
     }
 
     /// <summary>QEMU's <c>info status</c>: "running", "paused", or "paused (STATE)" for the other stopped states.</summary>

@@ -68,6 +68,49 @@ public sealed class GuestMemoryTests
     }
 
     [Test]
+    public unsafe void LegacyWindow_StartsAsBusAndFollowsPageSettings()
+    {
+        using var ram = new RamBlock("pc.ram", 2 << 20);
+        var io = new RecordingIoBus();
+        var memory = new GuestMemory(ram, io, ram.Size, legacyWindow: true);
+        using var rom = new RomBlock("rom", new byte[] { 0xEA, 0x5B, 0xE0 });
+        Assert.Multiple(() =>
+        {
+            Assert.That(memory.IsDirect(0x9F000), Is.True);
+            Assert.That(memory.IsDirect(0xA0000), Is.False);
+            Assert.That(memory.IsDirect(0xFFFFF), Is.False);
+            Assert.That(memory.IsDirect(0x100000), Is.True);
+        });
+        memory.Write(0xF0000, [1]);
+        Assert.That(io.MmioWrites, Has.Count.EqualTo(1), "bus write while unmapped");
+        memory.SetLegacyPage(0xF0000, LegacyPageRead.Rom, writeRam: false, rom, 0);
+        int generation = memory.CodeGeneration;
+        Assert.That(memory.ReadSlow(0xF0000, 2), Is.EqualTo(0x5BEAul));
+        memory.WriteSlow(0xF0000, 1, 0x99);
+        Assert.That(memory.ReadSlow(0xF0000, 1), Is.EqualTo(0xEAul), "ROM discards writes");
+        Assert.That(memory.GetFetchPointer(0xF0001) == rom.HostPointer + 1, Is.True);
+        memory.SetLegacyPage(0xF0000, LegacyPageRead.Ram, writeRam: true);
+        Assert.That(memory.CodeGeneration, Is.GreaterThan(generation), "remapping drops decoded code");
+        memory.WriteSlow(0xF0000, 1, 0x77);
+        Assert.That(ram.GetSpan(0xF0000, 1)[0], Is.EqualTo(0x77));
+    }
+
+    [Test]
+    public unsafe void HighRam_IsMappedAt4GAndRomAtTheTop()
+    {
+        using var ram = new RamBlock("pc.ram", 3 * 4096);
+        var memory = new GuestMemory(ram, new RecordingIoBus(), 4096, legacyWindow: false);
+        memory.Write(GuestMemory.HighRamBase + 4, [9, 8]);
+        Assert.That(ram.GetSpan(4096 + 4, 2).ToArray(), Is.EqualTo(new byte[] { 9, 8 }));
+        Assert.That(memory.IsDirect(4096), Is.False);
+        using var rom = new RomBlock("bios", new byte[8192]);
+        memory.AddRom(0xFFFFE000, rom);
+        Assert.That(memory.GetFetchPointer(0xFFFFF000) == rom.HostPointer + 0x1000, Is.True);
+        memory.MarkCode(GuestMemory.HighRamBase / 4096);
+        Assert.That(ram.CodePages.Test(1), Is.True, "code tracking follows the RAM offset");
+    }
+
+    [Test]
     public void PageBitmap_SetTestClear()
     {
         var bitmap = new PageBitmap(130);
