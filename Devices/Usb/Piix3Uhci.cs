@@ -685,6 +685,11 @@ public sealed class Piix3Uhci : PciDevice, IUsbHost
                 {
                     goto case UsbResult.Babble;
                 }
+                if (pid != UsbPid.In)
+                {
+                    // An acknowledged OUT or SETUP moved the whole packet.
+                    length = maxLen;
+                }
                 if (pid == UsbPid.In && length > 0 && !DmaWrite(buffer, data[..length]))
                 {
                     HostSystemError();
