@@ -671,7 +671,8 @@ public sealed class Piix3Uhci : PciDevice, IUsbHost
         UsbDevice? device = FindDevice(deviceAddress);
         int length = 0;
         UsbResult result = device is null ? UsbResult.NoResponse : device.HandlePacket(pid, endpoint, data, out length);
-        bytes += Math.Max(length, 1);
+        // Bus time: the data sent either way (a handshake-only transaction still costs some).
+        bytes += Math.Max(pid == UsbPid.In ? length : maxLen, 1);
 
         status &= ~(TdStatusBits & ~TdActive);
         bool iso = (status & TdIso) != 0;

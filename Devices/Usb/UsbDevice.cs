@@ -273,6 +273,7 @@ public abstract class UsbDevice
                 _stage = UsbControlStage.Idle;
                 bool ok = Dispatch(setup, _data.AsSpan(0, _dataLength), [], out _);
                 _dataLength = 0;
+                _dataOffset = 0;
                 return ok ? UsbResult.Ack : UsbResult.Stall;
             default:
                 return UsbResult.Stall;
@@ -288,6 +289,7 @@ public abstract class UsbDevice
                 // The zero-length OUT after an IN data stage is its status stage (also ends it early).
                 _stage = UsbControlStage.Idle;
                 _dataLength = 0;
+                _dataOffset = 0;
                 return UsbResult.Ack;
             case UsbControlStage.DataOut:
                 int room = Math.Min(_data.Length, UsbSetup.Parse(_setup).Length) - _dataLength;
