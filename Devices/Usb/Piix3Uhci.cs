@@ -178,6 +178,9 @@ public sealed class Piix3Uhci : PciDevice, IUsbHost
     /// <summary>The device on root port <paramref name="port"/> (0 or 1), if any.</summary>
     public UsbDevice? DeviceAt(int port) => _devices[port];
 
+    /// <summary>The lowest empty root port, or -1 when both are taken (QEMU would chain a hub there; Colo has none).</summary>
+    public int FreePort() => Array.IndexOf(_devices, null);
+
     /// <summary>PORTSC of root port <paramref name="port"/> (0 or 1).</summary>
     public ushort PortStatus(int port) => (ushort)(_ports[port] | PortAlwaysOne);
 

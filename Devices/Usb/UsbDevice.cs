@@ -123,6 +123,9 @@ public abstract class UsbDevice
     /// <summary>Whether the host enabled remote wakeup (SET_FEATURE DEVICE_REMOTE_WAKEUP).</summary>
     public bool RemoteWakeupEnabled { get; private set; }
 
+    /// <summary>Product description for <c>info usb</c> ("QEMU USB Tablet").</summary>
+    public abstract string ProductName { get; }
+
     /// <summary>Low-speed devices make the port report LSDA.</summary>
     public virtual bool LowSpeed => false;
 

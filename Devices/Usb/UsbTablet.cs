@@ -136,6 +136,9 @@ public sealed class UsbTablet : UsbDevice
         Restore(UsbTabletState.PowerOn);
     }
 
+    /// <summary>Product string, as <c>info usb</c> shows it.</summary>
+    public override string ProductName => "QEMU USB Tablet";
+
     /// <summary>Reports waiting for the guest to poll.</summary>
     public int PendingReports => _queueCount;
 
@@ -250,7 +253,8 @@ public sealed class UsbTablet : UsbDevice
     protected override UsbResult HandleData(UsbPid pid, int endpoint, Span<byte> data, out int length)
     {
         length = 0;
-        if (endpoint != 1 || pid != UsbPid.In || Configuration == 0)
+        // QEMU answers endpoint 1 even before SET_CONFIGURATION; anything else on it, or another endpoint, stalls.
+        if (endpoint != 1 || pid != UsbPid.In)
         {
             return UsbResult.Stall;
         }

@@ -201,11 +201,24 @@ public sealed class UsbTabletTests
     }
 
     [Test]
-    public void InterruptIn_BeforeConfiguration_Stalls()
+    public void InterruptIn_BeforeConfiguration_Answers_OtherEndpointsStall_AsQemu()
     {
-        _tablet.SetPointer(1, 1, 0);
-        (uint st, _) = _h.InterruptIn(0, 0);
-        Assert.That(st & Piix3Uhci.TdStalled, Is.Not.Zero);
+        Assert.That(_h.InterruptIn(0, 0).Status, Is.EqualTo(0x39880000u));
+        _tablet.SetPointer(0x1234, 0x5678, 0);
+        Assert.That(_h.InterruptIn(0, 0), Is.EqualTo((0x39000005u, Convert.FromHexString("003412785600"))).Using<(uint, byte[])>(
+            (a, b) => a.Item1 == b.Item1 && a.Item2.AsSpan().SequenceEqual(b.Item2)));
+        _tablet.SetPointer(0x10, 0x5678, 0);
+        (uint st4, byte[] d4) = _h.InterruptIn(0, 0, 4);
+        Assert.That(st4, Is.EqualTo(0x39000003u), "a 4-byte TD gets the first 4 bytes, no babble");
+        Assert.That(Hex(d4), Is.EqualTo("00100078"));
+        _h.Td(0, Piix3Uhci.LinkTerminate, UhciHarness.Active | UhciHarness.Cerr3 | UhciHarness.Spd | UhciHarness.Ioc,
+            UhciHarness.Token(UsbPid.In, 0, 2, 0, 8), UhciHarness.Buffers);
+        _h.RunQueue(1);
+        Assert.That(_h.TdStatus(0), Is.EqualTo(0x39400000u), "endpoint 2 stalls");
+        _h.Td(0, Piix3Uhci.LinkTerminate, UhciHarness.Active | UhciHarness.Cerr3 | UhciHarness.Spd | UhciHarness.Ioc,
+            UhciHarness.Token(UsbPid.Out, 0, 1, 0, 8), UhciHarness.Buffers);
+        _h.RunQueue(1);
+        Assert.That(_h.TdStatus(0), Is.EqualTo(0x39400000u), "OUT on endpoint 1 stalls");
     }
 
     [Test]
