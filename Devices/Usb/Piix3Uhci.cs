@@ -823,6 +823,7 @@ public sealed class Piix3Uhci : PciDevice, IUsbHost
             _ports[i] = i < state.Ports.Length ? (ushort)(state.Ports[i] & ~PortAlwaysOne) : (ushort)0;
         }
         _causes = (byte)(state.InterruptCauses & (CauseIoc | CauseShort));
+        // Kept as saved: the virtual clock migrates with the VM, so the deadline stays meaningful.
         _nextFrameNs = state.NextFrameNs;
         _frameTimer.Cancel();
         if ((_cmd & CmdRs) != 0)

@@ -130,6 +130,22 @@ public sealed class Piix3UhciTests
     }
 
     [Test]
+    public void LateTimer_CatchesUpBoundedly_FrameNumberKeepsTime()
+    {
+        _h.StartSchedule();
+        Piix3UhciState s = _h.Uhci.Save() with { NextFrameNs = 0 };
+        _h.Clock.AdvanceTo(100 * Piix3Uhci.FrameNs);
+        var late = new UhciHarness();
+        late.Clock.AdvanceTo(100 * Piix3Uhci.FrameNs);
+        // A schedule that completes one SETUP per frame would show how many frames ran; count FRNUM instead.
+        late.Uhci.Restore(s);
+        late.Clock.Advance(0);
+        Assert.That(late.R16(Piix3Uhci.FrNum), Is.EqualTo(101), "all elapsed frames counted");
+        Assert.That(late.Uhci.FrameTimerPending, Is.True);
+        Assert.That(late.Uhci.Save().NextFrameNs, Is.EqualTo(101 * Piix3Uhci.FrameNs));
+    }
+
+    [Test]
     public void FrameNumber_WrapsAt2048()
     {
         _h.W16(Piix3Uhci.FrNum, 0x7FE);
