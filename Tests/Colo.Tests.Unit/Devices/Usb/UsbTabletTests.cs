@@ -263,4 +263,53 @@ public sealed class UsbTabletTests
         copy.PowerOnReset();
         Assert.That(copy.Save(), Is.EqualTo(UsbTabletState.PowerOn));
     }
+
+    [Test]
+    public void ControlTransfer_SurvivesSaveRestoreMidDataStage()
+    {
+        var t = new UsbTablet();
+        byte[] setup = Setup(0x80, 6, 0x0100, 0, 18);
+        Assert.That(t.HandlePacket(UsbPid.Setup, 0, setup, out _), Is.EqualTo(UsbResult.Ack));
+        var first = new byte[8];
+        t.HandlePacket(UsbPid.In, 0, first, out _);
+        var copy = new UsbTablet();
+        copy.Restore(t.Save());
+        var rest = new byte[16];
+        Assert.That(copy.HandlePacket(UsbPid.In, 0, rest, out int n), Is.EqualTo(UsbResult.Ack));
+        Assert.That(Hex(first) + Hex(rest[..n]), Is.EqualTo("120100020000000827060100000001030a01"));
+        Assert.That(copy.HandlePacket(UsbPid.Out, 0, [], out _), Is.EqualTo(UsbResult.Ack));
+    }
+
+    [Test]
+    public void Fuzz_RandomPackets_NeverThrow()
+    {
+        var rng = new Random(1234);
+        var t = new UsbTablet();
+        var buffer = new byte[1280];
+        for (int i = 0; i < 200_000; i++)
+        {
+            int kind = rng.Next(4);
+            int length = rng.Next(3) == 0 ? rng.Next(1281) : rng.Next(9);
+            rng.NextBytes(buffer.AsSpan(0, length));
+            if (kind == 0 && length == 8 && rng.Next(2) == 0)
+            {
+                // Bias toward meaningful requests: standard, class and bogus types with small lengths.
+                buffer[0] = (byte)(rng.Next(4) switch { 0 => 0x80, 1 => 0x00, 2 => 0xA1, _ => 0x21 } | (rng.Next(8) == 0 ? 1 : 0));
+                buffer[1] = (byte)rng.Next(12);
+                buffer[3] = (byte)rng.Next(8);
+                buffer[7] = 0;
+            }
+            UsbPid pid = kind switch { 0 => UsbPid.Setup, 1 => UsbPid.In, _ => UsbPid.Out };
+            UsbResult r = t.HandlePacket(pid, rng.Next(3) == 0 ? rng.Next(16) : 0, buffer.AsSpan(0, length), out int n);
+            Assert.That(n, Is.InRange(0, length), $"step {i} {r}");
+            if (rng.Next(50) == 0)
+            {
+                t.SetPointer(rng.Next(), rng.Next(), rng.Next(), rng.Next(-300, 300));
+            }
+            if (rng.Next(1000) == 0)
+            {
+                t.Restore(t.Save());
+            }
+        }
+    }
 }
