@@ -279,11 +279,15 @@ public sealed class Piix3Uhci : PciDevice, IUsbHost
         _ports[port] = p;
     }
 
-    /// <summary>Resume signalling while the bus is globally suspended sets USBSTS.RD (§2.1.2).</summary>
+    /// <summary>
+    /// A resume event (connect, disconnect, remote wakeup) while the bus is globally suspended: the controller
+    /// starts driving resume itself (USBCMD.FGR, §2.1.1) and reports it in USBSTS.RD (§2.1.2).
+    /// </summary>
     private void GlobalResume()
     {
-        if ((_cmd & CmdEgsm) != 0 && (_sts & StsResumeDetect) == 0)
+        if ((_cmd & CmdEgsm) != 0)
         {
+            _cmd |= CmdFgr;
             _sts |= StsResumeDetect;
             UpdateIrq();
         }
@@ -420,7 +424,7 @@ public sealed class Piix3Uhci : PciDevice, IUsbHost
         {
             Halt();
         }
-        // EGSM, FGR, SWDBG, CF and MAXP are kept for software: no timing depends on them here.
+        // EGSM, FGR, CF and MAXP are kept for software: no timing depends on them here. SWDBG acts per TD.
     }
 
     private void WritePort(int port, ushort value, ushort mask)
@@ -594,6 +598,14 @@ public sealed class Piix3Uhci : PciDevice, IUsbHost
                 continue;
             }
             TdOutcome outcome = ExecuteTd(address, td, ref bytes);
+            if ((_cmd & CmdSwDbg) != 0 && outcome != TdOutcome.Abort)
+            {
+                // Software debug mode: the controller stops after every transaction (§2.1.1 SWDBG). The queue
+                // element still advances, so setting RS again continues with the next TD.
+                AdvanceQueueIfDone(outcome, inQueue, qh, tdLink);
+                Halt();
+                return;
+            }
             switch (outcome)
             {
                 case TdOutcome.Abort:
@@ -632,6 +644,19 @@ public sealed class Piix3Uhci : PciDevice, IUsbHost
                     link = inQueue ? qhHead : tdLink;
                     inQueue = false;
                     break;
+            }
+        }
+    }
+
+    private void AdvanceQueueIfDone(TdOutcome outcome, bool inQueue, uint qh, uint tdLink)
+    {
+        if (outcome == TdOutcome.Done && inQueue)
+        {
+            Span<byte> el = stackalloc byte[4];
+            BinaryPrimitives.WriteUInt32LittleEndian(el, tdLink);
+            if (!DmaWrite(qh + 4, el))
+            {
+                HostSystemError();
             }
         }
     }

@@ -104,6 +104,7 @@ public sealed class Piix3UhciTests
         _h.W16(Piix3Uhci.UsbCmd, Piix3Uhci.CmdEgsm);
         _h.Uhci.Attach(1, new UsbTablet());
         Assert.That(_h.R16(Piix3Uhci.UsbSts) & Piix3Uhci.StsResumeDetect, Is.Not.Zero);
+        Assert.That(_h.R16(Piix3Uhci.UsbCmd), Is.EqualTo(Piix3Uhci.CmdEgsm | Piix3Uhci.CmdFgr), "controller drives resume");
         Assert.That(_h.IrqLevel, Is.True);
         _h.W16(Piix3Uhci.UsbSts, Piix3Uhci.StsResumeDetect);
         Assert.That(_h.IrqLevel, Is.False);
@@ -143,6 +144,26 @@ public sealed class Piix3UhciTests
         Assert.That(late.R16(Piix3Uhci.FrNum), Is.EqualTo(101), "all elapsed frames counted");
         Assert.That(late.Uhci.FrameTimerPending, Is.True);
         Assert.That(late.Uhci.Save().NextFrameNs, Is.EqualTo(101 * Piix3Uhci.FrameNs));
+    }
+
+    [Test]
+    public void SoftwareDebug_HaltsAfterEachTransaction()
+    {
+        UsbTablet t = _h.StartWithTablet();
+        new byte[] { 0x00, 5, 6, 0, 0, 0, 0, 0 }.CopyTo(_h.Memory.Bytes, (int)Buffers);
+        _h.Td(0, TdAddress(1) | Piix3Uhci.LinkDepth, Active, Token(UsbPid.Setup, 0, 0, 0, 8), Buffers);
+        _h.Td(1, Piix3Uhci.LinkTerminate, Active, Token(UsbPid.In, 0, 0, 1, 0), 0);
+        _h.Memory.W32(Qh + 4, Tds);
+        _h.W16(Piix3Uhci.UsbCmd, Piix3Uhci.CmdRs | Piix3Uhci.CmdSwDbg);
+        _h.Clock.Advance(Piix3Uhci.FrameNs);
+        Assert.That(_h.TdStatus(0) & Active, Is.Zero);
+        Assert.That(_h.TdStatus(1) & Active, Is.Not.Zero);
+        Assert.That(_h.R16(Piix3Uhci.UsbSts) & Piix3Uhci.StsHalted, Is.Not.Zero);
+        Assert.That(_h.R16(Piix3Uhci.UsbCmd), Is.EqualTo(Piix3Uhci.CmdSwDbg));
+        _h.W16(Piix3Uhci.UsbCmd, Piix3Uhci.CmdRs | Piix3Uhci.CmdSwDbg);
+        _h.Clock.Advance(Piix3Uhci.FrameNs);
+        Assert.That(_h.TdStatus(1) & Active, Is.Zero);
+        Assert.That(t.Address, Is.EqualTo(6));
     }
 
     [Test]
