@@ -511,9 +511,13 @@ public sealed class Piix3Uhci : PciDevice, IUsbHost
         _frameTimer.Modify(_nextFrameNs);
     }
 
-    /// <summary>Runs one frame now (tests and the timer).</summary>
+    /// <summary>Runs one frame now, if the controller is running (the timer's work; also usable by tests).</summary>
     public void RunFrame()
     {
+        if ((_cmd & CmdRs) == 0)
+        {
+            return;
+        }
         ProcessSchedule();
         if ((_cmd & CmdRs) == 0)
         {
