@@ -74,6 +74,14 @@ public sealed class Piix3UhciTests
         Assert.That(_h.R16(Piix3Uhci.PortSc1), Is.EqualTo(0x0085));
         _h.W16(Piix3Uhci.PortSc2, Piix3Uhci.PortEnable);
         Assert.That(_h.R16(Piix3Uhci.PortSc2), Is.EqualTo(0x0080), "an empty port cannot be enabled");
+        _h.W16(Piix3Uhci.PortSc1, Piix3Uhci.PortReset | Piix3Uhci.PortEnable);
+        Assert.That(_h.R16(Piix3Uhci.PortSc1), Is.EqualTo(0x0285), "PE is as written, also during reset");
+        _h.W16(Piix3Uhci.PortSc1, Piix3Uhci.PortEnable | Piix3Uhci.PortSuspend);
+        Assert.That(_h.R16(Piix3Uhci.PortSc1), Is.EqualTo(0x1085));
+        _h.W16(Piix3Uhci.UsbCmd, Piix3Uhci.CmdGReset);
+        Assert.That(_h.R16(Piix3Uhci.UsbCmd), Is.Zero);
+        Assert.That(_h.R16(Piix3Uhci.PortSc1), Is.EqualTo(0x0083), "global reset: the port re-detects its device");
+        _h.W16(Piix3Uhci.PortSc1, Piix3Uhci.PortConnectChange | Piix3Uhci.PortEnable);
 
         Assert.That(_h.Uhci.Detach(0), Is.SameAs(tablet));
         Assert.That(_h.R16(Piix3Uhci.PortSc1), Is.EqualTo(0x008A), "disconnect: CSC and, being enabled, PEC");
