@@ -13,6 +13,8 @@ class Q:
     def __init__(self, extra):
         self.p = subprocess.Popen(['qemu-system-x86_64','-machine','pc','-accel','tcg','-bios',HLT,'-S','-qmp','unix:'+QMP+',server=on,wait=off','-qtest','stdio','-display','none','-nodefaults','-m','64']+extra,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        # qtest keeps QEMU alive after the script ends; stop it explicitly.
+        __import__('atexit').register(self.p.kill)
     def cmd(self, c):
         self.p.stdin.write(c+'\n'); self.p.stdin.flush()
         while True:
