@@ -1,0 +1,31 @@
+import sys, struct
+sys.path.insert(0, __import__('os').path.dirname(__file__))
+from qtest import Q, QMP
+q = Q(['-usb','-device','usb-tablet,id=t'])
+DEV = (1<<3)|2  # 00:01.2
+print('id', hex(q.cfgr(DEV,0)), 'class', hex(q.cfgr(DEV,8)), 'hdr', hex(q.cfgr(DEV,0xc)))
+print('cmdsts', hex(q.cfgr(DEV,4)), 'bar4', hex(q.cfgr(DEV,0x20)), 'int', hex(q.cfgr(DEV,0x3c)))
+print('0x60', hex(q.cfgr(DEV,0x60)), '0xc0', hex(q.cfgr(DEV,0xc0)), '0x2c', hex(q.cfgr(DEV,0x2c)))
+q.cfgw(DEV,0x20,0xffffffff); print('bar4 size', hex(q.cfgr(DEV,0x20)))
+q.cfgw(DEV,0x60,0xff,1); print('0x60 after write', hex(q.cfgr(DEV,0x60)))
+q.cfgw(DEV,0xc0,0xffff,2); print('0xc0 after ffff', hex(q.cfgr(DEV,0xc0)))
+q.cfgw(DEV,0xc0,0x2000,2)
+q.cfgw(DEV,0x20,0xc000); q.cfgw(DEV,4,5,2)
+B=0xc000
+def r16(o): return q.v('inw 0x%x'%(B+o))
+def w16(o,v): q.cmd('outw 0x%x 0x%x'%(B+o,v))
+def regs(tag): print(tag, 'cmd %04x sts %04x intr %04x frnum %04x flb %08x sof %02x p1 %04x p2 %04x' % (r16(0),r16(2),r16(4),r16(6),q.v('inl 0x%x'%(B+8)),q.v('inb 0x%x'%(B+12)),r16(0x10),r16(0x12)))
+regs('reset')
+print('byte reads p1', hex(q.v('inb 0x%x'%(B+0x10))), hex(q.v('inb 0x%x'%(B+0x11))), 'p3', hex(r16(0x14)), 'off 0x18', hex(r16(0x18)), 'inl 0', hex(q.v('inl 0x%x'%B)))
+w16(0x10,0x000a); regs('after clear CSC')
+w16(0x10,0x0200); q.cmd('clock_step 50000000'); regs('in reset')
+w16(0x10,0x0000); regs('after reset release')
+w16(0x10,0x0004); regs('enable')
+w16(0x10,0xffff); regs('p1 ffff'); w16(0x10,0x0004)
+w16(0x12,0x0004); regs('p2 enable (empty)')
+w16(0x04,0xffff); regs('intr ffff'); w16(0x04,0)
+w16(0x06,0xffff); regs('frnum ffff'); w16(0x06,0)
+q.cmd('outl 0x%x 0xffffffff'%(B+8)); regs('flb ffff'); 
+q.cmd('outb 0x%x 0xff'%(B+12)); regs('sof ff'); q.cmd('outb 0x%x 0x40'%(B+12))
+w16(0,0xffff & ~0x6); regs('cmd ffff-ish'); w16(0,0)
+q.cmd('clock_step 10000000'); regs('stopped')
