@@ -36,7 +36,7 @@ public static class DeviceTypes
             PropertyDescriptor.UInt("firstport", uint.MaxValue, 0),
             PropertyDescriptor.UInt("bandwidth", uint.MaxValue, 1280),
             PropertyDescriptor.UInt("maxframes", uint.MaxValue, 128),
-        ]);
+        ], built: true);
         Device(registry, "usb-tablet", "Input devices", "usb-bus", "QEMU USB Tablet",
         [
             PropertyDescriptor.Str("bus", "parent bus"),
@@ -46,7 +46,7 @@ public static class DeviceTypes
             PropertyDescriptor.Str("serial"),
             PropertyDescriptor.Str("pcap"),
             PropertyDescriptor.UInt("usb_version", uint.MaxValue, 2),
-        ]);
+        ], built: true);
         Device(registry, "isa-debug-exit", "Misc devices", "ISA", null,
         [
             PropertyDescriptor.UInt("iobase", uint.MaxValue, 0x501),

@@ -12,6 +12,7 @@ using Colo.Devices.Misc;
 using Colo.Devices.Pci;
 using Colo.Devices.Rtc;
 using Colo.Devices.Timer;
+using Colo.Devices.Usb;
 
 namespace Colo.Devices.Pc;
 
@@ -267,9 +268,108 @@ public sealed class PcBoard : IIoBus, IDisposable
                 device.Model = model;
                 break;
             }
+            case "piix3-usb-uhci":
+            {
+                var model = new Piix3Uhci(Clock);
+                PciBus.Plug(model, PciAddress(device));
+                device.Model = model;
+                break;
+            }
+            case "usb-tablet":
+            {
+                (Piix3Uhci controller, int port) = UsbPort(device);
+                var model = new UsbTablet();
+                controller.Attach(port, model);
+                device.Model = model;
+                break;
+            }
             default:
                 throw new InvalidOperationException($"'{device.TypeName}' cannot be plugged into the pc board yet");
         }
+    }
+
+    /// <summary>
+    /// Unplugs a device at once where the bus allows it (USB); PCI functions would need the guest's ACPI eject,
+    /// which the board does not offer yet.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The device cannot be removed.</exception>
+    public void Unplug(DeviceObject device)
+    {
+        switch (device.Model)
+        {
+            case UsbDevice usb:
+                foreach (PciDevice d in PciBus.Devices)
+                {
+                    if (d is Piix3Uhci uhci)
+                    {
+                        for (int port = 0; port < Piix3Uhci.PortCount; port++)
+                        {
+                            if (uhci.DeviceAt(port) == usb)
+                            {
+                                uhci.Detach(port);
+                                return;
+                            }
+                        }
+                    }
+                }
+                return;
+            case PciDevice:
+                throw new InvalidOperationException("Bus 'pci.0' does not support hotplugging");
+            default:
+                throw new InvalidOperationException($"Bus of device '{device.TypeName}' does not support hotplugging");
+        }
+    }
+
+    /// <summary>The devfn a PCI <c>-device</c> asks for (<c>addr=SLOT[.FN]</c>, hex), or the first free slot.</summary>
+    private int PciAddress(DeviceObject device)
+    {
+        string? bus = device.Values.GetString("bus");
+        if (bus is not null && bus != "pci.0")
+        {
+            throw new InvalidOperationException($"Bus '{bus}' not found");
+        }
+        if (device.Values.GetString("addr") is not string addr)
+        {
+            int slot = PciBus.FreeSlot();
+            return slot >= 0 ? slot << 3 : throw new InvalidOperationException($"PCI: no slot/function available for {device.TypeName}, all in use or reserved");
+        }
+        string[] parts = addr.Split('.');
+        if (parts.Length > 2
+            || !int.TryParse(parts[0], System.Globalization.NumberStyles.HexNumber, null, out int s) || s > 31
+            || (parts.Length == 2 && (!int.TryParse(parts[1], System.Globalization.NumberStyles.HexNumber, null, out int f) || f > 7)))
+        {
+            throw new InvalidOperationException($"Property '{device.TypeName}.addr' doesn't take value '{addr}'");
+        }
+        int function = parts.Length == 2 ? int.Parse(parts[1], System.Globalization.NumberStyles.HexNumber, null) : 0;
+        return (s << 3) | function;
+    }
+
+    /// <summary>The controller and 0-based port a USB <c>-device</c> goes to (<c>bus=</c>, 1-based <c>port=</c>).</summary>
+    private (Piix3Uhci Controller, int Port) UsbPort(DeviceObject device)
+    {
+        Piix3Uhci? controller = null;
+        foreach (PciDevice d in PciBus.Devices)
+        {
+            if (d is Piix3Uhci uhci)
+            {
+                controller = uhci;
+                break;
+            }
+        }
+        if (controller is null)
+        {
+            throw new InvalidOperationException($"No 'usb-bus' bus found for device '{device.TypeName}'");
+        }
+        if (device.Values.GetString("port") is string portText)
+        {
+            if (!int.TryParse(portText, out int port) || port < 1 || port > Piix3Uhci.PortCount || controller.DeviceAt(port - 1) is not null)
+            {
+                throw new InvalidOperationException($"usb port {portText} (bus usb-bus.0) not found (in use?)");
+            }
+            return (controller, port - 1);
+        }
+        int free = controller.FreePort();
+        return free >= 0 ? (controller, free) : throw new InvalidOperationException("no free USB port on usb-bus.0 (Colo has no usb-hub to add more)");
     }
 
     /// <summary>HMP <c>info pci</c> in QEMU's layout.</summary>

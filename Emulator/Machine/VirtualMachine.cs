@@ -528,11 +528,62 @@ public sealed class VirtualMachine : IDisposable
         }
     }
 
-    /// <summary>Creates a <c>-device</c>/<c>device_add</c> instance and plugs it into the board.</summary>
+    /// <summary>Creates a <c>-device</c> instance (keyval) and plugs it into the board.</summary>
     internal DeviceObject AddDevice(KeyValList options)
     {
         string driver = options["driver"] ?? throw new QmpException("Parameter 'driver' is missing");
         string? id = options["id"];
+        return AddDevice(driver, id, () => (DeviceObject)Types.CreateFromStrings(ObjectCategory.Device, driver, id, options.Except("driver", "id")));
+    }
+
+    /// <summary>Creates a <c>device_add</c> instance (QMP JSON members) and plugs it into the board.</summary>
+    internal DeviceObject AddDevice(string driver, string? id, IEnumerable<KeyValuePair<string, System.Text.Json.JsonElement>> members) =>
+        AddDevice(driver, id, () => (DeviceObject)Types.CreateFromJson(ObjectCategory.Device, driver, id ?? "", members));
+
+    /// <summary><c>device_del</c>: unplugs at once where the bus allows it and emits DEVICE_DELETED.</summary>
+    internal void DeleteDevice(string id)
+    {
+        QomObject? found = id.StartsWith('/') ? TryResolve(id) : Tree.Peripheral.FindChild(id);
+        if (found is not DeviceObject device)
+        {
+            throw new QmpException($"Device '{id}' not found", QmpErrorClass.DeviceNotFound);
+        }
+        if (_board is null)
+        {
+            throw new QmpException($"Bus of device '{id}' does not support hotplugging");
+        }
+        try
+        {
+            lock (_board.Lock)
+            {
+                _board.Unplug(device);
+            }
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new QmpException(e.Message);
+        }
+        string path = device.CanonicalPath;
+        string? name = device.Parent == Tree.Peripheral ? device.Name : null;
+        device.Parent!.RemoveChild(device);
+        device.Dispose();
+        Events.Emit("DEVICE_DELETED", new DeviceDeletedEvent(name, path), MachineQmpJsonContext.Default.DeviceDeletedEvent);
+    }
+
+    private QomObject? TryResolve(string path)
+    {
+        try
+        {
+            return Tree.Resolve(path);
+        }
+        catch (QmpException)
+        {
+            return null;
+        }
+    }
+
+    private DeviceObject AddDevice(string driver, string? id, Func<DeviceObject> create)
+    {
         if (id is not null)
         {
             TypeRegistry.CheckId(id);
@@ -541,7 +592,7 @@ public sealed class VirtualMachine : IDisposable
                 throw new QmpException($"Duplicate device ID '{id}'");
             }
         }
-        var device = (DeviceObject)Types.CreateFromStrings(ObjectCategory.Device, driver, id, options.Except("driver", "id"));
+        DeviceObject device = create();
         if (device.Values.GetString("chardev") is string chardevId)
         {
             // QEMU's text when a chardev property names nothing.
@@ -554,7 +605,10 @@ public sealed class VirtualMachine : IDisposable
         }
         try
         {
-            _board.Plug(device);
+            lock (_board.Lock)
+            {
+                _board.Plug(device);
+            }
         }
         catch (InvalidOperationException e)
         {

@@ -22,6 +22,9 @@ public static class MachineHmpCommands
         r.RegisterInfo("chardev", "", "show the character devices", _ => Chardevs(vm));
         r.RegisterInfo("pci", "", "show PCI info", _ => BoardText(vm, b => b.DescribePci()));
         r.RegisterInfo("mtree", "[-f][-d][-o][-D]", "show memory tree", _ => BoardText(vm, b => b.DescribeMemoryTree()));
+        r.Register("device_add", "driver[,prop=value][,...]", "add device, like -device on the command line",
+            args => Run(() => vm.AddDevice(KeyValParser.Parse(args.Trim(), "driver"))));
+        r.Register("device_del", "device", "remove device", args => Run(() => vm.DeleteDevice(args.Trim())));
         r.Register("stop", "", "stop emulation", _ => Run(vm.Stop));
         r.Register("cont|c", "", "resume emulation", _ => Run(vm.Cont));
         r.Register("system_reset", "", "reset the system", _ => Run(() => vm.Reset(false, "host-qmp-system-reset")));

@@ -21,6 +21,8 @@ public static class MachineQmpCommands
         r.Register("quit", j.QmpNoArgs, j.QmpEmpty, _ => Done(() => vm.RequestShutdown(false, "host-qmp-quit")));
         r.Register("object-add", j.ObjectAddArgs, j.QmpEmpty, a => Done(() => ObjectAdd(vm, a)));
         r.Register("object-del", j.IdArgs, j.QmpEmpty, a => Done(() => vm.DeleteUserObject(a.Id)));
+        r.Register("device_add", j.DeviceAddArgs, j.QmpEmpty, a => Done(() => DeviceAdd(vm, a)));
+        r.Register("device_del", j.IdArgs, j.QmpEmpty, a => Done(() => vm.DeleteDevice(a.Id)));
         r.Register("qom-list", j.PathArgs, j.ObjectPropertyInfoArray, a => QomList(vm.Tree.Resolve(a.Path)));
         r.Register("qom-get", j.QomGetArgs, j.JsonElement, a => QomGet(vm.Tree.Resolve(a.Path), a.Property));
         r.Register("qom-set", j.QomSetArgs, j.QmpEmpty, a => Done(() => vm.Tree.Resolve(a.Path).SetProperty(a.Property, a.Value)));
@@ -40,6 +42,17 @@ public static class MachineQmpCommands
     /// QEMU 7.2 takes the type's properties flat. QEMU's COLO document still writes them inside
     /// <c>props</c> (the pre-6.0 form, which 7.2 refuses); Colo accepts both so the document works verbatim.
     /// </summary>
+    private static void DeviceAdd(VirtualMachine vm, DeviceAddArgs args)
+    {
+        var members = new List<KeyValuePair<string, JsonElement>>();
+        if (args.Bus is not null)
+        {
+            members.Add(KeyValuePair.Create("bus", JsonSerializer.SerializeToElement(args.Bus, MachineQmpJsonContext.Default.String)));
+        }
+        members.AddRange(args.Properties ?? []);
+        vm.AddDevice(args.Driver, args.Id, members);
+    }
+
     private static void ObjectAdd(VirtualMachine vm, ObjectAddArgs args)
     {
         TypeRegistry.CheckId(args.Id);

@@ -49,6 +49,27 @@ public sealed class ObjectAddArgs
     public Dictionary<string, JsonElement>? Properties { get; set; } // set, not init: STJ binds init members through the constructor, which extension data cannot use
 }
 
+public sealed class DeviceAddArgs
+{
+    [JsonPropertyName("driver")]
+    public required string Driver { get; init; }
+
+    [JsonPropertyName("bus")]
+    public string? Bus { get; init; }
+
+    [JsonPropertyName("id")]
+    public string? Id { get; init; }
+
+    /// <summary>The device's own properties, flat.</summary>
+    [JsonExtensionData]
+    public Dictionary<string, JsonElement>? Properties { get; set; }
+}
+
+/// <summary>DEVICE_DELETED's data (QAPI order: device, path).</summary>
+public sealed record DeviceDeletedEvent(
+    [property: JsonPropertyName("device"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Device,
+    [property: JsonPropertyName("path")] string Path);
+
 public sealed record IdArgs
 {
     [JsonPropertyName("id")]
@@ -100,6 +121,9 @@ public sealed record ShutdownEvent(
 [JsonSerializable(typeof(IoThreadInfo[]))]
 [JsonSerializable(typeof(ObjectAddArgs))]
 [JsonSerializable(typeof(IdArgs))]
+[JsonSerializable(typeof(DeviceAddArgs))]
+[JsonSerializable(typeof(DeviceDeletedEvent))]
+[JsonSerializable(typeof(string))]
 [JsonSerializable(typeof(PathArgs))]
 [JsonSerializable(typeof(QomGetArgs))]
 [JsonSerializable(typeof(QomSetArgs))]
