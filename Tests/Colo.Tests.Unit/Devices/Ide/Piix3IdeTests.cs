@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using Colo.Block;
+using Colo.Block.Graph;
 using Colo.Devices.Ide;
 using Colo.Devices.Pci;
 using static Colo.Devices.Ide.AtaChannel;
@@ -764,6 +765,26 @@ public sealed class Piix3IdeTests
         _h.Out(Cmd + 1, 0);
         _h.Lba28(CmdDataSetManagement, 0, 1);
         Assert.That((_h.Error, _h.Status), Is.EqualTo((ErrorAbrt, (byte)0x41)));
+    }
+
+    [Test]
+    public void AttachBackend_TakesDriveSettings()
+    {
+        var h = new IdeHarness();
+        using var node = new IdeTestNode(1 << 20);
+        var settings = BlockNodeSettings.Default with { Writeback = false, Discard = "ignore", NoFlush = true };
+        h.Ide.Attach(0, 0, new BlockBackend("ide0-hd0", node, "ide", settings));
+        Assert.That(h.Identify()[85] & 0x20, Is.Zero, "writethrough: write cache reported off");
+        h.Out(Cmd + 7, CmdFlushCache);
+        Assert.That((h.Status, node.Flushes), Is.EqualTo(((byte)0x50, 0)), "cache.no-flush: flush succeeds, node untouched");
+        byte[] payload = new byte[512];
+        BinaryPrimitives.WriteUInt64LittleEndian(payload, (1UL << 48) | 5);
+        payload.CopyTo(h.Memory.Bytes.AsSpan(0x4000));
+        h.Memory.WritePrd(Table, 0, 0x4000, 512, last: true);
+        h.Out(Cmd + 1, DsmTrim);
+        h.Lba28(CmdDataSetManagement, 0, 1);
+        h.StartBm(Table, toMemory: false);
+        Assert.That((h.Status, node.Discards.Count), Is.EqualTo(((byte)0x50, 0)), "discard=ignore: TRIM succeeds, node untouched");
     }
 
     [Test]
