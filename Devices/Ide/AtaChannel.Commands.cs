@@ -595,7 +595,7 @@ public sealed partial class AtaChannel
             DmaDone(s, command, 0, ok: true, stayActive: false);
             return;
         }
-        long described = Dma.MeasureTable(needed);
+        long described = Dma.TakeTable(out PrdCursor cursor);
         if (described < needed)
         {
             s.Status = StatusDrdy | StatusDsc;
@@ -609,7 +609,6 @@ public sealed partial class AtaChannel
             DmaError(s);
             return;
         }
-        PrdCursor cursor = Dma.Begin();
         bool ok = command switch
         {
             AtaDmaCommand.Read => DmaToMemory(drive, sector * SectorSize, needed, ref cursor),

@@ -7,9 +7,10 @@ namespace Colo.Devices.Ide;
 /// <param name="Command">Bus master IDE command register (BMICx): start bit 0, read/write control bit 3.</param>
 /// <param name="Status">Bus master IDE status register (BMISx).</param>
 /// <param name="PrdTable">Descriptor table pointer (BMIDTPx), dword aligned.</param>
-public sealed record BusMasterDmaState(byte Command, byte Status, uint PrdTable)
+/// <param name="NextDescriptor">Where the engine's next descriptor fetch would read (QEMU's <c>cur_addr</c>).</param>
+public sealed record BusMasterDmaState(byte Command, byte Status, uint PrdTable, uint NextDescriptor)
 {
-    public static BusMasterDmaState PowerOn { get; } = new(0, 0, 0);
+    public static BusMasterDmaState PowerOn { get; } = new(0, 0, 0, 0);
 }
 
 /// <summary>
@@ -63,6 +64,7 @@ public sealed class BusMasterDma
     private byte _command;
     private byte _status;
     private uint _prdTable;
+    private uint _next;
 
     internal BusMasterDma(PciDevice function)
     {
@@ -129,7 +131,12 @@ public sealed class BusMasterDma
             // Rewriting the same start value changes nothing (datasheet 2.7.1: the engine reacts to the transition).
             return;
         }
-        if (!start)
+        if (start)
+        {
+            // Every start reloads the engine's descriptor pointer from BMIDTPx (datasheet 3.6.2, step 3).
+            _next = _prdTable;
+        }
+        else
         {
             // Stopping aborts the transfer; with synchronous I/O none is ever in flight, so only the bit changes.
             _status &= unchecked((byte)~StatusActive);
@@ -158,23 +165,23 @@ public sealed class BusMasterDma
         }
     }
 
-    /// <summary>A cursor at the start of the table the guest programmed.</summary>
-    internal PrdCursor Begin() => new() { TableStart = _prdTable, Next = _prdTable };
-
     /// <summary>
-    /// Sums the byte counts of the whole table (to end-of-table or the one-page cut-off), stopping early once the
-    /// sum passes <paramref name="limit"/>: the channel needs to know whether the table covers the request and
-    /// whether it describes more than that.
+    /// Takes the rest of the table for one command: sums the byte counts from the engine's descriptor pointer to
+    /// end-of-table (or the one-page cut-off) and leaves the pointer past it, as QEMU's engine does, so a second
+    /// command without a restart finds the table used up. The channel compares the sum with the request (covered?
+    /// more than needed?) and moves the data with <paramref name="start"/>.
     /// </summary>
-    internal long MeasureTable(long limit)
+    internal long TakeTable(out PrdCursor start)
     {
-        PrdCursor cursor = Begin();
+        start = new PrdCursor { TableStart = _prdTable, Next = _next };
+        PrdCursor cursor = start;
         long total = 0;
-        while (total <= limit && Fetch(ref cursor))
+        while (Fetch(ref cursor))
         {
             total += cursor.Remaining;
             cursor.Remaining = 0;
         }
+        _next = cursor.Next;
         return total;
     }
 
@@ -241,12 +248,13 @@ public sealed class BusMasterDma
         return true;
     }
 
-    public BusMasterDmaState Save() => new(_command, _status, _prdTable);
+    public BusMasterDmaState Save() => new(_command, _status, _prdTable, _next);
 
     public void Restore(BusMasterDmaState state)
     {
         _command = (byte)(state.Command & (CommandStart | CommandWriteToMemory));
         _status = (byte)(state.Status & 0x67);
         _prdTable = state.PrdTable & ~3u;
+        _next = state.NextDescriptor & ~3u;
     }
 }

@@ -685,6 +685,24 @@ public sealed class Piix3IdeTests
     }
 
     [Test]
+    public void Dma_EngineLeftActive_NextCommandContinuesAfterUsedTable()
+    {
+        // QEMU 7.2: a command consumes its table up to end-of-table; without a restart of the engine the next
+        // command fetches the descriptors that follow (here a second table at +8).
+        _h.Memory.WritePrd(Table, 0, 0x2000, 1024, last: true);
+        _h.Memory.WritePrd(Table, 1, 0x3000, 512, last: true);
+        _h.Lba28(CmdReadDma, 1, 1);
+        _h.StartBm(Table, toMemory: true);
+        Assert.That(_h.BmStatus(), Is.EqualTo(BusMasterDma.StatusActive | BusMasterDma.StatusInterrupt));
+        _ = _h.Status;
+        _h.Lba28(CmdReadDma, 2, 1);
+        Assert.That(_h.BmStatus(), Is.EqualTo(BusMasterDma.StatusInterrupt));
+        Assert.That(_h.Memory.Bytes.AsSpan(0x2000, 512).ToArray(), Is.EqualTo(Sector(1)));
+        Assert.That(_h.Memory.Bytes.AsSpan(0x3000, 512).ToArray(), Is.EqualTo(Sector(2)));
+        Assert.That(_h.Status, Is.EqualTo(0x50));
+    }
+
+    [Test]
     public void Dma_TableWithoutEnd_CutOffAfterOnePage()
     {
         // 512 descriptors of 2 bytes, none marked last: 1 KiB described; a request of 3 sectors is short.
