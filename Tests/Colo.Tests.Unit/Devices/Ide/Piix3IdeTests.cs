@@ -514,6 +514,27 @@ public sealed class Piix3IdeTests
         Assert.That(_h.Error, Is.EqualTo(ErrorAbrt));
     }
 
+    [Test]
+    public void SetFeatures_BeforeFirstIdentify_OverwrittenWhenTheBlockIsBuilt()
+    {
+        // QEMU 7.2 builds the IDENTIFY block at the first IDENTIFY DEVICE, over earlier SET FEATURES edits.
+        SetFeature(FeatureSetTransferMode, 0x42);
+        Assert.That(_h.Status, Is.EqualTo(0x50));
+        ushort[] w = _h.Identify();
+        Assert.That((w[62], w[63], w[88]), Is.EqualTo(((ushort)0x07, (ushort)0x07, (ushort)0x203F)));
+    }
+
+    [Test]
+    public void ReadNativeMaxExt_Lba48Registers()
+    {
+        _h.Out(Cmd + 6, 0xE0);
+        _h.Out(Cmd + 7, CmdReadNativeMaxExt);
+        Assert.That(_h.Status, Is.EqualTo(0x50));
+        Assert.That((_h.In(Cmd + 3), _h.In(Cmd + 4), _h.In(Cmd + 5)), Is.EqualTo(((byte)0xFF, (byte)0x1F, (byte)0x03)));
+        _h.Out(Ctl, ControlHob);
+        Assert.That((_h.In(Cmd + 3), _h.In(Cmd + 4), _h.In(Cmd + 5)), Is.EqualTo(((byte)0, (byte)0, (byte)0)));
+    }
+
     private void SetFeature(byte feature, byte count)
     {
         _h.Out(Cmd + 1, feature);
