@@ -23,6 +23,9 @@ public sealed class BlockBackend
     public string InterfaceType { get; }
 
     public BlockNodeSettings Settings { get; }
+
+    /// <summary>For <c>if=ide</c>: the channel (<c>bus</c>, or <c>index</c> / 2) and unit the drive asks for.</summary>
+    public (int Bus, int Unit)? IdePosition { get; init; }
 }
 
 /// <summary>Per-node options that change reporting and policy but not the driver's own state.</summary>

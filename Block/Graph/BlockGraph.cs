@@ -166,9 +166,11 @@ public sealed class BlockGraph : IDisposable
         }
 
         BlockNodeSettings settings = ParseSettings(options, BlockNodeSettings.Default, legacyCache: true);
+        (int Bus, int Unit)? idePosition = null;
         if (iface != "none")
         {
             (int bus, int unit) = BusUnit(options);
+            idePosition = (bus, unit);
             if (iface == "ide" && !HasIdeController)
             {
                 throw new BlockException($"machine type does not support if=ide,bus={bus},unit={unit}");
@@ -206,7 +208,7 @@ public sealed class BlockGraph : IDisposable
         try
         {
             BlockNode root = OpenTop(nodeOptions, driver, readOnly, aio, settings, created);
-            var backend = new BlockBackend(id, root, iface, settings);
+            var backend = new BlockBackend(id, root, iface, settings) { IdePosition = idePosition };
             _nodes.AddRange(created);
             _backends.Add(backend);
             if (iface == "none")

@@ -6,7 +6,9 @@ using Colo.Core.Irq;
 using Colo.Core.Loop;
 using Colo.Core.Memory;
 using Colo.Core.Time;
+using Colo.Block.Graph;
 using Colo.Devices.Char;
+using Colo.Devices.Ide;
 using Colo.Devices.Interrupt;
 using Colo.Devices.Misc;
 using Colo.Devices.Pci;
@@ -46,6 +48,12 @@ public sealed class PcBoard : IIoBus, IDisposable
     public const ulong IoApicAddress = 0xFEC00000;
     public const int PitIrq = 0;
     public const int RtcIrq = 8;
+    public const ushort IdePrimaryCommand = 0x1F0;
+    public const ushort IdePrimaryControl = 0x3F6;
+    public const ushort IdeSecondaryCommand = 0x170;
+    public const ushort IdeSecondaryControl = 0x376;
+    public const int IdePrimaryIrq = 14;
+    public const int IdeSecondaryIrq = 15;
     public static readonly ushort[] SerialPorts = [0x3F8, 0x2F8, 0x3E8, 0x2E8];
     public static readonly int[] SerialIrqs = [4, 3, 4, 3];
 
@@ -95,6 +103,14 @@ public sealed class PcBoard : IIoBus, IDisposable
         Ports.Map(RtcPort, new IoRegion("rtc", Mc146818Rtc.RegionSize, (o, s) => Rtc.Read((int)o, s), (o, s, v) => Rtc.Write((int)o, s, (uint)v), 1, 1));
         WriteCmosMemoryLayout();
 
+        // PIIX3's IDE function is part of the chipset: present even with -nodefaults, as on QEMU's pc.
+        Ide = new Piix3Ide(Interrupts.Isa(IdePrimaryIrq), Interrupts.Isa(IdeSecondaryIrq));
+        PciBus.Plug(Ide, (1 << 3) | 1);
+        Ports.Map(IdePrimaryCommand, Ide.PrimaryCommand);
+        Ports.Map(IdePrimaryControl, Ide.PrimaryControl);
+        Ports.Map(IdeSecondaryCommand, Ide.SecondaryCommand);
+        Ports.Map(IdeSecondaryControl, Ide.SecondaryControl);
+
         Port92 = new Port92(() => ResetRequested?.Invoke());
         Ports.Map(Port92Address, Port92.Region);
 
@@ -137,6 +153,20 @@ public sealed class PcBoard : IIoBus, IDisposable
 
     /// <summary>The PIIX3 ISA bridge (00:01.0).</summary>
     public Piix3 Isa { get; }
+
+    /// <summary>The PIIX3 IDE controller (00:01.1).</summary>
+    public Piix3Ide Ide { get; }
+
+    /// <summary>Attaches an <c>if=ide</c> drive at its channel and unit (QEMU numbers serials in creation order).</summary>
+    /// <exception cref="InvalidOperationException">Position out of range or taken, or the drive cannot be used.</exception>
+    public void AttachIdeDrive(BlockBackend backend, int bus, int unit, int creationIndex)
+    {
+        if (bus is < 0 or > 1 || unit is < 0 or > 1)
+        {
+            throw new InvalidOperationException($"machine type does not support if=ide,bus={bus},unit={unit}");
+        }
+        Ide.Attach(bus, unit, backend, serial: $"QM{creationIndex + 1:D5}");
+    }
 
     /// <summary>The 8259 pair.</summary>
     public I8259Pic Pic { get; }

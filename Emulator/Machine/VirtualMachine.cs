@@ -129,6 +129,7 @@ public sealed class VirtualMachine : IDisposable
         {
             At(entry.Context, () => AddUserObject(entry.Value));
         }
+        Blocks.HasIdeController = _config.MachineType != "none";
         foreach (OptionEntry entry in _config.Drives)
         {
             At(entry.Context, () => AddDrive(entry.Value));
@@ -420,6 +421,22 @@ public sealed class VirtualMachine : IDisposable
             MainLoop.Stop();
         });
 
+        int ideCount = 0;
+        foreach (BlockBackend backend in Blocks.Backends)
+        {
+            if (backend.IdePosition is (int bus, int unit))
+            {
+                int index = ideCount++;
+                try
+                {
+                    _board.AttachIdeDrive(backend, bus, unit, index);
+                }
+                catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+                {
+                    throw new StartupException($"-drive {backend.Name}", e.Message);
+                }
+            }
+        }
         foreach (OptionEntry entry in _config.Devices)
         {
             At(entry.Context, () => AddDevice(entry.Value));
