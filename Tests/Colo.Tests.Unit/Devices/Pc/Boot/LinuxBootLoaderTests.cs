@@ -263,3 +263,26 @@ public sealed class LinuxBootLoaderTests
         Assert.That(mem.Span(0x10_0000, 64).ToArray(), Is.EqualTo(image.AsSpan(h.SetupSize, 64).ToArray()));
     }
 }
+
+/// <summary>Cross-check against real QEMU 7.2: the items it publishes for the same kernel, initrd and command line.</summary>
+[TestFixture]
+public sealed class LinuxBootLoaderQemuTests
+{
+    [Test]
+    public void ConfigureFwCfg_DebianKernel_MatchesQemu()
+    {
+        string? dump = Environment.GetEnvironmentVariable("COLO_TEST_QEMU_LINUXBOOT_DUMP");
+        string? kernel = LinuxBootLoaderTests.FindGuestFile("bzImage", "COLO_TEST_BZIMAGE");
+        Assume.That(dump is not null && Directory.Exists(dump) && kernel is not null, Is.True,
+            "set COLO_TEST_QEMU_LINUXBOOT_DUMP (from dump-qemu-linuxboot.py) and COLO_TEST_BZIMAGE");
+        var fw = new FwCfg(new FakePhysicalMemory(0x1000));
+        byte[] initrd = File.ReadAllBytes(Path.Combine(dump!, "qemu-initrd.bin"));
+        LinuxBootLoader.ConfigureFwCfg(fw, File.ReadAllBytes(kernel!), 128 << 20,
+            new LinuxBootOptions("console=ttyS0 quiet foo=bar", initrd));
+        Assert.That(fw.GetItem(FwCfg.KeySetupData), Is.EqualTo(File.ReadAllBytes(Path.Combine(dump!, "qemu-setup.bin"))));
+        Assert.That(fw.GetItem(FwCfg.KeyCmdlineData), Is.EqualTo(File.ReadAllBytes(Path.Combine(dump!, "qemu-cmdline.bin"))));
+        Assert.That(fw.GetItem(FwCfg.KeyKernelData), Is.EqualTo(File.ReadAllBytes(Path.Combine(dump!, "qemu-kernel.bin"))));
+        Assert.That(BinaryPrimitives.ReadUInt32LittleEndian(fw.GetItem(FwCfg.KeyInitrdAddr)), Is.EqualTo(0x7FD_7000u),
+            "QEMU put this 3900-byte initrd at 0x7fd7000 with -m 128M");
+    }
+}
