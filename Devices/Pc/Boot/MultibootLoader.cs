@@ -127,18 +127,20 @@ public static class MultibootLoader
         return result;
     }
 
+    /// <summary>The command line QEMU gives a multiboot kernel: its file name, a space, then <c>-append</c>.</summary>
+    public static string QemuCommandLine(string kernelPath, string append) => kernelPath + " " + append;
+
     /// <summary>
-    /// Loads <paramref name="image"/>; throws <see cref="KernelImageException"/> when it has no valid multiboot header,
-    /// is a 64-bit ELF (multiboot 1 enters in 32-bit mode, and QEMU refuses those too) or does not fit.
+    /// Loads <paramref name="image"/> into RAM with everything QEMU's option ROM would leave behind, and sets up
+    /// <paramref name="cpu"/> for the entry. Throws <see cref="KernelImageException"/> when there is no valid multiboot
+    /// header, the kernel is a 64-bit ELF (multiboot 1 enters in 32-bit mode; QEMU refuses those too) or it does not fit.
     /// </summary>
-    /// <param name="commandLine">The kernel's command line. QEMU passes "kernel-path append-string"; pass that to
-    /// match it exactly (kvm-unit-tests read argv[0] from it).</param>
-    /// <param name="e820">The memory map to report.</param>
+    /// <param name="commandLine">The kernel's command line; see <see cref="QemuCommandLine"/> to match QEMU, whose
+    /// argv[0] kvm-unit-tests rely on.</param>
+    /// <param name="e820">The memory map to report; mem_lower/mem_upper are derived from it.</param>
     public static BootLayout Load(IPhysicalMemory memory, ReadOnlySpan<byte> image, string commandLine,
         IReadOnlyList<MultibootModule> modules, IReadOnlyList<E820Entry> e820, ulong ramBelow4G, ref X86CpuState cpu)
     {
-        MultibootHeader mh = MultibootHeader.Find(image)
-            ?? throw new KernelImageException("kernel image has no multiboot header in its first 8 KiB");
         if (e820.Count > MaxMmapEntries)
         {
             throw new KernelImageException($"memory map has {e820.Count} entries; multiboot boot takes at most {MaxMmapEntries}");
@@ -147,68 +149,8 @@ public static class MultibootLoader
         BootCpu.WriteGdt(memory, layout, ramBelow4G);
         layout.Place("mmap", MmapAddress, (ulong)(e820.Count * MmapEntrySize), ramBelow4G);
         layout.Place("multiboot_info", InfoAddress, InfoSize, ramBelow4G);
-
-        ulong kernelEnd;
-        uint entry;
-        if ((mh.Flags & MultibootHeader.FlagAoutKludge) != 0)
-        {
-            (kernelEnd, entry) = LoadAoutKludge(memory, image, mh, layout, ramBelow4G);
-        }
-        else
-        {
-            ElfImage elf = ElfImage.Parse(image, "multiboot kernel");
-            if (elf.Is64 || elf.Machine == ElfImage.EmX8664)
-            {
-                throw new KernelImageException("Cannot load x86-64 image, give a 32bit one.");
-            }
-            PvhLoader.LoadSegments(memory, image, elf, layout, ramBelow4G);
-            kernelEnd = 0;
-            foreach (ElfSegment s in elf.Segments)
-            {
-                kernelEnd = Math.Max(kernelEnd, s.PhysicalAddress + s.MemorySize);
-            }
-            entry = (uint)elf.Entry;
-        }
-        layout.EntryPoint = entry;
-
-        // Modules go page-aligned after the kernel; the strings and the module table follow the last one.
-        ulong next = ImageBytes.AlignUp(kernelEnd, 4096);
-        var modAddresses = new ulong[modules.Count];
-        for (int i = 0; i < modules.Count; i++)
-        {
-            modAddresses[i] = next;
-            layout.Place($"module{i}", next, (ulong)modules[i].Data.LongLength, ramBelow4G);
-            ImageBytes.Write(memory, next, modules[i].Data);
-            next = ImageBytes.AlignUp(next + (ulong)modules[i].Data.LongLength, 4096);
-        }
-
-        var strings = new MemoryStream();
-        ulong stringsBase = next;
-        uint AddString(string s)
-        {
-            ulong at = stringsBase + (ulong)strings.Length;
-            strings.Write(FwCfg.NulTerminated(s));
-            return (uint)at;
-        }
-        uint cmdlineAddr = AddString(commandLine);
-        uint loaderNameAddr = AddString(BootLoaderName);
-        var modTable = new byte[modules.Count * ModEntrySize];
-        for (int i = 0; i < modules.Count; i++)
-        {
-            Span<byte> m = modTable.AsSpan(i * ModEntrySize);
-            BinaryPrimitives.WriteUInt32LittleEndian(m, (uint)modAddresses[i]);
-            BinaryPrimitives.WriteUInt32LittleEndian(m[4..], (uint)(modAddresses[i] + (ulong)modules[i].Data.LongLength));
-            BinaryPrimitives.WriteUInt32LittleEndian(m[8..], AddString(modules[i].CommandLine));
-        }
-        // Keep the table 4-byte aligned after the strings.
-        while (strings.Length % 4 != 0)
-        {
-            strings.WriteByte(0);
-        }
-        ulong modTableAddr = stringsBase + (ulong)strings.Length;
-        strings.Write(modTable);
-        layout.Place("multiboot_strings", stringsBase, (ulong)strings.Length, ramBelow4G);
-        ImageBytes.Write(memory, stringsBase, strings.ToArray());
+        Image mb = Build(image, commandLine, modules, layout, ramBelow4G);
+        ImageBytes.Write(memory, mb.LoadAddress, mb.Buffer);
 
         byte[] mmap = new byte[e820.Count * MmapEntrySize];
         for (int i = 0; i < e820.Count; i++)
@@ -219,35 +161,197 @@ public static class MultibootLoader
         }
         ImageBytes.Write(memory, MmapAddress, mmap);
 
-        byte[] info = new byte[InfoSize];
-        Span<byte> b = info;
-        BinaryPrimitives.WriteUInt32LittleEndian(b[InfoFlags..], InfoFlagMemory | InfoFlagBootDevice | InfoFlagCmdline
-            | InfoFlagMods | InfoFlagMmap | InfoFlagBootLoaderName);
-        // Conventional memory is reported as the full 640 KiB and extended memory as everything from 1 MiB to the
-        // end of low RAM, as QEMU computes them (not from the map).
-        BinaryPrimitives.WriteUInt32LittleEndian(b[InfoMemLower..], 640);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[InfoMemUpper..], (uint)(ramBelow4G / 1024 - 1024));
-        BinaryPrimitives.WriteUInt32LittleEndian(b[InfoBootDevice..], BootDevice);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[InfoCmdline..], cmdlineAddr);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[InfoModsCount..], (uint)modules.Count);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[InfoModsAddr..], (uint)modTableAddr);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[InfoMmapLength..], (uint)mmap.Length);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[InfoMmapAddr..], (uint)MmapAddress);
-        BinaryPrimitives.WriteUInt32LittleEndian(b[InfoBootLoaderName..], loaderNameAddr);
+        (uint lower, uint upper) = MemorySizes(e820, ramBelow4G);
+        Span<byte> info = mb.Info;
+        BinaryPrimitives.WriteUInt32LittleEndian(info[InfoMemLower..], lower);
+        BinaryPrimitives.WriteUInt32LittleEndian(info[InfoMemUpper..], upper);
+        BinaryPrimitives.WriteUInt32LittleEndian(info[InfoMmapLength..], (uint)mmap.Length);
         memory.Write(InfoAddress, info);
 
-        BootCpu.SetFlatProtectedMode(ref cpu, entry);
+        BootCpu.SetFlatProtectedMode(ref cpu, mb.Entry);
         cpu.Gpr[0] = BootloaderMagic; // EAX
         cpu.Gpr[3] = InfoAddress;     // EBX
         return layout;
     }
 
     /// <summary>
-    /// The a.out kludge (spec 3.1.3): the file from the header's position back to <c>load_addr</c> is copied as one
-    /// image up to <c>load_end_addr</c> (0: the file end), and memory up to <c>bss_end_addr</c> is cleared.
+    /// The SeaBIOS route, as QEMU 7.2 sets it up for the <c>multiboot_dma.bin</c> option ROM: KERNEL_ADDR/SIZE/DATA
+    /// carry the whole image from the load address (kernel, module table, strings, page-aligned modules),
+    /// KERNEL_ENTRY the entry, and INITRD_ADDR/SIZE/DATA the info structure for 0x9500, with the memory fields and
+    /// the map left for the ROM to fill from the BIOS's e820.
     /// </summary>
-    private static (ulong End, uint Entry) LoadAoutKludge(IPhysicalMemory memory, ReadOnlySpan<byte> image, MultibootHeader mh,
+    public static BootLayout ConfigureFwCfg(FwCfg fwCfg, ReadOnlySpan<byte> image, string commandLine,
+        IReadOnlyList<MultibootModule> modules, ulong ramBelow4G)
+    {
+        var layout = new BootLayout();
+        layout.Place("multiboot_info", InfoAddress, InfoSize, ramBelow4G);
+        Image mb = Build(image, commandLine, modules, layout, ramBelow4G);
+        fwCfg.AddU32(FwCfg.KeyKernelAddr, (uint)mb.LoadAddress);
+        fwCfg.AddU32(FwCfg.KeyKernelSize, (uint)mb.Buffer.Length);
+        fwCfg.AddBytes(FwCfg.KeyKernelData, mb.Buffer);
+        fwCfg.AddU32(FwCfg.KeyKernelEntry, mb.Entry);
+        fwCfg.AddU32(FwCfg.KeyInitrdAddr, (uint)InfoAddress);
+        fwCfg.AddU32(FwCfg.KeyInitrdSize, InfoSize);
+        fwCfg.AddBytes(FwCfg.KeyInitrdData, mb.Info);
+        return layout;
+    }
+
+    /// <summary>The option ROM QEMU pairs with <see cref="ConfigureFwCfg"/>.</summary>
+    public static string OptionRomName(bool fwCfgDma) => fwCfgDma ? "multiboot_dma.bin" : "multiboot.bin";
+
+    /// <summary>The loaded image as one buffer from <see cref="LoadAddress"/>, plus the info structure.</summary>
+    private sealed record Image(ulong LoadAddress, byte[] Buffer, uint Entry, byte[] Info);
+
+    /// <summary>
+    /// Lays the image out as QEMU does: the kernel's memory image up to its (page-aligned) end, then the module table,
+    /// the module command lines, the kernel command line and the loader name, then each module on a page boundary.
+    /// </summary>
+    private static Image Build(ReadOnlySpan<byte> image, string commandLine, IReadOnlyList<MultibootModule> modules,
         BootLayout layout, ulong ramEnd)
+    {
+        MultibootHeader mh = MultibootHeader.Find(image)
+            ?? throw new KernelImageException("kernel image has no multiboot header in its first 8 KiB");
+        ulong loadAddress;
+        ulong kernelSize;
+        uint entry;
+        byte[] buffer;
+        if ((mh.Flags & MultibootHeader.FlagAoutKludge) != 0)
+        {
+            (loadAddress, ulong fileOffset, ulong loadSize, kernelSize) = CheckAoutKludge(image, mh);
+            entry = mh.EntryAddr;
+            layout.Place("kernel", loadAddress, kernelSize, ramEnd);
+            buffer = new byte[TotalSize(kernelSize, commandLine, modules, ramEnd)];
+            image.Slice((int)fileOffset, (int)loadSize).CopyTo(buffer);
+        }
+        else
+        {
+            ElfImage elf = ElfImage.Parse(image, "multiboot kernel");
+            if (elf.Is64 || elf.Machine == ElfImage.EmX8664)
+            {
+                throw new KernelImageException("Cannot load x86-64 image, give a 32bit one.");
+            }
+            ulong low = ulong.MaxValue, high = 0;
+            for (int i = 0; i < elf.Segments.Count; i++)
+            {
+                ElfSegment s = elf.Segments[i];
+                layout.Place($"segment{i}", s.PhysicalAddress, s.MemorySize, ramEnd);
+                low = Math.Min(low, s.PhysicalAddress);
+                high = Math.Max(high, s.PhysicalAddress + s.MemorySize);
+            }
+            loadAddress = low;
+            kernelSize = high - low;
+            entry = (uint)elf.Entry;
+            buffer = new byte[TotalSize(kernelSize, commandLine, modules, ramEnd)];
+            foreach (ElfSegment s in elf.Segments)
+            {
+                image.Slice((int)s.FileOffset, (int)s.FileSize).CopyTo(buffer.AsSpan((int)(s.PhysicalAddress - low)));
+            }
+        }
+
+        // Module table, then strings, right after the kernel.
+        int tableOffset = (int)ImageBytes.AlignUp(kernelSize, 4096);
+        int stringOffset = tableOffset + modules.Count * ModEntrySize;
+        uint AddString(byte[] buf, string s)
+        {
+            byte[] bytes = FwCfg.NulTerminated(s);
+            bytes.CopyTo(buf, stringOffset);
+            uint at = (uint)(loadAddress + (ulong)stringOffset);
+            stringOffset += bytes.Length;
+            return at;
+        }
+        var moduleStrings = new uint[modules.Count];
+        for (int i = 0; i < modules.Count; i++)
+        {
+            moduleStrings[i] = AddString(buffer, modules[i].CommandLine);
+        }
+        uint cmdlineAddr = AddString(buffer, commandLine);
+        uint loaderNameAddr = AddString(buffer, BootLoaderName);
+        layout.Place("multiboot_data", loadAddress + (ulong)tableOffset, (ulong)(stringOffset - tableOffset), ramEnd);
+
+        int moduleOffset = (int)ImageBytes.AlignUp((ulong)stringOffset, 4096);
+        for (int i = 0; i < modules.Count; i++)
+        {
+            byte[] data = modules[i].Data;
+            ulong start = loadAddress + (ulong)moduleOffset;
+            layout.Place($"module{i}", start, (ulong)data.Length, ramEnd);
+            data.CopyTo(buffer, moduleOffset);
+            Span<byte> m = buffer.AsSpan(tableOffset + i * ModEntrySize);
+            BinaryPrimitives.WriteUInt32LittleEndian(m, (uint)start);
+            BinaryPrimitives.WriteUInt32LittleEndian(m[4..], (uint)(start + (ulong)data.Length));
+            BinaryPrimitives.WriteUInt32LittleEndian(m[8..], moduleStrings[i]);
+            moduleOffset = (int)ImageBytes.AlignUp((ulong)(moduleOffset + data.Length), 4096);
+        }
+
+        byte[] info = new byte[InfoSize];
+        Span<byte> b = info;
+        BinaryPrimitives.WriteUInt32LittleEndian(b[InfoFlags..], InfoFlagMemory | InfoFlagBootDevice | InfoFlagCmdline
+            | InfoFlagMods | InfoFlagMmap | InfoFlagBootLoaderName);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[InfoBootDevice..], BootDevice);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[InfoCmdline..], cmdlineAddr);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[InfoModsCount..], (uint)modules.Count);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[InfoModsAddr..], (uint)(loadAddress + (ulong)tableOffset));
+        BinaryPrimitives.WriteUInt32LittleEndian(b[InfoMmapAddr..], (uint)MmapAddress);
+        BinaryPrimitives.WriteUInt32LittleEndian(b[InfoBootLoaderName..], loaderNameAddr);
+        layout.EntryPoint = entry;
+        return new Image(loadAddress, buffer, entry, info);
+    }
+
+    /// <summary>Size of the whole buffer; refuses layouts that cannot fit in RAM before allocating anything.</summary>
+    private static int TotalSize(ulong kernelSize, string commandLine, IReadOnlyList<MultibootModule> modules, ulong ramEnd)
+    {
+        ulong size = ImageBytes.AlignUp(kernelSize, 4096) + (ulong)(modules.Count * ModEntrySize)
+            + (ulong)FwCfg.NulTerminated(commandLine).Length + (ulong)BootLoaderName.Length + 1;
+        foreach (MultibootModule m in modules)
+        {
+            size += (ulong)FwCfg.NulTerminated(m.CommandLine).Length;
+        }
+        size = ImageBytes.AlignUp(size, 4096);
+        foreach (MultibootModule m in modules)
+        {
+            size = ImageBytes.AlignUp(size + (ulong)m.Data.LongLength, 4096);
+        }
+        if (size > ramEnd || size > int.MaxValue)
+        {
+            throw new KernelImageException($"multiboot kernel and modules (0x{size:x} bytes) do not fit in guest RAM");
+        }
+        return (int)size;
+    }
+
+    /// <summary>mem_lower: RAM from 0 (at most 640 KiB); mem_upper: RAM contiguous from 1 MiB (spec 3.3).</summary>
+    private static (uint Lower, uint Upper) MemorySizes(IReadOnlyList<E820Entry> e820, ulong ramBelow4G)
+    {
+        ulong lower = 0, upper = 0;
+        bool any = false;
+        foreach (E820Entry e in e820)
+        {
+            if (e.Type != E820Type.Ram)
+            {
+                continue;
+            }
+            any = true;
+            if (e.Address == 0)
+            {
+                lower = Math.Min(e.Length, 640 * 1024);
+            }
+            if (e.Address <= 0x10_0000 && e.End > 0x10_0000)
+            {
+                upper = e.End - 0x10_0000;
+            }
+        }
+        if (!any)
+        {
+            lower = 640 * 1024;
+            upper = ramBelow4G > 0x10_0000 ? ramBelow4G - 0x10_0000 : 0;
+        }
+        return ((uint)(lower / 1024), (uint)Math.Min(upper / 1024, uint.MaxValue));
+    }
+
+    /// <summary>
+    /// Checks the a.out kludge fields (spec 3.1.3): the file from <c>load_addr</c>'s position is copied up to
+    /// <c>load_end_addr</c> (0: the file end), and memory up to <c>bss_end_addr</c> is cleared.
+    /// </summary>
+    private static (ulong LoadAddress, ulong FileOffset, ulong LoadSize, ulong MemorySize) CheckAoutKludge(
+        ReadOnlySpan<byte> image, MultibootHeader mh)
     {
         if (mh.HeaderAddr < mh.LoadAddr)
         {
@@ -287,9 +391,6 @@ public static class MultibootLoader
             }
             memSize = mh.BssEndAddr - mh.LoadAddr;
         }
-        layout.Place("kernel", mh.LoadAddr, memSize, ramEnd);
-        ImageBytes.Write(memory, mh.LoadAddr, image.Slice((int)textOffset, (int)loadSize));
-        ImageBytes.Zero(memory, mh.LoadAddr + loadSize, memSize - loadSize);
-        return (mh.LoadAddr + memSize, mh.EntryAddr);
+        return (mh.LoadAddr, textOffset, loadSize, memSize);
     }
 }

@@ -104,12 +104,7 @@ public static class PvhLoader
         ulong initrdAddress = 0;
         if (options.Initrd is { } initrd)
         {
-            // Same rule as a bzImage's initrd: as high as possible below the firmware's ACPI area, page aligned.
-            if (ramBelow4G <= LinuxBootLoader.AcpiDataSize + (ulong)initrd.LongLength)
-            {
-                throw new KernelImageException($"initrd ({initrd.LongLength} bytes) does not fit in guest RAM");
-            }
-            initrdAddress = ImageBytes.AlignDown(ramBelow4G - LinuxBootLoader.AcpiDataSize - 1 - (ulong)initrd.LongLength, 4096);
+            initrdAddress = InitrdAddress(ramBelow4G, initrd);
             layout.Place("initrd", initrdAddress, (ulong)initrd.LongLength, ramBelow4G);
             ImageBytes.Write(memory, initrdAddress, initrd);
             byte[] mod = new byte[ModlistEntrySize];
@@ -144,6 +139,61 @@ public static class PvhLoader
         BootCpu.SetFlatProtectedMode(ref cpu, entry);
         cpu.Gpr[3] = StartInfoAddress; // EBX
         return layout;
+    }
+
+    /// <summary>
+    /// The SeaBIOS route, as QEMU 7.2 sets it up for an ELF <c>-kernel</c> with the PVH note: the segments go straight
+    /// into RAM (QEMU loads them as ROM blobs), and fw_cfg tells the <c>pvh.bin</c> option ROM the entry
+    /// (KERNEL_ENTRY), the loaded span (KERNEL_ADDR/SIZE), the command line (CMDLINE_SIZE/DATA), the first 8 KiB of
+    /// the file (SETUP_SIZE/DATA) and the initrd (INITRD_*); the ROM builds start_info itself.
+    /// </summary>
+    public static BootLayout ConfigureFwCfg(FwCfg fwCfg, IPhysicalMemory memory, ReadOnlySpan<byte> image, ulong ramBelow4G,
+        LinuxBootOptions options)
+    {
+        ElfImage elf = ElfImage.Parse(image, "PVH kernel");
+        uint entry = FindEntry(image, elf)
+            ?? throw new KernelImageException("ELF kernel has no Xen PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); " +
+                "build it with CONFIG_PVH");
+        var layout = new BootLayout { EntryPoint = entry };
+        LoadSegments(memory, image, elf, layout, ramBelow4G);
+        ulong low = ulong.MaxValue, high = 0;
+        foreach (ElfSegment seg in elf.Segments)
+        {
+            low = Math.Min(low, seg.PhysicalAddress);
+            high = Math.Max(high, seg.PhysicalAddress + seg.MemorySize);
+        }
+        byte[] cmdline = FwCfg.NulTerminated(options.CommandLine);
+        // QEMU hands over the 8 KiB header buffer it probed the file with; only the file's own bytes are meaningful.
+        byte[] header = image[..Math.Min(image.Length, 8192)].ToArray();
+        fwCfg.AddU32(FwCfg.KeyKernelEntry, entry);
+        fwCfg.AddU32(FwCfg.KeyKernelAddr, (uint)low);
+        fwCfg.AddU32(FwCfg.KeyKernelSize, (uint)(high - low));
+        fwCfg.AddU32(FwCfg.KeyCmdlineSize, (uint)cmdline.Length);
+        fwCfg.AddBytes(FwCfg.KeyCmdlineData, cmdline);
+        fwCfg.AddU32(FwCfg.KeySetupSize, (uint)header.Length);
+        fwCfg.AddBytes(FwCfg.KeySetupData, header);
+        if (options.Initrd is { } initrd)
+        {
+            ulong initrdAddress = InitrdAddress(ramBelow4G, initrd);
+            layout.Place("initrd", initrdAddress, (ulong)initrd.LongLength, ramBelow4G);
+            fwCfg.AddU32(FwCfg.KeyInitrdAddr, (uint)initrdAddress);
+            fwCfg.AddU32(FwCfg.KeyInitrdSize, (uint)initrd.LongLength);
+            fwCfg.AddBytes(FwCfg.KeyInitrdData, initrd);
+        }
+        return layout;
+    }
+
+    /// <summary>The option ROM QEMU pairs with <see cref="ConfigureFwCfg"/>.</summary>
+    public const string OptionRomName = "pvh.bin";
+
+    /// <summary>Same rule as a bzImage's initrd: as high as possible below the firmware's ACPI area, page aligned.</summary>
+    private static ulong InitrdAddress(ulong ramBelow4G, byte[] initrd)
+    {
+        if (ramBelow4G <= LinuxBootLoader.AcpiDataSize + (ulong)initrd.LongLength)
+        {
+            throw new KernelImageException($"initrd ({initrd.LongLength} bytes) does not fit in guest RAM");
+        }
+        return ImageBytes.AlignDown(ramBelow4G - LinuxBootLoader.AcpiDataSize - 1 - (ulong)initrd.LongLength, 4096);
     }
 
     /// <summary>Copies each PT_LOAD segment to its physical address and clears the rest of its memory size (BSS).</summary>

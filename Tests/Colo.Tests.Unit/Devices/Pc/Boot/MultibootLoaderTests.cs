@@ -73,7 +73,7 @@ public sealed class MultibootLoaderTests
 
         const ulong mbi = MultibootLoader.InfoAddress;
         Assert.That(U32(mem, mbi), Is.EqualTo(0x24Fu), "mem, boot device, cmdline, mods, mmap, loader name");
-        Assert.That(U32(mem, mbi + 4), Is.EqualTo(640u));
+        Assert.That(U32(mem, mbi + 4), Is.EqualTo(639u), "RAM below the EBDA in the map");
         Assert.That(U32(mem, mbi + 8), Is.EqualTo((uint)(Ram / 1024 - 1024)));
         Assert.That(U32(mem, mbi + 12), Is.EqualTo(0x8000_FFFFu));
         Assert.That(CString(mem, U32(mem, mbi + 16)), Is.EqualTo("/path/x.flat -smp 1"));
@@ -82,13 +82,14 @@ public sealed class MultibootLoaderTests
         Assert.That(U32(mem, mbi + 20), Is.EqualTo(2u));
         uint modsAddr = U32(mem, mbi + 24);
         Assert.That(modsAddr % 4, Is.Zero);
+        Assert.That(modsAddr, Is.EqualTo(0x40_3000u), "module table right after the page-aligned bss end");
         uint m0 = U32(mem, modsAddr);
-        Assert.That(m0, Is.EqualTo(0x40_3000u), "first module page-aligned after bss");
+        Assert.That(m0, Is.EqualTo(0x40_4000u), "first module on the page after the table and strings");
         Assert.That(U32(mem, modsAddr + 4), Is.EqualTo(m0 + 3));
         Assert.That(CString(mem, U32(mem, modsAddr + 8)), Is.EqualTo("a arg"));
         Assert.That(mem.Span(m0, 3).ToArray(), Is.EqualTo(new byte[] { 1, 2, 3 }));
         uint m1 = U32(mem, modsAddr + 16);
-        Assert.That(m1, Is.EqualTo(0x40_4000u));
+        Assert.That(m1, Is.EqualTo(0x40_5000u));
         Assert.That(U32(mem, modsAddr + 20), Is.EqualTo(m1 + 5000));
         Assert.That(CString(mem, U32(mem, modsAddr + 24)), Is.EqualTo("b"));
 
@@ -124,9 +125,41 @@ public sealed class MultibootLoaderTests
         var cpu = default(X86CpuState);
         BootLayout layout = MultibootLoader.Load(mem, elf, "k", [new([9], "m")], [], Ram, ref cpu);
         Assert.That(cpu.Rip, Is.EqualTo(0x10_0010UL));
-        Assert.That(U32(mem, U32(mem, MultibootLoader.InfoAddress + 24)), Is.EqualTo(0x10_1000u),
-            "module after the segment's memory size");
+        Assert.That(U32(mem, U32(mem, MultibootLoader.InfoAddress + 24)), Is.EqualTo(0x10_2000u),
+            "module after the segment's memory size and the table page");
         Assert.That(layout.Find("segment0")!.Value.Size, Is.EqualTo(0x1000UL));
+    }
+
+    [Test]
+    public void ConfigureFwCfg_MatchesQemu72()
+    {
+        // Observed on qemu-system-x86_64 7.2: -kernel mb.bin (this a.out image) -append "x y"
+        // -initrd "/tmp/fwcfg-work/m1.bin a arg,/tmp/fwcfg-work/m2.bin" with m1 = 01 02 03 and m2 = 5000 zero bytes.
+        var fw = new Colo.Devices.Firmware.FwCfg(new FakePhysicalMemory(0x1000));
+        var mods = new List<MultibootModule>();
+        foreach ((string path, string cmdline) in MultibootLoader.ParseModuleList("/tmp/fwcfg-work/m1.bin a arg,/tmp/fwcfg-work/m2.bin"))
+        {
+            mods.Add(new MultibootModule(path.EndsWith("m1.bin", StringComparison.Ordinal) ? [1, 2, 3] : new byte[5000], cmdline));
+        }
+        MultibootLoader.ConfigureFwCfg(fw, MakeAoutKernel(), MultibootLoader.QemuCommandLine("/tmp/fwcfg-work/mb.bin", "x y"),
+            mods, Ram);
+        uint Item(ushort key) => BinaryPrimitives.ReadUInt32LittleEndian(fw.GetItem(key));
+        Assert.That(Item(Colo.Devices.Firmware.FwCfg.KeyKernelAddr), Is.EqualTo(0x40_0000u));
+        Assert.That(Item(Colo.Devices.Firmware.FwCfg.KeyKernelSize), Is.EqualTo(0x7000u));
+        Assert.That(Item(Colo.Devices.Firmware.FwCfg.KeyKernelEntry), Is.EqualTo(0x40_0100u));
+        Assert.That(Item(Colo.Devices.Firmware.FwCfg.KeyInitrdAddr), Is.EqualTo(0x9500u));
+        Assert.That(Item(Colo.Devices.Firmware.FwCfg.KeyInitrdSize), Is.EqualTo(0x58u));
+        Assert.That(Convert.ToHexStringLower(fw.GetItem(Colo.Devices.Firmware.FwCfg.KeyInitrdData)!), Is.EqualTo(
+            "4f0200000000000000000000ffff00805430400002000000003040000000000000000000000000000000000000000000" +
+            "009000000000000000000000000000006f3040000000000000000000000000000000000000000000"));
+        byte[] data = fw.GetItem(Colo.Devices.Firmware.FwCfg.KeyKernelData)!;
+        Assert.That(Convert.ToHexStringLower(data.AsSpan(0x3000, 0x80)), Is.EqualTo(
+            "0040400003404000203040000000000000504000886340003d304000000000002f746d702f66776366672d776f726b2f" +
+            "6d312e62696e206120617267002f746d702f66776366672d776f726b2f6d322e62696e002f746d702f66776366672d77" +
+            "6f726b2f6d622e62696e207820790071656d7500000000000000000000000000"));
+        Assert.That(data.AsSpan(0, 0x1800).ToArray(), Is.EqualTo(MakeAoutKernel()));
+        Assert.That(data.AsSpan(0x4000, 3).ToArray(), Is.EqualTo(new byte[] { 1, 2, 3 }));
+        Assert.That(MultibootLoader.OptionRomName(true), Is.EqualTo("multiboot_dma.bin"));
     }
 
     [Test]
