@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using Colo.Core.Cpu;
+using Colo.Devices.Firmware;
 using Colo.Devices.Pc.Boot;
 using Colo.Tests.Unit.Devices.Firmware;
 
@@ -157,5 +158,38 @@ public sealed class PvhLoaderTests
         BootLayout layout = PvhLoader.Load(mem, image, PcMemoryMap.Build(ram), ram, new LinuxBootOptions("console=ttyS0"), ref cpu);
         Assert.That(cpu.Rip, Is.EqualTo((ulong)entry!.Value));
         Assert.That(layout.Find("segment0"), Is.Not.Null);
+
+        // QEMU 7.2 with -m 128M, this vmlinux and a 3900-byte initrd published these (Debian 6.1.0-56 kernel).
+        var fw = new FwCfg(new FakePhysicalMemory(0x1000));
+        PvhLoader.ConfigureFwCfg(fw, new FakePhysicalMemory(128 << 20), image, 128 << 20,
+            new LinuxBootOptions("console=ttyS0 quiet foo=bar", new byte[3900]));
+        Assert.That(BinaryPrimitives.ReadUInt32LittleEndian(fw.GetItem(FwCfg.KeyInitrdAddr)), Is.EqualTo(0x7FD_7000u));
+        Assert.That(BinaryPrimitives.ReadUInt32LittleEndian(fw.GetItem(FwCfg.KeyKernelEntry)), Is.EqualTo(entry.Value));
+        Assert.That(fw.GetItem(FwCfg.KeySetupData), Is.EqualTo(image.AsSpan(0, 8192).ToArray()));
+        if (entry.Value == 0x100_0850)
+        {
+            Assert.That(BinaryPrimitives.ReadUInt32LittleEndian(fw.GetItem(FwCfg.KeyKernelAddr)), Is.EqualTo(0x100_0000u));
+            Assert.That(BinaryPrimitives.ReadUInt32LittleEndian(fw.GetItem(FwCfg.KeyKernelSize)), Is.EqualTo(0x3A0_0000u));
+        }
+    }
+
+    [Test]
+    public void ConfigureFwCfg_LoadsSegmentsAndPublishesItems()
+    {
+        var mem = new FakePhysicalMemory(Ram);
+        var fw = new FwCfg(new FakePhysicalMemory(0x1000));
+        byte[] image = MakeVmlinux();
+        BootLayout layout = PvhLoader.ConfigureFwCfg(fw, mem, image, Ram, new LinuxBootOptions("ro", [5]));
+        uint Item(ushort key) => BinaryPrimitives.ReadUInt32LittleEndian(fw.GetItem(key));
+        Assert.That(Item(FwCfg.KeyKernelEntry), Is.EqualTo(0x100_0010u));
+        Assert.That(Item(FwCfg.KeyKernelAddr), Is.EqualTo(0x100_0000u), "lowest segment");
+        Assert.That(Item(FwCfg.KeyKernelSize), Is.EqualTo(0x20_0001u), "up to the end of the highest segment");
+        Assert.That(Item(FwCfg.KeyCmdlineSize), Is.EqualTo(3u));
+        Assert.That(fw.GetItem(FwCfg.KeyCmdlineData), Is.EqualTo("ro\0"u8.ToArray()));
+        Assert.That(fw.GetItem(FwCfg.KeySetupData), Is.EqualTo(image), "files under 8 KiB are handed over whole");
+        Assert.That(Item(FwCfg.KeyInitrdSize), Is.EqualTo(1u));
+        Assert.That(Item(FwCfg.KeyInitrdAddr), Is.EqualTo((uint)layout.Find("initrd")!.Value.Address));
+        Assert.That(mem.Bytes[0x120_0000], Is.EqualTo(0x11), "segments are in RAM already");
+        Assert.That(fw.GetItem(FwCfg.KeyCmdlineAddr), Is.Null, "QEMU publishes no command-line address for PVH");
     }
 }
