@@ -33,6 +33,8 @@ public delegate void FwCfgWriteCallback(uint offset, uint length);
 /// full 64-bit value at offset 4 runs the <c>FWCfgDmaAccess</c> descriptor at that guest-physical address; reads return
 /// the "QEMU CFG" signature bytes in order.</item>
 /// </list>
+/// The board may map the region as one block or as the two QEMU maps (0x510–0x511, 0x514–0x51B); unassigned bytes
+/// read 0xFF either way, and accesses straddling the blocks give QEMU's per-byte results.
 /// Items live in two tables (generic and arch-local, key bit 15). Named files take keys from
 /// <see cref="KeyFileFirst"/> upward in name order, as QEMU 7.2 assigns them, and are listed in the directory item
 /// <see cref="KeyFileDir"/>. Guest misuse never throws: unknown keys read as zeros, bad DMA sets the error bit.
@@ -120,7 +122,7 @@ public sealed class FwCfg
     // Files in directory order; the file at index i answers key KeyFileFirst + i.
     private readonly List<FileItem> _files = [];
     private readonly byte[] _zeros = new byte[4096];
-    private byte[] _fileDir = new byte[4];
+    private Item _fileDir = new([0, 0, 0, 0], false, null, null);
     private ushort _key;
     private uint _offset;
     private ulong _dmaAddress;
@@ -158,25 +160,28 @@ public sealed class FwCfg
 
     public uint Read(int offset, int size)
     {
-        switch (offset)
+        if (offset == SelectorOffset && size > 1)
         {
-            case SelectorOffset:
-            case DataOffset:
-                // Only byte reads are defined on the x86 pair; wider reads get the next byte in the low lane.
-                return ReadDataByte();
-            case >= DmaOffset and < DmaOffset + 8 when _dmaEnabled:
-            {
-                uint value = 0;
-                for (int i = 0; i < size && offset - DmaOffset + i < 8; i++)
-                {
-                    value |= (uint)(byte)(DmaSignature >> (8 * (7 - (offset - DmaOffset + i)))) << (8 * i);
-                }
-                return value;
-            }
-            default:
-                return 0;
+            // The selector/data pair only accepts byte reads; QEMU answers a wider read starting on it with 0 and no
+            // side effect (observed: inw/inl 0x510 give 0 and do not advance the data offset).
+            return 0;
         }
+        // Anything else is assembled byte by byte, which is what QEMU's I/O dispatch does with an access that crosses
+        // from one of the two register blocks into the other or into the unassigned ports 0x512–0x513.
+        uint value = 0;
+        for (int i = 0; i < size; i++)
+        {
+            value |= (uint)ReadByteAt(offset + i) << (8 * i);
+        }
+        return value;
     }
+
+    private byte ReadByteAt(int offset) => offset switch
+    {
+        SelectorOffset or DataOffset => (byte)ReadDataByte(),
+        >= DmaOffset and < DmaOffset + 8 when _dmaEnabled => (byte)(DmaSignature >> (8 * (7 - (offset - DmaOffset)))),
+        _ => 0xFF,
+    };
 
     public void Write(int offset, int size, uint value)
     {
@@ -333,7 +338,7 @@ public sealed class FwCfg
         }
         if (index == KeyFileDir)
         {
-            return new Item(_fileDir, false, null, null);
+            return _fileDir;
         }
         if (index >= KeyFileFirst)
         {
@@ -534,7 +539,7 @@ public sealed class FwCfg
             BinaryPrimitives.WriteUInt16BigEndian(e[4..], (ushort)(KeyFileFirst + i));
             _files[i].EncodedName.CopyTo(e[8..]);
         }
-        _fileDir = dir;
+        _fileDir = new Item(dir, false, null, null);
     }
 
     internal static byte[] NulTerminated(string value)

@@ -63,6 +63,31 @@ public sealed class FwCfgTests
     }
 
     [Test]
+    public void OddPortAccesses_GiveQemu72Results()
+    {
+        // Sequence replayed from qemu-system-x86_64 7.2 over qtest (port = 0x510 + offset).
+        Select(FwCfg.KeySignature);
+        Assert.That(_fw.Read(1, 2), Is.EqualTo(0xFF51u), "inw 0x511: a data byte, then unassigned 0x512");
+        Assert.That(_fw.Read(1, 1), Is.EqualTo(0x45u));
+        Assert.That(_fw.Read(0, 4), Is.Zero, "inl 0x510: rejected, no side effect");
+        Assert.That(_fw.Read(0, 2), Is.Zero, "inw 0x510: rejected, no side effect");
+        Assert.That(_fw.Read(1, 1), Is.EqualTo(0x4Du));
+        Select(FwCfg.KeySignature);
+        Assert.That(_fw.Read(1, 4), Is.EqualTo(0x51FF_FF51u), "inl 0x511: data, two unassigned bytes, DMA signature 'Q'");
+        Assert.That(_fw.Read(2, 2), Is.EqualTo(0xFFFFu));
+        Assert.That(_fw.Read(2, 4), Is.EqualTo(0x4551_FFFFu));
+        Assert.That(_fw.Read(5, 4), Is.EqualTo(0x2055_4D45u));
+        Assert.That(_fw.Read(6, 4), Is.EqualTo(0x4320_554Du));
+        Assert.That(_fw.Read(10, 2), Is.EqualTo(0x4746u));
+        Assert.That(_fw.Read(10, 4), Is.EqualTo(0xFFFF_4746u), "past the DMA register: unassigned");
+        Select(FwCfg.KeyId);
+        _fw.Write(1, 2, 0);
+        _fw.Write(0, 1, 0);
+        _fw.Write(0, 4, 0);
+        Assert.That(_fw.Read(1, 1), Is.EqualTo(3u), "outw 0x511, outb 0x510, outl 0x510 neither select nor advance");
+    }
+
+    [Test]
     public void Id_ReportsTraditionalAndDma()
     {
         Select(FwCfg.KeyId);
@@ -70,7 +95,7 @@ public sealed class FwCfgTests
         var noDma = new FwCfg(_mem, dmaEnabled: false);
         noDma.Write(FwCfg.SelectorOffset, 2, FwCfg.KeyId);
         Assert.That(noDma.Read(FwCfg.DataOffset, 1), Is.EqualTo(1u));
-        Assert.That(noDma.Read(FwCfg.DmaOffset, 4), Is.Zero, "no DMA register without DMA");
+        Assert.That(noDma.Read(FwCfg.DmaOffset, 4), Is.EqualTo(0xFFFF_FFFFu), "no DMA register: unassigned ports");
     }
 
     [Test]
