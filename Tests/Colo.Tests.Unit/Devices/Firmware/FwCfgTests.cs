@@ -330,6 +330,35 @@ public sealed class FwCfgTests
     }
 
     [Test]
+    public void DataPortAndDma_AllocateNothing()
+    {
+        ushort key = _fw.AddFile("etc/blob", new byte[0x4000]);
+        Select(FwCfg.KeyFileDir);
+        ReadData(8);
+        Dma(((uint)key << 16) | FwCfg.DmaCtlSelect | FwCfg.DmaCtlRead, 0x4000, BufferAddress);
+        byte[] descriptor = new byte[FwCfg.DmaAccessSize];
+        BinaryPrimitives.WriteUInt32BigEndian(descriptor, ((uint)key << 16) | FwCfg.DmaCtlSelect | FwCfg.DmaCtlRead);
+        BinaryPrimitives.WriteUInt32BigEndian(descriptor.AsSpan(4), 0x4000);
+        BinaryPrimitives.WriteUInt64BigEndian(descriptor.AsSpan(8), BufferAddress);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int round = 0; round < 4; round++)
+        {
+            Select(key);
+            for (int i = 0; i < 0x4000; i++)
+            {
+                _fw.Read(FwCfg.DataOffset, 1);
+            }
+            Select(FwCfg.KeyFileDir);
+            _fw.Read(FwCfg.DataOffset, 1);
+            _mem.Write(DescriptorAddress, descriptor);
+            _fw.Write(FwCfg.DmaOffset, 4, 0);
+            _fw.Write(FwCfg.DmaLowOffset, 4, BinaryPrimitives.ReverseEndianness((uint)DescriptorAddress));
+        }
+        Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.Zero);
+        Assert.That(_mem.Span(DescriptorAddress, 4).ToArray(), Is.EqualTo(new byte[4]), "the last DMA completed");
+    }
+
+    [Test]
     public void SaveRestore_RoundTrips_ResetSelectsSignature()
     {
         Select(FwCfg.KeySignature);
