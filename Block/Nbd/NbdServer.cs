@@ -75,7 +75,9 @@ public sealed class NbdServer : IAsyncDisposable, IDisposable
         var s = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
-            s.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            // SO_REUSEADDR alone (restart while old connections sit in TIME_WAIT). .NET's ReuseAddress
+            // also sets SO_REUSEPORT on Linux, which would let a second server bind the same port.
+            s.SetRawSocketOption(1 /* SOL_SOCKET */, 2 /* SO_REUSEADDR */, BitConverter.GetBytes(1));
             s.Bind(endpoint);
             s.Listen(16);
         }

@@ -60,6 +60,12 @@ internal static class ImageOpener
     {
         try
         {
+            if (nbd.ReadOnly && !readOnly)
+            {
+                // A read-write open of a read-only export fails, as in QEMU, rather than silently degrading.
+                throw new BlockException("Could not open image: Permission denied");
+            }
+
             format ??= BlockImage.Probe(nbd);
             return format switch
             {

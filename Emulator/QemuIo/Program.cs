@@ -63,9 +63,11 @@ internal static class Program
             }
         }
 
-        if (r.Errors.Count > 0)
+        // An unknown option lands in the file list (its arity is open), so look there too.
+        string? unknown = r.UnmatchedTokens.Concat(r.GetValue(s_file) ?? []).FirstOrDefault(t => t.StartsWith('-') && t.Length > 1);
+        if (r.Errors.Count > 0 || unknown != null)
         {
-            string? bad = r.UnmatchedTokens.FirstOrDefault(t => t.StartsWith('-') && t.Length > 1);
+            string? bad = unknown;
             stderr.WriteLine(bad == null ? $"qemu-io: {r.Errors[0].Message}"
                 : bad.StartsWith("--", StringComparison.Ordinal) ? $"qemu-io: unrecognized option '{bad}'"
                 : $"qemu-io: invalid option -- '{bad[1]}'");
