@@ -20,14 +20,21 @@ for tool in "$colo_nbd" "$real_nbd" nbdcopy qemu-img; do
 done
 
 work="$(mktemp -d)"
-pids=()
+# start() runs in a command substitution (a subshell), so the pid files have fixed names.
+pids=("$work/colo.pid" "$work/real.pid")
 cleanup() {
     # Only the servers this script started, by the pid each wrote.
     for pidfile in "${pids[@]}"; do
         [[ -f "$pidfile" ]] && kill "$(cat "$pidfile")" 2>/dev/null || true
     done
+    # QEMU 7.2's qemu-nbd leaves its pid file behind, so wait on the process, not the file.
     for pidfile in "${pids[@]}"; do
-        for _ in $(seq 100); do [[ -f "$pidfile" ]] || break; sleep 0.05; done
+        [[ -f "$pidfile" ]] || continue
+        pid=$(cat "$pidfile")
+        for _ in $(seq 100); do
+            [[ -d /proc/$pid ]] && ! grep -q '^[^)]*) [ZX]' "/proc/$pid/stat" 2>/dev/null || break
+            sleep 0.05
+        done
     done
     rm -rf "$work"
 }
@@ -47,7 +54,6 @@ start() {
     local name=$1 exe=$2 image=$3 port
     port=$(free_port)
     "$exe" --fork --pid-file "$work/$name.pid" -t -f "$format" -b 127.0.0.1 -p "$port" "$image"
-    pids+=("$work/$name.pid")
     echo "$port"
 }
 

@@ -173,7 +173,14 @@ public sealed class QemuNbdTests
     public void Fork_ReportsStartupFailureWithTheChildsStatus()
     {
         using NbdServerProcess s = Start("-t");
-        ToolResult r = ToolRunner.Run(ToolRunner.ColoQemuNbd, _dir, ["--fork", "-b", "127.0.0.1", "-p", s.Port.ToString(CultureInfo.InvariantCulture), "t.qcow2"]);
+        string pidFile = Path.Combine(_dir, "second.pid");
+        ToolResult r = ToolRunner.Run(ToolRunner.ColoQemuNbd, _dir, ["--fork", "--pid-file", pidFile, "-b", "127.0.0.1", "-p", s.Port.ToString(CultureInfo.InvariantCulture), "t.qcow2"]);
+        if (File.Exists(pidFile))
+        {
+            // A regression started a second server: stop it rather than leak it.
+            System.Diagnostics.Process.GetProcessById(int.Parse(File.ReadAllText(pidFile).Trim(), CultureInfo.InvariantCulture)).Kill();
+        }
+
         Assert.Multiple(() =>
         {
             Assert.That(r.ExitCode, Is.EqualTo(1));
