@@ -54,6 +54,9 @@ internal static class IoCommands
         new("writev", null, 2, -1, "CfqP:", true, true, "[-Cfq] [-P pattern] off len [len..]", "write bytes at an offset from several buffers", Writev),
     ];
 
+    /// <summary>QEMU 7.2 commands Colo's qemu-io lacks (blkdebug breakpoints, reopen, signals): refused by name.</summary>
+    private static readonly string[] s_unsupported = ["break", "wait_break", "resume", "remove_break", "reopen", "sigraise"];
+
     /// <summary>Runs one command line: split on blanks, look up, check counts and permissions, run.</summary>
     public static void Execute(IoSession s, string line)
     {
@@ -64,6 +67,13 @@ internal static class IoCommands
         }
 
         IoCommand? cmd = Find(words[0]);
+        if (cmd == null && s_unsupported.Contains(words[0]))
+        {
+            s.Error($"{words[0]}: command not supported by Colo's qemu-io");
+            s.Failed = true;
+            return;
+        }
+
         if (cmd == null)
         {
             s.Error($"command \"{words[0]}\" not found");

@@ -134,7 +134,7 @@ internal static class Program
 
         if (r.GetValue(s_imageOpts) && r.GetValue(s_format) != null)
         {
-            throw new NbdToolException("--image-opts and --format are mutually exclusive");
+            throw new NbdToolException("--image-opts and -f are mutually exclusive");
         }
 
         if (r.GetValue(s_fork) && Daemon.StatusSocket is null)

@@ -96,6 +96,17 @@ public sealed class QemuIoTests
     }
 
     [Test]
+    public void UnsupportedQemuCommand_IsRefusedByName()
+    {
+        ToolResult r = Io("reopen -r");
+        Assert.Multiple(() =>
+        {
+            Assert.That(r.Stderr, Is.EqualTo("reopen: command not supported by Colo's qemu-io\n"));
+            Assert.That(r.ExitCode, Is.EqualTo(1));
+        });
+    }
+
+    [Test]
     public void InvalidCommandOption_GetoptMessageOnStderrAndUsageLineOnStdout()
     {
         ToolResult r = Io("read -x 0 1");

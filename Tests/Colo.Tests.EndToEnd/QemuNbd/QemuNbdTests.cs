@@ -158,6 +158,7 @@ public sealed class QemuNbdTests
     [TestCase(new[] { "-z", "t.qcow2" }, "qemu-nbd: invalid option -- 'z'\nqemu-nbd: Try `qemu-nbd --help' for more information.\n")]
     [TestCase(new[] { "--bogus", "t.qcow2" }, "qemu-nbd: unrecognized option '--bogus'\nqemu-nbd: Try `qemu-nbd --help' for more information.\n")]
     [TestCase(new[] { "-c", "/dev/nbd0", "t.qcow2" }, "qemu-nbd: option '-c' is not supported by Colo\n")]
+    [TestCase(new[] { "--image-opts", "-f", "qcow2", "driver=qcow2,file.filename=t.qcow2" }, "qemu-nbd: --image-opts and -f are mutually exclusive\n")]
     [TestCase(new[] { "--discard=foo", "t.qcow2" }, "qemu-nbd: Invalid discard mode `foo'\n")]
     public void StartupErrors_ExitOneWithQemuText(string[] args, string stderr)
     {
