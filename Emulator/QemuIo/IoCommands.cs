@@ -566,10 +566,10 @@ internal static class IoCommands
             return Usage(s, Cmd("writev"));
         }
 
-        return VectoredWrite(s, o, "writev", "writev");
+        return VectoredWrite(s, o, "writev");
     }
 
-    private static bool VectoredWrite(IoSession s, GetOpt o, string name, string failVerb)
+    private static bool VectoredWrite(IoSession s, GetOpt o, string failVerb)
     {
         if (!ParseNumber(s, o.Positionals[0], out long offset) || !ParseLengths(s, o.Positionals, out long count))
         {
@@ -607,7 +607,6 @@ internal static class IoCommands
             s.Out.Write(IoFormat.Report("wrote", t, offset, count, count, 1, o.Has('C')));
         }
 
-        _ = name;
         return true;
     }
 
@@ -629,13 +628,12 @@ internal static class IoCommands
             return Usage(s, Cmd("aio_read"));
         }
 
-        bool parsed = ParseNumber(s, o.Positionals[0], out long offset) && ParseLengths(s, o.Positionals, out _);
-        if (!parsed)
+        // Argument errors fail the command (and the exit status); only the I/O itself is "async".
+        if (!ParseNumber(s, o.Positionals[0], out _) || !ParseLengths(s, o.Positionals, out _))
         {
             return false;
         }
 
-        _ = offset;
         try
         {
             _ = VectoredRead(s, o, "aio_read", "readv");
@@ -685,7 +683,7 @@ internal static class IoCommands
 
         try
         {
-            _ = VectoredWrite(s, o, "aio_write", "aio_write");
+            _ = VectoredWrite(s, o, "aio_write");
         }
         catch (BlockException e)
         {
