@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 config="${CONFIGURATION:-Release}"
 dotnet build Colo.sln -c "$config" -nologo -v quiet
-for project in Emulator/QemuSystem Emulator/QemuImg; do
+for project in Emulator/QemuSystem Emulator/QemuImg Emulator/QemuIo Emulator/QemuNbd; do
     dotnet publish "$project" -c "$config" -o build/bin -nologo -v quiet --no-build
 done
 echo "built: $(ls build/bin | grep -E '^qemu-[a-z0-9_-]+$' | tr '\n' ' ')" >&2

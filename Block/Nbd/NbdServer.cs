@@ -53,6 +53,7 @@ public sealed class NbdServer : IAsyncDisposable, IDisposable
     private readonly HashSet<NbdConnection> _connections = [];
     private readonly CancellationTokenSource _stop = new();
     private readonly string? _unixPath;
+    private readonly SemaphoreSlim _slotFreed = new(0);
     private Task _acceptLoop = Task.CompletedTask;
     private bool _stopped;
 
@@ -74,7 +75,9 @@ public sealed class NbdServer : IAsyncDisposable, IDisposable
         var s = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
-            s.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            // SO_REUSEADDR alone (restart while old connections sit in TIME_WAIT). .NET's ReuseAddress
+            // also sets SO_REUSEPORT on Linux, which would let a second server bind the same port.
+            s.SetRawSocketOption(1 /* SOL_SOCKET */, 2 /* SO_REUSEADDR */, BitConverter.GetBytes(1));
             s.Bind(endpoint);
             s.Listen(16);
         }
@@ -170,6 +173,19 @@ public sealed class NbdServer : IAsyncDisposable, IDisposable
         }
     }
 
+    /// <summary>
+    /// At most this many clients at once; 0 means no limit. Further clients wait in the listen
+    /// backlog until one leaves (qemu-nbd's <c>--shared</c>).
+    /// </summary>
+    public int MaxConnections { get; set; }
+
+    /// <summary>
+    /// Raised after a client connection has ended, with whether it had reached the transmission
+    /// phase (a client that only listed exports did not). qemu-nbd without <c>--persistent</c>
+    /// exits when the last such client leaves.
+    /// </summary>
+    public event Action<bool>? ClientDisconnected;
+
     /// <summary>Number of connected clients.</summary>
     public int ConnectionCount
     {
@@ -245,6 +261,7 @@ public sealed class NbdServer : IAsyncDisposable, IDisposable
         }
 
         _stop.Dispose();
+        _slotFreed.Dispose();
     }
 
     public async ValueTask DisposeAsync() => await StopAsync().ConfigureAwait(false);
@@ -258,6 +275,11 @@ public sealed class NbdServer : IAsyncDisposable, IDisposable
             Socket client;
             try
             {
+                while (MaxConnections > 0 && ConnectionCount >= MaxConnections)
+                {
+                    await _slotFreed.WaitAsync(_stop.Token).ConfigureAwait(false);
+                }
+
                 client = await _listener.AcceptAsync(_stop.Token).ConfigureAwait(false);
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
@@ -303,6 +325,9 @@ public sealed class NbdServer : IAsyncDisposable, IDisposable
             {
                 _connections.Remove(conn);
             }
+
+            _slotFreed.Release();
+            ClientDisconnected?.Invoke(conn.Export != null);
         }
     }
 }

@@ -43,6 +43,14 @@ public sealed class RawNode : BlockNode
         _file.WriteZeroes(offset, length);
     }
 
+    /// <summary>Passed to the protocol below (an NBD export can act on it; a plain file ignores it).</summary>
+    public override void Discard(long offset, long length)
+    {
+        CheckWritable();
+        CheckRequest(offset, length);
+        _file.Discard(offset, length);
+    }
+
     public override void Truncate(long size)
     {
         CheckWritable();

@@ -9,6 +9,10 @@ internal static class ColoBinaries
 
     public static string QemuImg => Require("qemu-img");
 
+    public static string QemuIo => Require("qemu-io");
+
+    public static string QemuNbd => Require("qemu-nbd");
+
     private static string Require(string name)
     {
         string path = Path.Combine(RepositoryRoot, "build", "bin", name);
