@@ -8,6 +8,8 @@ using Colo.Core.Memory;
 using Colo.Core.Time;
 using Colo.Block.Graph;
 using Colo.Devices.Char;
+using Colo.Devices.Firmware;
+using Colo.Devices.Pc.Boot;
 using Colo.Devices.Ide;
 using Colo.Devices.Interrupt;
 using Colo.Devices.Misc;
@@ -23,7 +25,16 @@ namespace Colo.Devices.Pc;
 /// <param name="Cpus">vCPUs (<c>-smp</c>), written to CMOS for SeaBIOS.</param>
 /// <param name="Bios">The system BIOS image (mapped below 4 GiB, its last 128 KiB also below 1 MiB), or null.</param>
 /// <param name="Serials">Chardevs of COM1..COM4 in order (null: port present, output discarded).</param>
-public sealed record PcBoardOptions(ulong RamSize, int Cpus, ReadOnlyMemory<byte>? Bios, IReadOnlyList<Chardev?> Serials);
+/// <param name="Kernel">A <c>-kernel</c> image to start directly (no firmware runs), or null to boot the BIOS.</param>
+public sealed record PcBoardOptions(ulong RamSize, int Cpus, ReadOnlyMemory<byte>? Bios, IReadOnlyList<Chardev?> Serials, KernelBoot? Kernel = null);
+
+/// <summary>What <c>-kernel</c>, <c>-initrd</c> and <c>-append</c> gave.</summary>
+/// <param name="Path">The kernel's file name (multiboot passes it as argv[0]).</param>
+/// <param name="Image">The kernel file.</param>
+/// <param name="Initrd">The initrd (bzImage, PVH) or null.</param>
+/// <param name="Modules">Multiboot modules from <c>-initrd "a arg,b"</c>.</param>
+/// <param name="Append">The command line.</param>
+public sealed record KernelBoot(string Path, byte[] Image, byte[]? Initrd, IReadOnlyList<MultibootModule> Modules, string Append);
 
 /// <summary>
 /// QEMU's <c>pc</c> (i440FX + PIIX3) board: the memory map (RAM below the PCI hole and above 4 GiB, BIOS ROM at
@@ -46,6 +57,7 @@ public sealed class PcBoard : IIoBus, IDisposable
     public const ushort PciConfigData = 0xCFC;
     public const ushort ResetControlPort = 0xCF9;
     public const ulong IoApicAddress = 0xFEC00000;
+    public const ushort FwCfgPort = 0x510;
     public const int PitIrq = 0;
     public const int RtcIrq = 8;
     public const ushort IdePrimaryCommand = 0x1F0;
@@ -114,6 +126,13 @@ public sealed class PcBoard : IIoBus, IDisposable
         Port92 = new Port92(() => ResetRequested?.Invoke());
         Ports.Map(Port92Address, Port92.Region);
 
+        // fw_cfg with its DMA interface, as QEMU's pc: selector/data at 0x510, DMA address at 0x514.
+        FwCfg = new FwCfg(Memory, dmaRangeValid: IsRam);
+        Ports.Map(FwCfgPort, new IoRegion("fwcfg", FwCfg.RegionSize, (o, s) => FwCfg.Read((int)o, s), (o, s, v) => FwCfg.Write((int)o, s, (uint)v)));
+        // qemu64 is an AMD-vendor model with 40 physical bits, so QEMU reports the HyperTransport hole.
+        E820 = PcMemoryMap.Build(options.RamSize, PcChipset.I440fx, amdHtHole: true);
+        PcFwCfg.AddDefaults(FwCfg, new PcFwCfgConfig(options.RamSize, E820, (ushort)options.Cpus, (ushort)options.Cpus));
+
         for (int i = 0; i < options.Serials.Count && i < SerialPorts.Length; i++)
         {
             Chardev? chardev = options.Serials[i];
@@ -153,6 +172,35 @@ public sealed class PcBoard : IIoBus, IDisposable
 
     /// <summary>The PIIX3 ISA bridge (00:01.0).</summary>
     public Piix3 Isa { get; }
+
+    /// <summary>The fw_cfg device.</summary>
+    public FwCfg FwCfg { get; }
+
+    /// <summary>The memory map the firmware reports (<c>etc/e820</c>).</summary>
+    public IReadOnlyList<E820Entry> E820 { get; }
+
+    /// <summary>
+    /// Puts the boot CPU where the machine starts: the reset vector for a BIOS boot, or, with <c>-kernel</c>, the
+    /// kernel's entry after (re)loading it into RAM as its protocol requires. Called at power-on and on every reset,
+    /// since a reset must start the kernel afresh even if the guest overwrote its image.
+    /// </summary>
+    /// <exception cref="KernelImageException">The kernel or its modules cannot be loaded.</exception>
+    public BootLayout? PrepareBoot(ref X86CpuState cpu)
+    {
+        if (Options.Kernel is not KernelBoot k)
+        {
+            cpu.Reset();
+            return null;
+        }
+        IReadOnlyList<E820Entry> map = PcMemoryMap.ForDirectBoot(E820);
+        ulong ramBelow4G = Memory.LowRamEnd;
+        return KernelImage.Detect(k.Image) switch
+        {
+            KernelImageKind.LinuxBzImage => LinuxBootLoader.LoadDirect(Memory, k.Image, map, ramBelow4G, new LinuxBootOptions(k.Append, k.Initrd), ref cpu),
+            KernelImageKind.Pvh => PvhLoader.Load(Memory, k.Image, map, ramBelow4G, new LinuxBootOptions(k.Append, k.Initrd), ref cpu),
+            _ => MultibootLoader.Load(Memory, k.Image, MultibootLoader.QemuCommandLine(k.Path, k.Append), k.Modules, map, ramBelow4G, ref cpu),
+        };
+    }
 
     /// <summary>The PIIX3 IDE controller (00:01.1).</summary>
     public Piix3Ide Ide { get; }
@@ -195,6 +243,19 @@ public sealed class PcBoard : IIoBus, IDisposable
     /// <summary>Raised (under <see cref="Lock"/>) when the guest asks for a system reset (0xCF9, 0x92).</summary>
     public event Action? ResetRequested;
 
+    /// <summary>Whether [address, address + length) is all RAM (what fw_cfg DMA may touch).</summary>
+    private bool IsRam(ulong address, ulong length)
+    {
+        ulong end = address + length;
+        if (end < address)
+        {
+            return false;
+        }
+        bool low = end <= Memory.LowRamEnd;
+        bool high = address >= GuestMemory.HighRamBase && end - GuestMemory.HighRamBase <= Memory.HighRamSize;
+        return low || high;
+    }
+
     /// <summary>Resets every device to its power-on state (RAM and CMOS contents survive, as on hardware).</summary>
     public void Reset()
     {
@@ -204,6 +265,7 @@ public sealed class PcBoard : IIoBus, IDisposable
         }
         Pic.Reset();
         IoApic.Reset();
+        FwCfg.Reset();
         Pit.Reset();
         Port92.Reset();
         foreach (Serial16550 uart in _serials)

@@ -11,6 +11,7 @@ using Colo.Core.Qmp;
 using Colo.Core.Time;
 using Colo.Devices;
 using Colo.Devices.Pc;
+using Colo.Devices.Pc.Boot;
 using Colo.Core.Cpu;
 using Colo.Cpu.Interpreter;
 using Colo.Machine.Qtest;
@@ -215,7 +216,7 @@ public sealed class VirtualMachine : IDisposable
             }
             if (_cpu is not null)
             {
-                _cpu.Vcpu.State.Reset();
+                PrepareBoot(_board, ref _cpu.Vcpu.State);
                 _cpu.ClearHalt();
                 if (running)
                 {
@@ -408,7 +409,7 @@ public sealed class VirtualMachine : IDisposable
         IClock clock = (IClock?)_qtestClock ?? _virtualClock!;
         try
         {
-            _board = new PcBoard(new PcBoardOptions(_config.RamSize, _config.Cpus, bios, serials), clock, MainLoop);
+            _board = new PcBoard(new PcBoardOptions(_config.RamSize, _config.Cpus, bios, serials, LoadKernel()), clock, MainLoop);
         }
         catch (QmpException e)
         {
@@ -445,6 +446,12 @@ public sealed class VirtualMachine : IDisposable
         {
             CreateCpu(_board, _virtualClock);
         }
+        else if (_config.Kernel is not null)
+        {
+            // qtest: no CPU runs, but the kernel is laid out in RAM as at power-on, for tests to inspect.
+            var scratch = default(X86CpuState);
+            PrepareBoot(_board, ref scratch);
+        }
 
         if (_config.QtestChardev is string qtestId)
         {
@@ -460,11 +467,79 @@ public sealed class VirtualMachine : IDisposable
         }
     }
 
+    /// <summary>The <c>-kernel</c>/<c>-initrd</c>/<c>-append</c> files, read up front so errors come at startup.</summary>
+    private KernelBoot? LoadKernel()
+    {
+        if (_config.Kernel is not string path)
+        {
+            if (_config.Initrd is not null)
+            {
+                throw new StartupException(null, "-initrd cannot be used without -kernel");
+            }
+            return _config.Append is null ? null : throw new StartupException(null, "-append cannot be used without -kernel");
+        }
+        byte[] image = ReadBootFile(path, e => $"could not open kernel file '{path}': {e}");
+        byte[]? initrd = null;
+        var modules = new List<MultibootModule>();
+        if (_config.Initrd is string initrdSpec)
+        {
+            bool multiboot;
+            try
+            {
+                multiboot = KernelImage.Detect(image) == KernelImageKind.Multiboot;
+            }
+            catch (KernelImageException e)
+            {
+                throw new StartupException(null, e.Message);
+            }
+            if (multiboot)
+            {
+                foreach ((string modulePath, string commandLine) in MultibootLoader.ParseModuleList(initrdSpec))
+                {
+                    modules.Add(new MultibootModule(ReadBootFile(modulePath, e => $"Failed to open file '{modulePath}': {e}"), commandLine));
+                }
+            }
+            else
+            {
+                initrd = ReadBootFile(initrdSpec, e => $"error reading initrd {initrdSpec}: {e}");
+            }
+        }
+        return new KernelBoot(path, image, initrd, modules, _config.Append ?? "");
+    }
+
+    private static byte[] ReadBootFile(string path, Func<string, string> message)
+    {
+        try
+        {
+            return File.ReadAllBytes(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new StartupException(null, message(e is FileNotFoundException or DirectoryNotFoundException ? "No such file or directory" : e.Message));
+        }
+    }
+
+    /// <summary>Power-on/reset CPU state (and kernel load), turning a bad image into a startup error.</summary>
+    private static void PrepareBoot(PcBoard board, ref X86CpuState cpu)
+    {
+        try
+        {
+            lock (board.Lock)
+            {
+                board.PrepareBoot(ref cpu);
+            }
+        }
+        catch (KernelImageException e)
+        {
+            throw new StartupException(null, e.Message);
+        }
+    }
+
     /// <summary>The interpreter vCPU on its thread, the PIC's INTR wired to it, and the timer thread.</summary>
     private void CreateCpu(PcBoard board, VirtualClock clock)
     {
         var vcpu = new InterpreterVcpu(0, board.Memory, board);
-        vcpu.State.Reset();
+        PrepareBoot(board, ref vcpu.State);
         vcpu.Interrupts = new LockedInterruptSource(board.Pic, board.Lock);
         board.CpuInterrupt.Connect(level =>
         {

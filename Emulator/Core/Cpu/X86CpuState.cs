@@ -143,6 +143,8 @@ public struct X86CpuState
     public const ulong Cr0Pg = 1UL << 31;
     /// <summary>CR4.PAE.</summary>
     public const ulong Cr4Pae = 1UL << 5;
+    /// <summary>CR4.DE: debugging extensions (DR4/DR5 are reserved instead of aliases).</summary>
+    public const ulong Cr4De = 1UL << 3;
     /// <summary>EFER.LME.</summary>
     public const ulong EferLme = 1UL << 8;
     /// <summary>EFER.LMA.</summary>

@@ -20,6 +20,8 @@ internal unsafe struct DecodedOp
     public const byte CrBase = 48;
     /// <summary>Register indices 64..79 name XMM0..XMM15.</summary>
     public const byte XmmBase = 64;
+    /// <summary>Register indices 80..95 name DR0..DR15 (only for MOV to/from debug registers).</summary>
+    public const byte DrBase = 80;
 
     public delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> Handler;
     /// <summary>Address of this instruction (linear RIP as decoded).</summary>

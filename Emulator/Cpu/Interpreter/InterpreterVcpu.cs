@@ -403,6 +403,10 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
                     {
                         reg = (byte)(DecodedOp.CrBase + (r - Register.CR0));
                     }
+                    else if (OpcodeTable.TakesSpecialRegisters[(int)ins.Code] && r >= Register.DR0 && r <= Register.DR15)
+                    {
+                        reg = (byte)(DecodedOp.DrBase + (r - Register.DR0));
+                    }
                     else
                     {
                         ok = false;

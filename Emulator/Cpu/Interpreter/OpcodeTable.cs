@@ -24,7 +24,8 @@ internal static unsafe class OpcodeTable
             string name = code.ToString();
             Mnemonic m = code.Mnemonic();
             bool segPushPop = (m == Mnemonic.Push || m == Mnemonic.Pop) && name.Length > 3 && name[^3] == '_' && name.EndsWith('S');
-            special[(int)code] = name.StartsWith("Mov_", StringComparison.Ordinal) && (name.Contains("Sreg", StringComparison.Ordinal) || name.EndsWith("_cr", StringComparison.Ordinal) || name.Contains("_cr_", StringComparison.Ordinal))
+            special[(int)code] = name.StartsWith("Mov_", StringComparison.Ordinal) && (name.Contains("Sreg", StringComparison.Ordinal) || name.EndsWith("_cr", StringComparison.Ordinal) || name.Contains("_cr_", StringComparison.Ordinal)
+                    || name.EndsWith("_dr", StringComparison.Ordinal) || name.Contains("_dr_", StringComparison.Ordinal))
                 || segPushPop;
         }
         return special;
@@ -87,7 +88,11 @@ internal static unsafe class OpcodeTable
                 {
                     return &SystemRegs.MovCr;
                 }
-                return name.Contains("_dr", StringComparison.Ordinal) || name.Contains("_tr", StringComparison.Ordinal) ? &SystemOps.Ud : &Alu.Mov;
+                if (name.EndsWith("_dr", StringComparison.Ordinal) || name.Contains("_dr_", StringComparison.Ordinal))
+                {
+                    return &SystemRegs.MovDr;
+                }
+                return name.Contains("_tr", StringComparison.Ordinal) ? &SystemOps.Ud : &Alu.Mov;
             case Mnemonic.Movzx: return &Alu.Movzx;
             case Mnemonic.Movsx:
             case Mnemonic.Movsxd: return &Alu.Movsx;
@@ -108,6 +113,9 @@ internal static unsafe class OpcodeTable
             case Mnemonic.Btc: return &Alu.Btc;
             case Mnemonic.Bsf: return &Alu.Bsf;
             case Mnemonic.Bsr: return &Alu.Bsr;
+            // qemu64 has neither BMI1 nor ABM: the F3 prefix is ignored and these run as BSF/BSR, as on such CPUs.
+            case Mnemonic.Tzcnt: return &Alu.Bsf;
+            case Mnemonic.Lzcnt: return &Alu.Bsr;
             case Mnemonic.Shl:
             case Mnemonic.Sal: return &Alu.Shl;
             case Mnemonic.Shr: return &Alu.Shr;

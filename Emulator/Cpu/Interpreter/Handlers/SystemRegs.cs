@@ -55,6 +55,62 @@ internal static class SystemRegs
         return Ok;
     }
 
+    /// <summary>
+    /// MOV to/from DR0–DR7 (SDM 17.2): ring 0 only; DR4/DR5 alias DR6/DR7 unless CR4.DE makes them #UD. The values
+    /// are kept (guests save and restore them) but breakpoints do not fire: the interpreter has no debug traps yet.
+    /// </summary>
+    public static ExecStatus MovDr(InterpreterVcpu c, ref DecodedOp op)
+    {
+        if (!Ring0(c))
+        {
+            return c.Raise(Vector.GP, 0);
+        }
+        bool write = op.R0 >= DecodedOp.DrBase;
+        int dr = (write ? op.R0 : op.R1) - DecodedOp.DrBase;
+        if (dr is 4 or 5)
+        {
+            if ((c.State.Cr4 & X86CpuState.Cr4De) != 0)
+            {
+                return c.Raise(Vector.UD);
+            }
+            dr += 2;
+        }
+        if (dr > 7)
+        {
+            return c.Raise(Vector.UD);
+        }
+        ref X86CpuState s = ref c.State;
+        if (!write)
+        {
+            ulong value = dr switch
+            {
+                0 => s.Dr0,
+                1 => s.Dr1,
+                2 => s.Dr2,
+                3 => s.Dr3,
+                6 => s.Dr6,
+                _ => s.Dr7,
+            };
+            c.SetReg(op.R0, op.Size, value);
+            return Ok;
+        }
+        ulong v = c.GetReg(op.R1, op.SrcSize);
+        if (dr >= 6 && (v >> 32) != 0 && c.Bitness == 64)
+        {
+            return c.Raise(Vector.GP, 0); // the upper halves of DR6/DR7 are reserved
+        }
+        switch (dr)
+        {
+            case 0: s.Dr0 = v; break;
+            case 1: s.Dr1 = v; break;
+            case 2: s.Dr2 = v; break;
+            case 3: s.Dr3 = v; break;
+            case 6: s.Dr6 = (v & 0xE00F) | 0xFFFF_0FF0; break;
+            default: s.Dr7 = (v & 0xFFFF_2BFF) | 0x400; break;
+        }
+        return Ok;
+    }
+
     public static ExecStatus PushSreg(InterpreterVcpu c, ref DecodedOp op) =>
         c.Push(c.State.Segments[op.R0 - DecodedOp.SegRegBase].Selector, op.StackSize);
 
