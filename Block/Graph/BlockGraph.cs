@@ -1,3 +1,4 @@
+using Colo.Core.Qmp;
 using Colo.Block.File;
 using Colo.Block.Qcow2;
 using Colo.Block.Raw;
@@ -261,7 +262,7 @@ public sealed class BlockGraph : IDisposable
     /// <exception cref="BlockException">No such drive (DeviceNotFound), or a node of it is used elsewhere.</exception>
     public void DeleteDrive(string id)
     {
-        BlockBackend backend = FindBackend(id) ?? throw new BlockException("DeviceNotFound", $"Device '{id}' not found");
+        BlockBackend backend = FindBackend(id) ?? throw new BlockException(QmpErrorClass.DeviceNotFound, $"Device '{id}' not found");
         foreach (BlockNode other in _nodes)
         {
             if (!IsInTree(backend.Root, other) && ChildrenOf(other).Any(c => c.Node == backend.Root))

@@ -11,8 +11,8 @@ public static class BlockQmpCommands
     public static void Register(QmpCommandRegistry r, BlockGraph graph)
     {
         BlockQmpJsonContext j = BlockQmpJsonContext.Default;
-        r.Register("query-block", j.QmpNoArgs, j.BlockInfoArray, _ => Run(() => QueryBlock(graph)));
-        r.Register("query-named-block-nodes", j.QueryNamedBlockNodesArgs, j.BlockDeviceInfoArray, a => Run(() => QueryNamedBlockNodes(graph, a.Flat ?? false)));
+        r.Register("query-block", j.QmpNoArgs, j.BlockInfoArray, _ => QueryBlock(graph));
+        r.Register("query-named-block-nodes", j.QueryNamedBlockNodesArgs, j.BlockDeviceInfoArray, a => QueryNamedBlockNodes(graph, a.Flat ?? false));
     }
 
     /// <summary>QEMU's query-block: one entry per drive, in creation order.</summary>
@@ -98,20 +98,4 @@ public static class BlockQmpCommands
             return null;
         }
     }
-
-    /// <summary>Runs a handler, turning the block layer's exception into the QMP error it carries.</summary>
-    public static T Run<T>(Func<T> handler)
-    {
-        try
-        {
-            return handler();
-        }
-        catch (BlockException e)
-        {
-            throw ToQmp(e);
-        }
-    }
-
-    public static QmpException ToQmp(BlockException e) =>
-        new(e.Message, e, Enum.TryParse(e.ErrorClass, out QmpErrorClass c) ? c : QmpErrorClass.GenericError);
 }

@@ -218,7 +218,7 @@ public sealed class BlockGraphTests
             Assert.That(back, Is.EqualTo(data));
             g.DeleteDrive("d0");
             Assert.That(g.Nodes, Is.Empty);
-            Assert.That(Assert.Throws<BlockException>(() => g.DeleteDrive("d0"))!.ErrorClass, Is.EqualTo("DeviceNotFound"));
+            Assert.That(Assert.Throws<BlockException>(() => g.DeleteDrive("d0"))!.ErrorClass, Is.EqualTo(Colo.Core.Qmp.QmpErrorClass.DeviceNotFound));
         }
     }
 
