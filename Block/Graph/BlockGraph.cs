@@ -1,5 +1,6 @@
 using Colo.Core.Qmp;
 using Colo.Block.File;
+using Colo.Block.Nbd;
 using Colo.Block.Qcow2;
 using Colo.Block.Raw;
 using Colo.Core.Options;
@@ -53,9 +54,16 @@ public sealed class BlockGraph : IDisposable
     private readonly List<BlockNode> _nodes = [];
     private readonly List<BlockBackend> _backends = [];
     private readonly Dictionary<BlockNode, BlockNodeSettings> _settings = [];
-    private readonly Dictionary<BlockNode, BlockNode> _attachedBacking = [];
     private int _noneIndex;
     private bool _disposed;
+
+    public BlockGraph()
+    {
+        Nbd = new NbdServerHost(this);
+    }
+
+    /// <summary>The built-in NBD server and its exports of this graph's nodes.</summary>
+    public NbdServerHost Nbd { get; }
 
     /// <summary>True when the board has an IDE controller for <c>if=ide</c> drives to attach to.</summary>
     public bool HasIdeController { get; set; }
@@ -79,17 +87,13 @@ public sealed class BlockGraph : IDisposable
     /// <summary>The settings a node was opened with.</summary>
     public BlockNodeSettings SettingsOf(BlockNode node) => _settings.GetValueOrDefault(node, BlockNodeSettings.Default);
 
-    /// <summary>The node's children as the graph sees them: borrowed references resolved, attached backing added.</summary>
+    /// <summary>The node's children as the graph sees them: borrowed references resolved.</summary>
     public IReadOnlyList<BlockChild> ChildrenOf(BlockNode node)
     {
         var list = new List<BlockChild>();
         foreach (BlockChild child in node.Children)
         {
             list.Add(child.Node is BorrowedNode b ? new BlockChild(child.Name, b.Target) : child);
-        }
-        if (_attachedBacking.TryGetValue(node, out BlockNode? backing) && !list.Exists(c => c.Name == "backing"))
-        {
-            list.Add(new BlockChild("backing", backing));
         }
         return list;
     }
@@ -273,13 +277,14 @@ public sealed class BlockGraph : IDisposable
         _backends.Remove(backend);
         var owned = new List<BlockNode>();
         CollectOwned(backend.Root, owned);
+        // An export must not outlive its node: its clients are dropped (QEMU would keep the node alive instead).
+        Nbd.RemoveExportsOf(owned.Contains);
         FlushQuietly(backend.Root);
         backend.Root.Dispose();
         foreach (BlockNode n in owned)
         {
             _nodes.Remove(n);
             _settings.Remove(n);
-            _attachedBacking.Remove(n);
         }
     }
 
@@ -299,6 +304,7 @@ public sealed class BlockGraph : IDisposable
             return;
         }
         _disposed = true;
+        Nbd.Dispose();
         FlushAll();
         // Parents first: a parent's Dispose closes the children it owns; BlockNode.Dispose is idempotent.
         for (int i = _nodes.Count - 1; i >= 0; i--)
@@ -360,7 +366,6 @@ public sealed class BlockGraph : IDisposable
         for (int i = created.Count - 1; i >= 0; i--)
         {
             _settings.Remove(created[i]);
-            _attachedBacking.Remove(created[i]);
             created[i].Dispose();
         }
     }
@@ -488,17 +493,16 @@ public sealed class BlockGraph : IDisposable
                 {
                     return null;
                 }
+                if (explicitBacking is null && header.BackingFile is null)
+                {
+                    return null;
+                }
                 used = explicitBacking is null
                     ? OpenHeaderBacking(fileChild.Filename, header, aio, childSettings, created)
                     : backingIsReference ? new BorrowedNode(explicitBacking, true) : explicitBacking;
                 return used;
             },
             nodeName);
-        if (explicitBacking is not null && used is null)
-        {
-            // The image names no backing file; the graph still records the edge the options asked for.
-            _attachedBacking[qcow2] = explicitBacking;
-        }
         created.Insert(position, qcow2);
         _settings[qcow2] = settings;
         return qcow2;

@@ -76,4 +76,13 @@ public sealed record QueryNamedBlockNodesArgs
 [JsonSerializable(typeof(BlockInfo[]))]
 [JsonSerializable(typeof(BlockDeviceInfo[]))]
 [JsonSerializable(typeof(QueryNamedBlockNodesArgs))]
+[JsonSerializable(typeof(NbdServerStartArgs))]
+[JsonSerializable(typeof(InetSocketAddress))]
+[JsonSerializable(typeof(UnixSocketAddress))]
+[JsonSerializable(typeof(VsockSocketAddress))]
+[JsonSerializable(typeof(SocketAddressString))]
+[JsonSerializable(typeof(NbdServerAddArgs))]
+[JsonSerializable(typeof(NbdServerRemoveArgs))]
+[JsonSerializable(typeof(BlockExportInfo[]))]
+[JsonSerializable(typeof(BlockExportDeletedEvent))]
 internal sealed partial class BlockQmpJsonContext : JsonSerializerContext;

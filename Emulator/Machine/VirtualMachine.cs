@@ -46,7 +46,7 @@ public sealed class VirtualMachine : IDisposable
         MonitorQmpCommands.Register(Qmp, Hmp);
         MachineHmpCommands.Register(Hmp, this);
         ChardevQmpCommands.Register(Qmp, Types, Tree);
-        BlockQmpCommands.Register(Qmp, Blocks);
+        BlockQmpCommands.Register(Qmp, Blocks, Events);
         Blocks.Warning = stderr.WriteLine;
     }
 
