@@ -18,7 +18,7 @@ public sealed class BlockGraph : IDisposable
     /// <summary>Drivers QEMU 7.2 has that Colo does not build yet: refused naming the driver, not as unknown.</summary>
     public static readonly IReadOnlySet<string> PlannedDrivers = new HashSet<string>(StringComparer.Ordinal)
     {
-        "quorum", "replication", "nbd", "blkdebug", "blkverify", "blkreplay", "null-co", "null-aio", "copy-on-read",
+        "quorum", "replication", "blkdebug", "blkverify", "blkreplay", "null-co", "null-aio", "copy-on-read",
         "throttle", "vmdk", "vdi", "vpc", "vhdx", "qed", "luks", "dmg", "bochs", "cloop", "parallels", "vvfat",
         "host_device", "host_cdrom", "nfs", "iscsi", "iser", "ssh", "http", "https", "ftp", "ftps", "gluster", "rbd",
         "compress", "preallocate", "copy-before-write", "snapshot-access", "blklogwrites", "nvme", "vxhs",
@@ -32,6 +32,10 @@ public sealed class BlockGraph : IDisposable
         ["filename", "aio", "aio-max-batch", "locking", "pr-manager", "drop-cache", "x-check-cache-dropped"];
 
     private static readonly HashSet<string> s_rawOptions = ["file", "offset", "size"];
+
+    // BlockdevOptionsNbd, plus the legacy spellings (host, port, path) and the filename QEMU parses into them.
+    private static readonly HashSet<string> s_nbdOptions =
+        ["server", "export", "tls-creds", "tls-hostname", "x-dirty-bitmap", "reconnect-delay", "open-timeout", "host", "port", "path", "filename"];
 
     private static readonly HashSet<string> s_qcow2Options =
     [
@@ -384,6 +388,26 @@ public sealed class BlockGraph : IDisposable
     private BlockNode OpenTop(OptionTree options, string? driver, bool readOnly, string? aio, BlockNodeSettings settings, List<BlockNode> created)
     {
         string? filename = options.GetString("filename") ?? options["file"]?.GetString("filename");
+        if (driver is null && (IsNbdFilename(filename) || options["file"]?.GetString("driver") == "nbd"))
+        {
+            // Probe over the one NBD connection and keep it as the file child: a second connection might
+            // not be accepted (qemu-nbd without --persistent serves one client).
+            BlockNode nbd = OpenFileChild(options, readOnly, aio, settings with { DetectZeroes = "off" }, created);
+            driver = BlockImage.Probe(nbd);
+            if (driver == "raw")
+            {
+                Warning?.Invoke(ProbedRawWarning(nbd.Filename));
+            }
+            var formatOptions = new List<KeyValuePair<string, string>>();
+            foreach (KeyValuePair<string, string> pair in options.Flatten())
+            {
+                if (pair.Key != "filename" && !pair.Key.StartsWith("file.", StringComparison.Ordinal))
+                {
+                    formatOptions.Add(pair);
+                }
+            }
+            return Open(OptionTree.FromFlat(formatOptions), driver, readOnly, aio, settings, created, top: true, preopenedFile: nbd);
+        }
         if (driver is null && filename is not null && options["file"]?.GetString("driver") is null or "file")
         {
             // Probe the format, as QEMU does for -drive file=X without format=.
@@ -398,29 +422,27 @@ public sealed class BlockGraph : IDisposable
             }
             if (driver == "raw")
             {
-                Warning?.Invoke($"WARNING: Image format was not specified for '{filename}' and probing guessed raw.\n"
-                    + "         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n"
-                    + "         Specify the 'raw' format explicitly to remove the restrictions.");
+                Warning?.Invoke(ProbedRawWarning(filename));
             }
         }
         return Open(options, driver ?? "raw", readOnly, aio, settings, created, top: true);
     }
 
     /// <summary>Opens one node and, recursively, its children. <paramref name="created"/> collects what was opened.</summary>
-    private BlockNode Open(OptionTree options, string driver, bool readOnly, string? aio, BlockNodeSettings inherited, List<BlockNode> created, bool top = false)
+    private BlockNode Open(OptionTree options, string driver, bool readOnly, string? aio, BlockNodeSettings inherited, List<BlockNode> created, bool top = false, BlockNode? preopenedFile = null)
     {
         CheckDriver(driver);
-        if (driver is "raw" or "file" && options["backing"] is not null)
+        if (driver is "raw" or "file" or "nbd" && options["backing"] is not null)
         {
             throw new BlockException("Driver doesn't support backing files");
         }
-        HashSet<string> own = driver switch { "file" => s_fileOptions, "raw" => s_rawOptions, _ => s_qcow2Options };
+        HashSet<string> own = driver switch { "file" => s_fileOptions, "raw" => s_rawOptions, "nbd" => s_nbdOptions, _ => s_qcow2Options };
         foreach (KeyValuePair<string, OptionTree> option in options.Children)
         {
             if (!s_commonOptions.Contains(option.Key) && !own.Contains(option.Key) && !(top && option.Key == "filename" && driver != "file"))
             {
-                throw new BlockException(driver == "file"
-                    ? $"Block protocol 'file' doesn't support the option '{option.Key}'"
+                throw new BlockException(driver is "file" or "nbd"
+                    ? $"Block protocol '{driver}' doesn't support the option '{option.Key}'"
                     : $"Block format '{driver}' does not support the option '{option.Key}'");
             }
         }
@@ -451,9 +473,16 @@ public sealed class BlockGraph : IDisposable
             return file;
         }
 
+        if (driver == "nbd")
+        {
+            NbdClient nbd = OpenNbd(options, readOnly, nodeName);
+            Register(nbd, settings, created);
+            return nbd;
+        }
+
         // Children inherit cache and discard settings, not detect-zeroes (QEMU applies it where it is given).
         BlockNodeSettings childSettings = settings with { DetectZeroes = "off" };
-        BlockNode fileChild = OpenFileChild(options, readOnly, aio, childSettings, created);
+        BlockNode fileChild = preopenedFile ?? OpenFileChild(options, readOnly, aio, childSettings, created);
         if (driver == "raw")
         {
             var raw = new RawNode(fileChild, readOnly, nodeName);
@@ -514,7 +543,7 @@ public sealed class BlockGraph : IDisposable
         if (file is null)
         {
             string filename = options.GetString("filename") ?? throw new BlockException("A block device must be specified for \"file\"");
-            return Open(OptionTree.FromFlat([new("filename", filename)]), "file", readOnly, aio, settings, created);
+            return Open(OptionTree.FromFlat([new("filename", filename)]), ProtocolOf(filename), readOnly, aio, settings, created);
         }
         if (file.IsScalar)
         {
@@ -522,7 +551,7 @@ public sealed class BlockGraph : IDisposable
                 ?? throw new BlockException($"Cannot find device='{file.Scalar}' nor node-name='{file.Scalar}'");
             return new BorrowedNode(target, readOnly);
         }
-        return OpenChild(file, readOnly, aio, settings, created, defaultDriver: "file");
+        return OpenChild(file, readOnly, aio, settings, created, defaultDriver: ProtocolOf(file.GetString("filename")));
     }
 
     /// <summary>An inline child (<c>file.*</c>, <c>backing.*</c>): its driver, or a protocol/probe default.</summary>
@@ -576,6 +605,138 @@ public sealed class BlockGraph : IDisposable
         }
     }
 
+    private static string ProbedRawWarning(string filename) =>
+        $"WARNING: Image format was not specified for '{filename}' and probing guessed raw.\n"
+        + "         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n"
+        + "         Specify the 'raw' format explicitly to remove the restrictions.";
+
+    /// <summary>QEMU's bdrv_find_protocol for the protocols Colo has: an NBD URI or legacy nbd: name, else a host file.</summary>
+    private static string ProtocolOf(string? filename) => IsNbdFilename(filename) ? "nbd" : "file";
+
+    private static bool IsNbdFilename(string? filename) =>
+        filename is not null && (filename.StartsWith("nbd:", StringComparison.Ordinal)
+            || filename.StartsWith("nbd+tcp:", StringComparison.Ordinal) || filename.StartsWith("nbd+unix:", StringComparison.Ordinal));
+
+    /// <summary>
+    /// The nbd protocol node: the server from <c>server.*</c> (QAPI SocketAddress), the legacy
+    /// <c>host</c>/<c>port</c>/<c>path</c>, or a filename (URI or <c>nbd:</c> form), in QEMU's precedence and texts.
+    /// </summary>
+    private static NbdClient OpenNbd(OptionTree options, bool readOnly, string? nodeName)
+    {
+        string? filename = options.GetString("filename");
+        OptionTree? server = options["server"];
+        string? host = options.GetString("host");
+        string? port = options.GetString("port");
+        string? path = options.GetString("path");
+        string? export = options.GetString("export");
+        NbdServerAddress address;
+        if (filename is not null)
+        {
+            foreach (string key in new[] { "host", "port", "path", "export", "server" })
+            {
+                if (options[key] is not null)
+                {
+                    throw new BlockException($"Option '{key}' cannot be used with a file name");
+                }
+            }
+            (address, export) = NbdClient.ParseFilename(filename);
+        }
+        else if (server is not null)
+        {
+            if (host is not null || port is not null || path is not null)
+            {
+                throw new BlockException("Cannot use 'server' and path/host/port at the same time");
+            }
+            address = ParseSocketAddress(server);
+        }
+        else if (path is not null)
+        {
+            if (host is not null)
+            {
+                throw new BlockException("path and host may not be used at the same time");
+            }
+            if (port is not null)
+            {
+                throw new BlockException("port may not be used without host");
+            }
+            address = NbdServerAddress.Unix(path);
+        }
+        else if (host is not null)
+        {
+            address = NbdServerAddress.Tcp(host, port);
+        }
+        else
+        {
+            throw new BlockException("NBD server address missing");
+        }
+
+        if (options.GetString("tls-creds") is { } tls)
+        {
+            throw new BlockException($"NBD over TLS (tls-creds '{tls}') is not implemented yet in Colo");
+        }
+        if (options.GetString("x-dirty-bitmap") is not null)
+        {
+            throw new BlockException("x-dirty-bitmap (qemu:dirty-bitmap contexts) is not implemented yet in Colo");
+        }
+        uint reconnectDelay = ParseUInt(options, "reconnect-delay");
+        uint openTimeout = ParseUInt(options, "open-timeout");
+        return NbdClient.Connect(address, export ?? "", readOnly, TimeSpan.FromSeconds(reconnectDelay), TimeSpan.FromSeconds(openTimeout), nodeName);
+    }
+
+    /// <summary>A flat QAPI SocketAddress (<c>server.type=inet,server.host=..,server.port=..</c> or unix with <c>path</c>).</summary>
+    private static NbdServerAddress ParseSocketAddress(OptionTree server)
+    {
+        if (server.IsScalar)
+        {
+            throw new BlockException("Invalid parameter type for 'server', expected: object");
+        }
+        string type = server.GetString("type") ?? throw new BlockException("Parameter 'type' is missing");
+        string[] allowed = type switch
+        {
+            "inet" => ["type", "host", "port", "numeric", "to", "ipv4", "ipv6", "keep-alive", "mptcp"],
+            "unix" => ["type", "path", "abstract", "tight"],
+            "vsock" or "fd" => throw new BlockException($"NBD server addresses of type '{type}' are not implemented yet in Colo"),
+            _ => throw new BlockException($"Parameter 'type' does not accept value '{type}'"),
+        };
+        foreach (KeyValuePair<string, OptionTree> member in server.Children)
+        {
+            if (Array.IndexOf(allowed, member.Key) < 0)
+            {
+                throw new BlockException($"Parameter '{member.Key}' is unexpected");
+            }
+        }
+        if (type == "unix")
+        {
+            if (server.GetString("abstract") is "on" or "true" or "yes")
+            {
+                throw new BlockException("Abstract unix sockets are not implemented yet in Colo");
+            }
+            return NbdServerAddress.Unix(server.GetString("path") ?? throw new BlockException("Parameter 'path' is missing"));
+        }
+        string host = server.GetString("host") ?? throw new BlockException("Parameter 'host' is missing");
+        string port = server.GetString("port") ?? throw new BlockException("Parameter 'port' is missing");
+        if (server["to"] is not null)
+        {
+            throw new BlockException("Port ranges ('to') are not implemented yet in Colo");
+        }
+        return NbdServerAddress.Tcp(host, port);
+    }
+
+    private static uint ParseUInt(OptionTree options, string key)
+    {
+        string? text = options.GetString(key);
+        if (text is null)
+        {
+            return 0;
+        }
+        // QEMU's keyval takes any 64-bit number here (open-timeout=-1 included) and narrows it.
+        if (long.TryParse(text, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out long value))
+        {
+            return value < 0 ? 0 : (uint)Math.Min(value, uint.MaxValue);
+        }
+        throw new BlockException($"Parameter '{key}' expects a number");
+    }
+
     private void Register(BlockNode node, BlockNodeSettings settings, List<BlockNode> created)
     {
         created.Add(node);
@@ -600,7 +761,7 @@ public sealed class BlockGraph : IDisposable
 
     private static void CheckDriver(string driver)
     {
-        if (driver is "raw" or "qcow2" or "file")
+        if (driver is "raw" or "qcow2" or "file" or "nbd")
         {
             return;
         }

@@ -165,7 +165,7 @@ public sealed class BlockGraphTests
     [TestCase("if=none,id=d0,file=FILE,aio=foo", "invalid aio option")]
     [TestCase("if=none,id=d0,file=FILE,read-only=maybe", "Parameter 'read-only' expects 'on' or 'off'")]
     [TestCase("if=none,id=d0,file=FILE,node-name=d0,format=raw", "Device name 'd0' conflicts with an existing node name")]
-    [TestCase("if=none,id=d0,driver=nbd,server.type=inet", "Block driver 'nbd' is not implemented yet in Colo (the storage issue builds it)")]
+    [TestCase("if=none,id=d0,driver=replication,mode=primary", "Block driver 'replication' is not implemented yet in Colo (the storage issue builds it)")]
     public void AddDrive_BadOptions_QemuMessage(string text, string message)
     {
         string file = Raw("f.raw");
