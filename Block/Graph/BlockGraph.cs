@@ -2,6 +2,7 @@ using Colo.Core.Qmp;
 using Colo.Block.File;
 using Colo.Block.Nbd;
 using Colo.Block.Qcow2;
+using Colo.Block.Quorum;
 using Colo.Block.Raw;
 using Colo.Core.Options;
 
@@ -18,7 +19,7 @@ public sealed class BlockGraph : IDisposable
     /// <summary>Drivers QEMU 7.2 has that Colo does not build yet: refused naming the driver, not as unknown.</summary>
     public static readonly IReadOnlySet<string> PlannedDrivers = new HashSet<string>(StringComparer.Ordinal)
     {
-        "quorum", "replication", "blkdebug", "blkverify", "blkreplay", "null-co", "null-aio", "copy-on-read",
+        "replication", "blkdebug", "blkverify", "blkreplay", "null-co", "null-aio", "copy-on-read",
         "throttle", "vmdk", "vdi", "vpc", "vhdx", "qed", "luks", "dmg", "bochs", "cloop", "parallels", "vvfat",
         "host_device", "host_cdrom", "nfs", "iscsi", "iser", "ssh", "http", "https", "ftp", "ftps", "gluster", "rbd",
         "compress", "preallocate", "copy-before-write", "snapshot-access", "blklogwrites", "nvme", "vxhs",
@@ -32,6 +33,8 @@ public sealed class BlockGraph : IDisposable
         ["filename", "aio", "aio-max-batch", "locking", "pr-manager", "drop-cache", "x-check-cache-dropped"];
 
     private static readonly HashSet<string> s_rawOptions = ["file", "offset", "size"];
+
+    private static readonly HashSet<string> s_quorumOptions = ["children", "vote-threshold", "blkverify", "rewrite-corrupted", "read-pattern"];
 
     // BlockdevOptionsNbd, plus the legacy spellings (host, port, path) and the filename QEMU parses into them.
     private static readonly HashSet<string> s_nbdOptions =
@@ -436,7 +439,7 @@ public sealed class BlockGraph : IDisposable
         {
             throw new BlockException("Driver doesn't support backing files");
         }
-        HashSet<string> own = driver switch { "file" => s_fileOptions, "raw" => s_rawOptions, "nbd" => s_nbdOptions, _ => s_qcow2Options };
+        HashSet<string> own = driver switch { "file" => s_fileOptions, "raw" => s_rawOptions, "nbd" => s_nbdOptions, "quorum" => s_quorumOptions, _ => s_qcow2Options };
         foreach (KeyValuePair<string, OptionTree> option in options.Children)
         {
             if (!s_commonOptions.Contains(option.Key) && !own.Contains(option.Key) && !(top && option.Key == "filename" && driver != "file"))
@@ -482,6 +485,12 @@ public sealed class BlockGraph : IDisposable
 
         // Children inherit cache and discard settings, not detect-zeroes (QEMU applies it where it is given).
         BlockNodeSettings childSettings = settings with { DetectZeroes = "off" };
+        if (driver == "quorum")
+        {
+            QuorumNode quorum = OpenQuorum(options, readOnly, aio, childSettings, created, nodeName);
+            Register(quorum, settings, created);
+            return quorum;
+        }
         BlockNode fileChild = preopenedFile ?? OpenFileChild(options, readOnly, aio, childSettings, created);
         if (driver == "raw")
         {
@@ -761,7 +770,7 @@ public sealed class BlockGraph : IDisposable
 
     private static void CheckDriver(string driver)
     {
-        if (driver is "raw" or "qcow2" or "file" or "nbd")
+        if (driver is "raw" or "qcow2" or "file" or "nbd" or "quorum")
         {
             return;
         }
@@ -771,6 +780,206 @@ public sealed class BlockGraph : IDisposable
         }
         throw new BlockException($"Unknown driver '{driver}'");
     }
+
+    /// <summary>Receives QUORUM_FAILURE from every quorum node of the graph.</summary>
+    public Action<QuorumFailure>? QuorumFailure { get; set; }
+
+    /// <summary>Receives QUORUM_REPORT_BAD from every quorum node of the graph.</summary>
+    public Action<QuorumReportBad>? QuorumReportBad { get; set; }
+
+    /// <summary>QEMU's bdrv_get_device_or_node_name: the drive id when the node is a drive's root.</summary>
+    public string DeviceOrNodeName(BlockNode node) => _backends.Find(b => b.Root == node)?.Name ?? node.NodeName;
+
+    /// <summary>
+    /// QMP x-blockdev-change: adds the free node <paramref name="node"/> to the quorum <paramref name="parent"/>,
+    /// or removes its child named <paramref name="child"/> (closing it unless it is a node of its own).
+    /// </summary>
+    public void ChangeChild(string parent, string? child, string? node)
+    {
+        BlockNode p = FindNodeOrDevice(parent) ?? throw new BlockException($"Cannot find device='{parent}' nor node-name='{parent}'");
+        if (child is not null && node is not null)
+        {
+            throw new BlockException("The parameters child and node are in conflict");
+        }
+        if (node is not null)
+        {
+            BlockNode added = FindNode(node) ?? throw new BlockException($"Node '{node}' not found");
+            if (p is not QuorumNode q)
+            {
+                throw new BlockException($"The node {DeviceOrNodeName(p)} does not support adding a child");
+            }
+            if (HasParent(added))
+            {
+                throw new BlockException($"The node {added.NodeName} already has a parent");
+            }
+            q.AddChild(added);
+            return;
+        }
+        if (child is null)
+        {
+            throw new BlockException("Either child or node must be specified");
+        }
+        if (!p.Children.Any(c => c.Name == child))
+        {
+            throw new BlockException($"Node '{p.NodeName}' does not have child '{child}'");
+        }
+        if (p is not QuorumNode quorum)
+        {
+            throw new BlockException($"The node {DeviceOrNodeName(p)} does not support removing a child");
+        }
+        (BlockNode removed, bool owned) = quorum.RemoveChild(child);
+        if (owned)
+        {
+            var gone = new List<BlockNode>();
+            CollectOwned(removed, gone);
+            FlushQuietly(removed);
+            removed.Dispose();
+            foreach (BlockNode n in gone)
+            {
+                _nodes.Remove(n);
+                _settings.Remove(n);
+            }
+        }
+    }
+
+    /// <summary>True when a drive or another node uses <paramref name="node"/> (QEMU: it has a parent).</summary>
+    private bool HasParent(BlockNode node) =>
+        _backends.Exists(b => b.Root == node) || _nodes.Exists(n => n != node && ChildrenOf(n).Any(c => c.Node == node));
+
+    /// <summary>The quorum node: <c>children.N</c> inline or by node reference, then QEMU's checks in its order.</summary>
+    private QuorumNode OpenQuorum(OptionTree options, bool readOnly, string? aio, BlockNodeSettings childSettings, List<BlockNode> created, string? nodeName)
+    {
+        OptionTree? children = options["children"];
+        if (children is null || children.IsScalar || children.Children.Count == 0)
+        {
+            throw new BlockException("Number of provided children must be 1 or more");
+        }
+        if (!children.IsList)
+        {
+            throw new BlockException("Option children is not a valid array");
+        }
+        int count = children.Children.Count;
+        long threshold = 0;
+        if (options.GetString("vote-threshold") is { } t && !long.TryParse(t, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out threshold))
+        {
+            throw new BlockException("Parameter 'vote-threshold' expects a number");
+        }
+        if (threshold < 1)
+        {
+            throw new BlockException("Parameter 'vote-threshold' expects a value >= 1");
+        }
+        if (threshold > count)
+        {
+            throw new BlockException("threshold may not exceed children count");
+        }
+        QuorumReadPattern pattern = options.GetString("read-pattern") switch
+        {
+            null or "quorum" => QuorumReadPattern.Quorum,
+            "fifo" => QuorumReadPattern.Fifo,
+            _ => throw new BlockException("Please set read-pattern as fifo or quorum"),
+        };
+        // QEMU reads blkverify and rewrite-corrupted only for the voting pattern; with fifo they are ignored.
+        bool blkverify = pattern == QuorumReadPattern.Quorum && ParseBool(options, "blkverify", false);
+        bool rewrite = pattern == QuorumReadPattern.Quorum && ParseBool(options, "rewrite-corrupted", false);
+        if (blkverify && (count != 2 || threshold != 2))
+        {
+            throw new BlockException("blkverify=on can only be set if there are exactly two files and vote-threshold is 2");
+        }
+        if (blkverify && rewrite)
+        {
+            throw new BlockException("rewrite-corrupted=on cannot be used with blkverify=on");
+        }
+
+        var list = new List<BlockChild>(count);
+        for (int i = 0; i < count; i++)
+        {
+            OptionTree c = children[i.ToString(System.Globalization.CultureInfo.InvariantCulture)]!;
+            BlockNode childNode = c.IsScalar
+                ? new BorrowedNode(FindNodeOrDevice(c.Scalar!) ?? throw new BlockException($"Cannot find device='{c.Scalar}' nor node-name='{c.Scalar}'"), readOnly)
+                : OpenChild(c, readOnly, aio, childSettings, created);
+            list.Add(new BlockChild($"children.{i}", childNode));
+        }
+        long size = list[0].Node.Size;
+        if (list.Exists(c => c.Node.Size != size))
+        {
+            throw new BlockException("The children of a quorum must all have the same size");
+        }
+        var quorum = new QuorumNode(list, (int)threshold, pattern, rewrite, blkverify, readOnly, nodeName)
+        {
+            FilenameText = QuorumJsonName(options),
+        };
+        quorum.Failure = (q, sector, sectors) => QuorumFailure?.Invoke(new QuorumFailure(DeviceOrNodeName(q), sector, sectors));
+        quorum.ReportBad = bad => QuorumReportBad?.Invoke(bad);
+        return quorum;
+    }
+
+    /// <summary>QEMU names a quorum node by its options as <c>json:{...}</c>; this keeps its key order for the common forms.</summary>
+    private string QuorumJsonName(OptionTree options)
+    {
+        var sb = new System.Text.StringBuilder("json:{");
+        if (options.GetString("read-pattern") is { } rp)
+        {
+            sb.Append("\"read-pattern\": ").Append(Json(rp)).Append(", ");
+        }
+        sb.Append("\"children\": [");
+        OptionTree children = options["children"]!;
+        for (int i = 0; i < children.Children.Count; i++)
+        {
+            if (i > 0)
+            {
+                sb.Append(", ");
+            }
+            OptionTree c = children[i.ToString(System.Globalization.CultureInfo.InvariantCulture)]!;
+            AppendJson(sb, c);
+        }
+        sb.Append("], \"driver\": \"quorum\"");
+        foreach (string key in new[] { "rewrite-corrupted", "blkverify", "vote-threshold" })
+        {
+            if (options.GetString(key) is { } v)
+            {
+                sb.Append(", ").Append(Json(key)).Append(": ").Append(Json(v));
+            }
+        }
+        return sb.Append('}').ToString();
+    }
+
+    private static void AppendJson(System.Text.StringBuilder sb, OptionTree tree)
+    {
+        if (tree.IsScalar)
+        {
+            sb.Append(Json(tree.Scalar!));
+            return;
+        }
+        sb.Append('{');
+        bool first = true;
+        // QEMU prints a child's driver before its file.
+        foreach (KeyValuePair<string, OptionTree> kv in tree.Children.OrderBy(kv => kv.Key == "driver" ? 0 : 1))
+        {
+            if (!first)
+            {
+                sb.Append(", ");
+            }
+            first = false;
+            sb.Append(Json(kv.Key)).Append(": ");
+            if (kv.Key == "file" && !kv.Value.IsScalar && kv.Value.GetString("driver") is null)
+            {
+                sb.Append("{\"driver\": \"file\"");
+                foreach (KeyValuePair<string, OptionTree> f in kv.Value.Children)
+                {
+                    sb.Append(", ").Append(Json(f.Key)).Append(": ");
+                    AppendJson(sb, f.Value);
+                }
+                sb.Append('}');
+            }
+            else
+            {
+                AppendJson(sb, kv.Value);
+            }
+        }
+        sb.Append('}');
+    }
+
+    private static string Json(string s) => "\"" + System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping.Encode(s) + "\"";
 
     private static bool ParseBool(OptionTree options, string key, bool fallback) => options.GetString(key) switch
     {

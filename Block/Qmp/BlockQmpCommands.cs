@@ -12,6 +12,8 @@ public static class BlockQmpCommands
     public static void Register(QmpCommandRegistry r, BlockGraph graph, QmpEventBus events)
     {
         BlockQmpJsonContext j = BlockQmpJsonContext.Default;
+        graph.QuorumFailure = f => events.Emit("QUORUM_FAILURE", new QuorumFailureEvent(f.Reference, f.SectorNum, f.SectorsCount), j.QuorumFailureEvent);
+        graph.QuorumReportBad = b => events.Emit("QUORUM_REPORT_BAD", new QuorumReportBadEvent(b.Type, b.Error, b.NodeName, b.SectorNum, b.SectorsCount), j.QuorumReportBadEvent);
         graph.Nbd.ExportDeleted = id => events.Emit("BLOCK_EXPORT_DELETED", new BlockExportDeletedEvent(id), j.BlockExportDeletedEvent);
         r.Register("query-block", j.QmpNoArgs, j.BlockInfoArray, _ => QueryBlock(graph));
         r.Register("query-named-block-nodes", j.QueryNamedBlockNodesArgs, j.BlockDeviceInfoArray, a => QueryNamedBlockNodes(graph, a.Flat ?? false));
@@ -19,6 +21,7 @@ public static class BlockQmpCommands
         r.Register("nbd-server-add", j.NbdServerAddArgs, j.QmpEmpty, a => Done(() => graph.Nbd.AddExport(a.Device, a.Name, a.Writable ?? false, a.Description, a.Bitmap)));
         r.Register("nbd-server-remove", j.NbdServerRemoveArgs, j.QmpEmpty, a => Done(() => graph.Nbd.RemoveExport(a.Name, ParseRemoveMode(a.Mode))));
         r.Register("nbd-server-stop", j.QmpNoArgs, j.QmpEmpty, _ => Done(graph.Nbd.Stop));
+        r.Register("x-blockdev-change", j.XBlockdevChangeArgs, j.QmpEmpty, a => Done(() => graph.ChangeChild(a.Parent, a.Child, a.Node)));
         r.Register("query-block-exports", j.QmpNoArgs, j.BlockExportInfoArray, _ => QueryBlockExports(graph.Nbd));
     }
 

@@ -85,4 +85,7 @@ public sealed record QueryNamedBlockNodesArgs
 [JsonSerializable(typeof(NbdServerRemoveArgs))]
 [JsonSerializable(typeof(BlockExportInfo[]))]
 [JsonSerializable(typeof(BlockExportDeletedEvent))]
+[JsonSerializable(typeof(XBlockdevChangeArgs))]
+[JsonSerializable(typeof(QuorumFailureEvent))]
+[JsonSerializable(typeof(QuorumReportBadEvent))]
 internal sealed partial class BlockQmpJsonContext : JsonSerializerContext;

@@ -125,3 +125,29 @@ public sealed record BlockExportInfo(
 
 public sealed record BlockExportDeletedEvent(
     [property: JsonPropertyName("id")] string Id);
+
+// Quorum (block-core.json).
+
+public sealed record XBlockdevChangeArgs
+{
+    [JsonPropertyName("parent")]
+    public required string Parent { get; init; }
+
+    [JsonPropertyName("child")]
+    public string? Child { get; init; }
+
+    [JsonPropertyName("node")]
+    public string? Node { get; init; }
+}
+
+public sealed record QuorumFailureEvent(
+    [property: JsonPropertyName("reference")] string Reference,
+    [property: JsonPropertyName("sector-num")] long SectorNum,
+    [property: JsonPropertyName("sectors-count")] long SectorsCount);
+
+public sealed record QuorumReportBadEvent(
+    [property: JsonPropertyName("type")] string Type,
+    [property: JsonPropertyName("error")] string? Error,
+    [property: JsonPropertyName("node-name")] string NodeName,
+    [property: JsonPropertyName("sector-num")] long SectorNum,
+    [property: JsonPropertyName("sectors-count")] long SectorsCount);
