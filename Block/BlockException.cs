@@ -1,34 +1,31 @@
+using Colo.Core.Qmp;
+
 namespace Colo.Block;
 
 /// <summary>
-/// The block layer's one exception type. <see cref="ErrorClass"/> is the QMP error class
-/// ("GenericError", "DeviceNotFound", ...) a QMP reply would carry; the message is the user-facing text.
+/// The block layer's one exception type. It is a <see cref="QmpException"/>, so a block error that
+/// escapes a QMP handler reaches the client with its class ("GenericError", "DeviceNotFound") and
+/// text, and a command-line error becomes the usual <c>qemu-system-x86_64: -drive ...: text</c> line.
 /// </summary>
-public sealed class BlockException : Exception
+public sealed class BlockException : QmpException
 {
-    public const string GenericError = "GenericError";
-
     public BlockException(string message)
-        : this(GenericError, message)
+        : base(message)
     {
     }
 
-    public BlockException(string errorClass, string message, Exception? inner = null)
-        : base(message, inner)
+    public BlockException(QmpErrorClass errorClass, string message, Exception? inner = null)
+        : base(message, inner!, errorClass)
     {
-        ErrorClass = errorClass;
     }
 
     public BlockException()
-        : this(GenericError, "block layer error")
+        : base("block layer error")
     {
     }
 
     public BlockException(string message, Exception inner)
-        : this(GenericError, message, inner)
+        : base(message, inner)
     {
     }
-
-    /// <summary>QMP error class, e.g. "GenericError".</summary>
-    public string ErrorClass { get; }
 }

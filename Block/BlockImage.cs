@@ -47,7 +47,7 @@ public static class BlockImage
                     return Qcow2Node.Open(
                         file,
                         readOnly,
-                        openBacking ? h => Open(CombinePath(filename, h.BackingFile!), h.BackingFormat, true, true, false, depth + 1, seen) : null,
+                        openBacking ? h => h.BackingFile is null ? null : Open(CombinePath(filename, h.BackingFile), h.BackingFormat, true, true, false, depth + 1, seen) : null,
                         forCheck: forCheck);
                 default:
                     throw new BlockException($"Unknown driver '{format}'");

@@ -1,3 +1,4 @@
+using Colo.Core.Qmp;
 using Microsoft.Win32.SafeHandles;
 
 namespace Colo.Block.File;
@@ -33,19 +34,19 @@ public sealed class FileNode : BlockNode
         }
         catch (FileNotFoundException e)
         {
-            throw new BlockException(BlockException.GenericError, $"Could not open '{filename}': No such file or directory", e);
+            throw new BlockException(QmpErrorClass.GenericError, $"Could not open '{filename}': No such file or directory", e);
         }
         catch (DirectoryNotFoundException e)
         {
-            throw new BlockException(BlockException.GenericError, $"Could not open '{filename}': No such file or directory", e);
+            throw new BlockException(QmpErrorClass.GenericError, $"Could not open '{filename}': No such file or directory", e);
         }
         catch (UnauthorizedAccessException e)
         {
-            throw new BlockException(BlockException.GenericError, $"Could not open '{filename}': Permission denied", e);
+            throw new BlockException(QmpErrorClass.GenericError, $"Could not open '{filename}': Permission denied", e);
         }
         catch (IOException e)
         {
-            throw new BlockException(BlockException.GenericError, $"Could not open '{filename}': {e.Message}", e);
+            throw new BlockException(QmpErrorClass.GenericError, $"Could not open '{filename}': {e.Message}", e);
         }
     }
 
@@ -61,7 +62,7 @@ public sealed class FileNode : BlockNode
         {
             string reason = e is UnauthorizedAccessException ? "Permission denied"
                 : e is DirectoryNotFoundException ? "No such file or directory" : e.Message;
-            throw new BlockException(BlockException.GenericError, $"Could not create '{filename}': {reason}", e);
+            throw new BlockException(QmpErrorClass.GenericError, $"Could not create '{filename}': {reason}", e);
         }
     }
 

@@ -1,5 +1,8 @@
+using Colo.Core.Qmp;
 using Colo.Block.File;
+using Colo.Block.Nbd;
 using Colo.Block.Qcow2;
+using Colo.Block.Quorum;
 using Colo.Block.Raw;
 using Colo.Core.Options;
 
@@ -16,7 +19,7 @@ public sealed class BlockGraph : IDisposable
     /// <summary>Drivers QEMU 7.2 has that Colo does not build yet: refused naming the driver, not as unknown.</summary>
     public static readonly IReadOnlySet<string> PlannedDrivers = new HashSet<string>(StringComparer.Ordinal)
     {
-        "quorum", "replication", "nbd", "blkdebug", "blkverify", "blkreplay", "null-co", "null-aio", "copy-on-read",
+        "replication", "blkdebug", "blkverify", "blkreplay", "null-co", "null-aio", "copy-on-read",
         "throttle", "vmdk", "vdi", "vpc", "vhdx", "qed", "luks", "dmg", "bochs", "cloop", "parallels", "vvfat",
         "host_device", "host_cdrom", "nfs", "iscsi", "iser", "ssh", "http", "https", "ftp", "ftps", "gluster", "rbd",
         "compress", "preallocate", "copy-before-write", "snapshot-access", "blklogwrites", "nvme", "vxhs",
@@ -30,6 +33,12 @@ public sealed class BlockGraph : IDisposable
         ["filename", "aio", "aio-max-batch", "locking", "pr-manager", "drop-cache", "x-check-cache-dropped"];
 
     private static readonly HashSet<string> s_rawOptions = ["file", "offset", "size"];
+
+    private static readonly HashSet<string> s_quorumOptions = ["children", "vote-threshold", "blkverify", "rewrite-corrupted", "read-pattern"];
+
+    // BlockdevOptionsNbd, plus the legacy spellings (host, port, path) and the filename QEMU parses into them.
+    private static readonly HashSet<string> s_nbdOptions =
+        ["server", "export", "tls-creds", "tls-hostname", "x-dirty-bitmap", "reconnect-delay", "open-timeout", "host", "port", "path", "filename"];
 
     private static readonly HashSet<string> s_qcow2Options =
     [
@@ -52,9 +61,16 @@ public sealed class BlockGraph : IDisposable
     private readonly List<BlockNode> _nodes = [];
     private readonly List<BlockBackend> _backends = [];
     private readonly Dictionary<BlockNode, BlockNodeSettings> _settings = [];
-    private readonly Dictionary<BlockNode, BlockNode> _attachedBacking = [];
     private int _noneIndex;
     private bool _disposed;
+
+    public BlockGraph()
+    {
+        Nbd = new NbdServerHost(this);
+    }
+
+    /// <summary>The built-in NBD server and its exports of this graph's nodes.</summary>
+    public NbdServerHost Nbd { get; }
 
     /// <summary>True when the board has an IDE controller for <c>if=ide</c> drives to attach to.</summary>
     public bool HasIdeController { get; set; }
@@ -78,17 +94,13 @@ public sealed class BlockGraph : IDisposable
     /// <summary>The settings a node was opened with.</summary>
     public BlockNodeSettings SettingsOf(BlockNode node) => _settings.GetValueOrDefault(node, BlockNodeSettings.Default);
 
-    /// <summary>The node's children as the graph sees them: borrowed references resolved, attached backing added.</summary>
+    /// <summary>The node's children as the graph sees them: borrowed references resolved.</summary>
     public IReadOnlyList<BlockChild> ChildrenOf(BlockNode node)
     {
         var list = new List<BlockChild>();
         foreach (BlockChild child in node.Children)
         {
             list.Add(child.Node is BorrowedNode b ? new BlockChild(child.Name, b.Target) : child);
-        }
-        if (_attachedBacking.TryGetValue(node, out BlockNode? backing) && !list.Exists(c => c.Name == "backing"))
-        {
-            list.Add(new BlockChild("backing", backing));
         }
         return list;
     }
@@ -263,7 +275,7 @@ public sealed class BlockGraph : IDisposable
     /// <exception cref="BlockException">No such drive (DeviceNotFound), or a node of it is used elsewhere.</exception>
     public void DeleteDrive(string id)
     {
-        BlockBackend backend = FindBackend(id) ?? throw new BlockException("DeviceNotFound", $"Device '{id}' not found");
+        BlockBackend backend = FindBackend(id) ?? throw new BlockException(QmpErrorClass.DeviceNotFound, $"Device '{id}' not found");
         foreach (BlockNode other in _nodes)
         {
             if (!IsInTree(backend.Root, other) && ChildrenOf(other).Any(c => c.Node == backend.Root))
@@ -274,13 +286,14 @@ public sealed class BlockGraph : IDisposable
         _backends.Remove(backend);
         var owned = new List<BlockNode>();
         CollectOwned(backend.Root, owned);
+        // An export must not outlive its node: its clients are dropped (QEMU would keep the node alive instead).
+        Nbd.RemoveExportsOf(owned.Contains);
         FlushQuietly(backend.Root);
         backend.Root.Dispose();
         foreach (BlockNode n in owned)
         {
             _nodes.Remove(n);
             _settings.Remove(n);
-            _attachedBacking.Remove(n);
         }
     }
 
@@ -300,6 +313,7 @@ public sealed class BlockGraph : IDisposable
             return;
         }
         _disposed = true;
+        Nbd.Dispose();
         FlushAll();
         // Parents first: a parent's Dispose closes the children it owns; BlockNode.Dispose is idempotent.
         for (int i = _nodes.Count - 1; i >= 0; i--)
@@ -361,7 +375,6 @@ public sealed class BlockGraph : IDisposable
         for (int i = created.Count - 1; i >= 0; i--)
         {
             _settings.Remove(created[i]);
-            _attachedBacking.Remove(created[i]);
             created[i].Dispose();
         }
     }
@@ -380,6 +393,26 @@ public sealed class BlockGraph : IDisposable
     private BlockNode OpenTop(OptionTree options, string? driver, bool readOnly, string? aio, BlockNodeSettings settings, List<BlockNode> created)
     {
         string? filename = options.GetString("filename") ?? options["file"]?.GetString("filename");
+        if (driver is null && (IsNbdFilename(filename) || options["file"]?.GetString("driver") == "nbd"))
+        {
+            // Probe over the one NBD connection and keep it as the file child: a second connection might
+            // not be accepted (qemu-nbd without --persistent serves one client).
+            BlockNode nbd = OpenFileChild(options, readOnly, aio, settings with { DetectZeroes = "off" }, created);
+            driver = BlockImage.Probe(nbd);
+            if (driver == "raw")
+            {
+                Warning?.Invoke(ProbedRawWarning(nbd.Filename));
+            }
+            var formatOptions = new List<KeyValuePair<string, string>>();
+            foreach (KeyValuePair<string, string> pair in options.Flatten())
+            {
+                if (pair.Key != "filename" && !pair.Key.StartsWith("file.", StringComparison.Ordinal))
+                {
+                    formatOptions.Add(pair);
+                }
+            }
+            return Open(OptionTree.FromFlat(formatOptions), driver, readOnly, aio, settings, created, top: true, preopenedFile: nbd);
+        }
         if (driver is null && filename is not null && options["file"]?.GetString("driver") is null or "file")
         {
             // Probe the format, as QEMU does for -drive file=X without format=.
@@ -394,29 +427,27 @@ public sealed class BlockGraph : IDisposable
             }
             if (driver == "raw")
             {
-                Warning?.Invoke($"WARNING: Image format was not specified for '{filename}' and probing guessed raw.\n"
-                    + "         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n"
-                    + "         Specify the 'raw' format explicitly to remove the restrictions.");
+                Warning?.Invoke(ProbedRawWarning(filename));
             }
         }
         return Open(options, driver ?? "raw", readOnly, aio, settings, created, top: true);
     }
 
     /// <summary>Opens one node and, recursively, its children. <paramref name="created"/> collects what was opened.</summary>
-    private BlockNode Open(OptionTree options, string driver, bool readOnly, string? aio, BlockNodeSettings inherited, List<BlockNode> created, bool top = false)
+    private BlockNode Open(OptionTree options, string driver, bool readOnly, string? aio, BlockNodeSettings inherited, List<BlockNode> created, bool top = false, BlockNode? preopenedFile = null)
     {
         CheckDriver(driver);
-        if (driver is "raw" or "file" && options["backing"] is not null)
+        if (driver is "raw" or "file" or "nbd" && options["backing"] is not null)
         {
             throw new BlockException("Driver doesn't support backing files");
         }
-        HashSet<string> own = driver switch { "file" => s_fileOptions, "raw" => s_rawOptions, _ => s_qcow2Options };
+        HashSet<string> own = driver switch { "file" => s_fileOptions, "raw" => s_rawOptions, "nbd" => s_nbdOptions, "quorum" => s_quorumOptions, _ => s_qcow2Options };
         foreach (KeyValuePair<string, OptionTree> option in options.Children)
         {
             if (!s_commonOptions.Contains(option.Key) && !own.Contains(option.Key) && !(top && option.Key == "filename" && driver != "file"))
             {
-                throw new BlockException(driver == "file"
-                    ? $"Block protocol 'file' doesn't support the option '{option.Key}'"
+                throw new BlockException(driver is "file" or "nbd"
+                    ? $"Block protocol '{driver}' doesn't support the option '{option.Key}'"
                     : $"Block format '{driver}' does not support the option '{option.Key}'");
             }
         }
@@ -447,9 +478,22 @@ public sealed class BlockGraph : IDisposable
             return file;
         }
 
+        if (driver == "nbd")
+        {
+            NbdClient nbd = OpenNbd(options, readOnly, nodeName);
+            Register(nbd, settings, created);
+            return nbd;
+        }
+
         // Children inherit cache and discard settings, not detect-zeroes (QEMU applies it where it is given).
         BlockNodeSettings childSettings = settings with { DetectZeroes = "off" };
-        BlockNode fileChild = OpenFileChild(options, readOnly, aio, childSettings, created);
+        if (driver == "quorum")
+        {
+            QuorumNode quorum = OpenQuorum(options, readOnly, aio, childSettings, created, nodeName);
+            Register(quorum, settings, created);
+            return quorum;
+        }
+        BlockNode fileChild = preopenedFile ?? OpenFileChild(options, readOnly, aio, childSettings, created);
         if (driver == "raw")
         {
             var raw = new RawNode(fileChild, readOnly, nodeName);
@@ -489,17 +533,16 @@ public sealed class BlockGraph : IDisposable
                 {
                     return null;
                 }
+                if (explicitBacking is null && header.BackingFile is null)
+                {
+                    return null;
+                }
                 used = explicitBacking is null
                     ? OpenHeaderBacking(fileChild.Filename, header, aio, childSettings, created)
                     : backingIsReference ? new BorrowedNode(explicitBacking, true) : explicitBacking;
                 return used;
             },
             nodeName);
-        if (explicitBacking is not null && used is null)
-        {
-            // The image names no backing file; the graph still records the edge the options asked for.
-            _attachedBacking[qcow2] = explicitBacking;
-        }
         created.Insert(position, qcow2);
         _settings[qcow2] = settings;
         return qcow2;
@@ -511,7 +554,7 @@ public sealed class BlockGraph : IDisposable
         if (file is null)
         {
             string filename = options.GetString("filename") ?? throw new BlockException("A block device must be specified for \"file\"");
-            return Open(OptionTree.FromFlat([new("filename", filename)]), "file", readOnly, aio, settings, created);
+            return Open(OptionTree.FromFlat([new("filename", filename)]), ProtocolOf(filename), readOnly, aio, settings, created);
         }
         if (file.IsScalar)
         {
@@ -519,7 +562,7 @@ public sealed class BlockGraph : IDisposable
                 ?? throw new BlockException($"Cannot find device='{file.Scalar}' nor node-name='{file.Scalar}'");
             return new BorrowedNode(target, readOnly);
         }
-        return OpenChild(file, readOnly, aio, settings, created, defaultDriver: "file");
+        return OpenChild(file, readOnly, aio, settings, created, defaultDriver: ProtocolOf(file.GetString("filename")));
     }
 
     /// <summary>An inline child (<c>file.*</c>, <c>backing.*</c>): its driver, or a protocol/probe default.</summary>
@@ -573,6 +616,138 @@ public sealed class BlockGraph : IDisposable
         }
     }
 
+    private static string ProbedRawWarning(string filename) =>
+        $"WARNING: Image format was not specified for '{filename}' and probing guessed raw.\n"
+        + "         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.\n"
+        + "         Specify the 'raw' format explicitly to remove the restrictions.";
+
+    /// <summary>QEMU's bdrv_find_protocol for the protocols Colo has: an NBD URI or legacy nbd: name, else a host file.</summary>
+    private static string ProtocolOf(string? filename) => IsNbdFilename(filename) ? "nbd" : "file";
+
+    private static bool IsNbdFilename(string? filename) =>
+        filename is not null && (filename.StartsWith("nbd:", StringComparison.Ordinal)
+            || filename.StartsWith("nbd+tcp:", StringComparison.Ordinal) || filename.StartsWith("nbd+unix:", StringComparison.Ordinal));
+
+    /// <summary>
+    /// The nbd protocol node: the server from <c>server.*</c> (QAPI SocketAddress), the legacy
+    /// <c>host</c>/<c>port</c>/<c>path</c>, or a filename (URI or <c>nbd:</c> form), in QEMU's precedence and texts.
+    /// </summary>
+    private static NbdClient OpenNbd(OptionTree options, bool readOnly, string? nodeName)
+    {
+        string? filename = options.GetString("filename");
+        OptionTree? server = options["server"];
+        string? host = options.GetString("host");
+        string? port = options.GetString("port");
+        string? path = options.GetString("path");
+        string? export = options.GetString("export");
+        NbdServerAddress address;
+        if (filename is not null)
+        {
+            foreach (string key in new[] { "host", "port", "path", "export", "server" })
+            {
+                if (options[key] is not null)
+                {
+                    throw new BlockException($"Option '{key}' cannot be used with a file name");
+                }
+            }
+            (address, export) = NbdClient.ParseFilename(filename);
+        }
+        else if (server is not null)
+        {
+            if (host is not null || port is not null || path is not null)
+            {
+                throw new BlockException("Cannot use 'server' and path/host/port at the same time");
+            }
+            address = ParseSocketAddress(server);
+        }
+        else if (path is not null)
+        {
+            if (host is not null)
+            {
+                throw new BlockException("path and host may not be used at the same time");
+            }
+            if (port is not null)
+            {
+                throw new BlockException("port may not be used without host");
+            }
+            address = NbdServerAddress.Unix(path);
+        }
+        else if (host is not null)
+        {
+            address = NbdServerAddress.Tcp(host, port);
+        }
+        else
+        {
+            throw new BlockException("NBD server address missing");
+        }
+
+        if (options.GetString("tls-creds") is { } tls)
+        {
+            throw new BlockException($"NBD over TLS (tls-creds '{tls}') is not implemented yet in Colo");
+        }
+        if (options.GetString("x-dirty-bitmap") is not null)
+        {
+            throw new BlockException("x-dirty-bitmap (qemu:dirty-bitmap contexts) is not implemented yet in Colo");
+        }
+        uint reconnectDelay = ParseUInt(options, "reconnect-delay");
+        uint openTimeout = ParseUInt(options, "open-timeout");
+        return NbdClient.Connect(address, export ?? "", readOnly, TimeSpan.FromSeconds(reconnectDelay), TimeSpan.FromSeconds(openTimeout), nodeName);
+    }
+
+    /// <summary>A flat QAPI SocketAddress (<c>server.type=inet,server.host=..,server.port=..</c> or unix with <c>path</c>).</summary>
+    private static NbdServerAddress ParseSocketAddress(OptionTree server)
+    {
+        if (server.IsScalar)
+        {
+            throw new BlockException("Invalid parameter type for 'server', expected: object");
+        }
+        string type = server.GetString("type") ?? throw new BlockException("Parameter 'type' is missing");
+        string[] allowed = type switch
+        {
+            "inet" => ["type", "host", "port", "numeric", "to", "ipv4", "ipv6", "keep-alive", "mptcp"],
+            "unix" => ["type", "path", "abstract", "tight"],
+            "vsock" or "fd" => throw new BlockException($"NBD server addresses of type '{type}' are not implemented yet in Colo"),
+            _ => throw new BlockException($"Parameter 'type' does not accept value '{type}'"),
+        };
+        foreach (KeyValuePair<string, OptionTree> member in server.Children)
+        {
+            if (Array.IndexOf(allowed, member.Key) < 0)
+            {
+                throw new BlockException($"Parameter '{member.Key}' is unexpected");
+            }
+        }
+        if (type == "unix")
+        {
+            if (server.GetString("abstract") is "on" or "true" or "yes")
+            {
+                throw new BlockException("Abstract unix sockets are not implemented yet in Colo");
+            }
+            return NbdServerAddress.Unix(server.GetString("path") ?? throw new BlockException("Parameter 'path' is missing"));
+        }
+        string host = server.GetString("host") ?? throw new BlockException("Parameter 'host' is missing");
+        string port = server.GetString("port") ?? throw new BlockException("Parameter 'port' is missing");
+        if (server["to"] is not null)
+        {
+            throw new BlockException("Port ranges ('to') are not implemented yet in Colo");
+        }
+        return NbdServerAddress.Tcp(host, port);
+    }
+
+    private static uint ParseUInt(OptionTree options, string key)
+    {
+        string? text = options.GetString(key);
+        if (text is null)
+        {
+            return 0;
+        }
+        // QEMU's keyval takes any 64-bit number here (open-timeout=-1 included) and narrows it.
+        if (long.TryParse(text, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out long value))
+        {
+            return value < 0 ? 0 : (uint)Math.Min(value, uint.MaxValue);
+        }
+        throw new BlockException($"Parameter '{key}' expects a number");
+    }
+
     private void Register(BlockNode node, BlockNodeSettings settings, List<BlockNode> created)
     {
         created.Add(node);
@@ -597,7 +772,7 @@ public sealed class BlockGraph : IDisposable
 
     private static void CheckDriver(string driver)
     {
-        if (driver is "raw" or "qcow2" or "file")
+        if (driver is "raw" or "qcow2" or "file" or "nbd" or "quorum")
         {
             return;
         }
@@ -607,6 +782,206 @@ public sealed class BlockGraph : IDisposable
         }
         throw new BlockException($"Unknown driver '{driver}'");
     }
+
+    /// <summary>Receives QUORUM_FAILURE from every quorum node of the graph.</summary>
+    public Action<QuorumFailure>? QuorumFailure { get; set; }
+
+    /// <summary>Receives QUORUM_REPORT_BAD from every quorum node of the graph.</summary>
+    public Action<QuorumReportBad>? QuorumReportBad { get; set; }
+
+    /// <summary>QEMU's bdrv_get_device_or_node_name: the drive id when the node is a drive's root.</summary>
+    public string DeviceOrNodeName(BlockNode node) => _backends.Find(b => b.Root == node)?.Name ?? node.NodeName;
+
+    /// <summary>
+    /// QMP x-blockdev-change: adds the free node <paramref name="node"/> to the quorum <paramref name="parent"/>,
+    /// or removes its child named <paramref name="child"/> (closing it unless it is a node of its own).
+    /// </summary>
+    public void ChangeChild(string parent, string? child, string? node)
+    {
+        BlockNode p = FindNodeOrDevice(parent) ?? throw new BlockException($"Cannot find device='{parent}' nor node-name='{parent}'");
+        if (child is not null && node is not null)
+        {
+            throw new BlockException("The parameters child and node are in conflict");
+        }
+        if (node is not null)
+        {
+            BlockNode added = FindNode(node) ?? throw new BlockException($"Node '{node}' not found");
+            if (p is not QuorumNode q)
+            {
+                throw new BlockException($"The node {DeviceOrNodeName(p)} does not support adding a child");
+            }
+            if (HasParent(added))
+            {
+                throw new BlockException($"The node {added.NodeName} already has a parent");
+            }
+            q.AddChild(added);
+            return;
+        }
+        if (child is null)
+        {
+            throw new BlockException("Either child or node must be specified");
+        }
+        if (!p.Children.Any(c => c.Name == child))
+        {
+            throw new BlockException($"Node '{p.NodeName}' does not have child '{child}'");
+        }
+        if (p is not QuorumNode quorum)
+        {
+            throw new BlockException($"The node {DeviceOrNodeName(p)} does not support removing a child");
+        }
+        (BlockNode removed, bool owned) = quorum.RemoveChild(child);
+        if (owned)
+        {
+            var gone = new List<BlockNode>();
+            CollectOwned(removed, gone);
+            FlushQuietly(removed);
+            removed.Dispose();
+            foreach (BlockNode n in gone)
+            {
+                _nodes.Remove(n);
+                _settings.Remove(n);
+            }
+        }
+    }
+
+    /// <summary>True when a drive or another node uses <paramref name="node"/> (QEMU: it has a parent).</summary>
+    private bool HasParent(BlockNode node) =>
+        _backends.Exists(b => b.Root == node) || _nodes.Exists(n => n != node && ChildrenOf(n).Any(c => c.Node == node));
+
+    /// <summary>The quorum node: <c>children.N</c> inline or by node reference, then QEMU's checks in its order.</summary>
+    private QuorumNode OpenQuorum(OptionTree options, bool readOnly, string? aio, BlockNodeSettings childSettings, List<BlockNode> created, string? nodeName)
+    {
+        OptionTree? children = options["children"];
+        if (children is null || children.IsScalar || children.Children.Count == 0)
+        {
+            throw new BlockException("Number of provided children must be 1 or more");
+        }
+        if (!children.IsList)
+        {
+            throw new BlockException("Option children is not a valid array");
+        }
+        int count = children.Children.Count;
+        long threshold = 0;
+        if (options.GetString("vote-threshold") is { } t && !long.TryParse(t, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out threshold))
+        {
+            throw new BlockException("Parameter 'vote-threshold' expects a number");
+        }
+        if (threshold < 1)
+        {
+            throw new BlockException("Parameter 'vote-threshold' expects a value >= 1");
+        }
+        if (threshold > count)
+        {
+            throw new BlockException("threshold may not exceed children count");
+        }
+        QuorumReadPattern pattern = options.GetString("read-pattern") switch
+        {
+            null or "quorum" => QuorumReadPattern.Quorum,
+            "fifo" => QuorumReadPattern.Fifo,
+            _ => throw new BlockException("Please set read-pattern as fifo or quorum"),
+        };
+        // QEMU reads blkverify and rewrite-corrupted only for the voting pattern; with fifo they are ignored.
+        bool blkverify = pattern == QuorumReadPattern.Quorum && ParseBool(options, "blkverify", false);
+        bool rewrite = pattern == QuorumReadPattern.Quorum && ParseBool(options, "rewrite-corrupted", false);
+        if (blkverify && (count != 2 || threshold != 2))
+        {
+            throw new BlockException("blkverify=on can only be set if there are exactly two files and vote-threshold is 2");
+        }
+        if (blkverify && rewrite)
+        {
+            throw new BlockException("rewrite-corrupted=on cannot be used with blkverify=on");
+        }
+
+        var list = new List<BlockChild>(count);
+        for (int i = 0; i < count; i++)
+        {
+            OptionTree c = children[i.ToString(System.Globalization.CultureInfo.InvariantCulture)]!;
+            BlockNode childNode = c.IsScalar
+                ? new BorrowedNode(FindNodeOrDevice(c.Scalar!) ?? throw new BlockException($"Cannot find device='{c.Scalar}' nor node-name='{c.Scalar}'"), readOnly)
+                : OpenChild(c, readOnly, aio, childSettings, created);
+            list.Add(new BlockChild($"children.{i}", childNode));
+        }
+        long size = list[0].Node.Size;
+        if (list.Exists(c => c.Node.Size != size))
+        {
+            throw new BlockException("The children of a quorum must all have the same size");
+        }
+        var quorum = new QuorumNode(list, (int)threshold, pattern, rewrite, blkverify, readOnly, nodeName)
+        {
+            FilenameText = QuorumJsonName(options),
+        };
+        quorum.Failure = (q, sector, sectors) => QuorumFailure?.Invoke(new QuorumFailure(DeviceOrNodeName(q), sector, sectors));
+        quorum.ReportBad = bad => QuorumReportBad?.Invoke(bad);
+        return quorum;
+    }
+
+    /// <summary>QEMU names a quorum node by its options as <c>json:{...}</c>; this keeps its key order for the common forms.</summary>
+    private string QuorumJsonName(OptionTree options)
+    {
+        var sb = new System.Text.StringBuilder("json:{");
+        if (options.GetString("read-pattern") is { } rp)
+        {
+            sb.Append("\"read-pattern\": ").Append(Json(rp)).Append(", ");
+        }
+        sb.Append("\"children\": [");
+        OptionTree children = options["children"]!;
+        for (int i = 0; i < children.Children.Count; i++)
+        {
+            if (i > 0)
+            {
+                sb.Append(", ");
+            }
+            OptionTree c = children[i.ToString(System.Globalization.CultureInfo.InvariantCulture)]!;
+            AppendJson(sb, c);
+        }
+        sb.Append("], \"driver\": \"quorum\"");
+        foreach (string key in new[] { "rewrite-corrupted", "blkverify", "vote-threshold" })
+        {
+            if (options.GetString(key) is { } v)
+            {
+                sb.Append(", ").Append(Json(key)).Append(": ").Append(Json(v));
+            }
+        }
+        return sb.Append('}').ToString();
+    }
+
+    private static void AppendJson(System.Text.StringBuilder sb, OptionTree tree)
+    {
+        if (tree.IsScalar)
+        {
+            sb.Append(Json(tree.Scalar!));
+            return;
+        }
+        sb.Append('{');
+        bool first = true;
+        // QEMU prints a child's driver before its file.
+        foreach (KeyValuePair<string, OptionTree> kv in tree.Children.OrderBy(kv => kv.Key == "driver" ? 0 : 1))
+        {
+            if (!first)
+            {
+                sb.Append(", ");
+            }
+            first = false;
+            sb.Append(Json(kv.Key)).Append(": ");
+            if (kv.Key == "file" && !kv.Value.IsScalar && kv.Value.GetString("driver") is null)
+            {
+                sb.Append("{\"driver\": \"file\"");
+                foreach (KeyValuePair<string, OptionTree> f in kv.Value.Children)
+                {
+                    sb.Append(", ").Append(Json(f.Key)).Append(": ");
+                    AppendJson(sb, f.Value);
+                }
+                sb.Append('}');
+            }
+            else
+            {
+                AppendJson(sb, kv.Value);
+            }
+        }
+        sb.Append('}');
+    }
+
+    private static string Json(string s) => "\"" + System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping.Encode(s) + "\"";
 
     private static bool ParseBool(OptionTree options, string key, bool fallback) => options.GetString(key) switch
     {

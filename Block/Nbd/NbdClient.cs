@@ -9,32 +9,56 @@ namespace Colo.Block.Nbd;
 /// <summary>One extent of base:allocation block status.</summary>
 public readonly record struct NbdExtent(long Length, bool Hole, bool Zero);
 
+/// <summary>Where an NBD server listens: TCP (<see cref="Host"/>, <see cref="Port"/>) or a unix socket (<see cref="Path"/>).</summary>
+/// <param name="Port">A decimal port, kept as QAPI's string.</param>
+public sealed record NbdServerAddress(string? Host, string? Port, string? Path)
+{
+    public const string DefaultPort = "10809";
+
+    public static NbdServerAddress Tcp(string host, string? port = null) => new(host, port ?? DefaultPort, null);
+
+    public static NbdServerAddress Unix(string path) => new(null, null, path);
+
+    /// <summary>The node's filename as QEMU prints it (nbd://host:port/export, nbd+unix:///export?socket=path).</summary>
+    public string Describe(string export) => Path is not null
+        ? $"nbd+unix:///{export}?socket={Path}"
+        : $"nbd://{(Host!.Contains(':') ? $"[{Host}]" : Host)}:{Port}/{export}";
+}
+
 /// <summary>
 /// The "nbd" protocol driver: a block node backed by an export on an NBD server (fixed newstyle,
 /// NBD_OPT_GO, structured replies and base:allocation when the server offers them). One request is
 /// in flight at a time, which matches the node's serialised contract.
 /// </summary>
+/// <remarks>
+/// With a reconnect delay, a lost connection is re-established transparently: a request that meets the
+/// loss retries connecting until the delay has passed since the loss, then fails; later requests each make
+/// one more attempt (QEMU keeps reconnecting in the background; here the attempts ride on requests).
+/// </remarks>
 public sealed class NbdClient : BlockNode
 {
-    private readonly Socket _socket;
+    private readonly NbdServerAddress _address;
     private readonly string _description;
-    private readonly bool _structured;
     private readonly byte[] _header = new byte[64];
     private readonly Lock _lock = new();
+    private readonly TimeSpan _reconnectDelay;
+    private Socket _socket;
+    private bool _structured;
     private ulong _cookie;
     private bool _dead;
+    private bool _disposed;
+    private long _lostAt;
 
-    private NbdClient(Socket socket, string description, string exportName, Handshake h, string? nodeName)
-        : base(nodeName, (h.Flags & FlagReadOnly) != 0)
+    private NbdClient(Socket socket, NbdServerAddress address, string exportName, Handshake h, bool readOnly, TimeSpan reconnectDelay, string? nodeName)
+        : base(nodeName, readOnly || (h.Flags & FlagReadOnly) != 0)
     {
         _socket = socket;
-        _description = description;
+        _address = address;
+        _description = address.Describe(exportName);
+        _reconnectDelay = reconnectDelay;
         ExportName = exportName;
         Size = (long)h.Size;
-        TransmissionFlags = h.Flags;
-        _structured = h.Structured;
-        MetaContextId = h.MetaContextId;
-        MaxRequest = (int)Math.Clamp(h.MaxBlock, 512, MaxPayload);
+        Adopt(h);
     }
 
     public override string DriverName => "nbd";
@@ -45,80 +69,187 @@ public sealed class NbdClient : BlockNode
 
     public string ExportName { get; }
 
-    public ushort TransmissionFlags { get; }
+    public ushort TransmissionFlags { get; private set; }
 
     /// <summary>True when the server agreed to structured replies.</summary>
     public bool StructuredReplies => _structured;
 
     /// <summary>Context id of base:allocation, or null when the server did not offer it.</summary>
-    public uint? MetaContextId { get; }
+    public uint? MetaContextId { get; private set; }
 
     /// <summary>Largest single request sent; bigger node requests are split.</summary>
-    public int MaxRequest { get; }
+    public int MaxRequest { get; private set; }
+
+    /// <summary>Times the connection was re-established after a loss.</summary>
+    public int Reconnects { get; private set; }
 
     /// <summary>Connects to <c>nbd://host[:port]/export</c> or <c>nbd+unix:///export?socket=path</c>.</summary>
     public static NbdClient Open(string uri, string? nodeName = null)
     {
-        if (!Uri.TryCreate(uri, UriKind.Absolute, out Uri? u))
-        {
-            throw new BlockException($"Invalid NBD URI '{uri}'");
-        }
+        (NbdServerAddress address, string export) = ParseFilename(uri);
+        return Connect(address, export, false, TimeSpan.Zero, TimeSpan.Zero, nodeName);
+    }
 
+    /// <summary>
+    /// Parses the filenames QEMU's nbd driver accepts: <c>nbd[+tcp]://host[:port][/export]</c>,
+    /// <c>nbd+unix:///export?socket=PATH</c> and the legacy <c>nbd:host:port[:exportname=E]</c>,
+    /// <c>nbd:unix:PATH[:exportname=E]</c>.
+    /// </summary>
+    public static (NbdServerAddress Address, string Export) ParseFilename(string filename)
+    {
+        if (filename.StartsWith("nbd:", StringComparison.Ordinal) && !filename.StartsWith("nbd://", StringComparison.Ordinal))
+        {
+            return ParseLegacy(filename);
+        }
+        if (!Uri.TryCreate(filename, UriKind.Absolute, out Uri? u) || u.Fragment.Length > 0)
+        {
+            throw new BlockException("No valid URL specified");
+        }
         string export = Uri.UnescapeDataString(u.AbsolutePath.TrimStart('/'));
+        string query = u.Query.TrimStart('?');
         switch (u.Scheme)
         {
             case "nbd":
             case "nbd+tcp":
-                return ConnectTcp(u.Host, u.Port > 0 ? u.Port : 10809, export, nodeName);
-            case "nbd+unix":
-                string q = u.Query.TrimStart('?');
-                string? socket = q.Split('&').Where(p => p.StartsWith("socket=", StringComparison.Ordinal))
-                    .Select(p => Uri.UnescapeDataString(p["socket=".Length..])).FirstOrDefault();
-                if (socket == null)
+                if (u.Host.Length == 0 || query.Length > 0)
                 {
-                    throw new BlockException($"NBD URI '{uri}' needs a socket= parameter");
+                    throw new BlockException("No valid URL specified");
                 }
-
-                return ConnectUnix(socket, export, nodeName);
+                return (NbdServerAddress.Tcp(u.Host.Trim('[', ']'), u.IsDefaultPort || u.Port < 0 ? null : u.Port.ToString(System.Globalization.CultureInfo.InvariantCulture)), export);
+            case "nbd+unix":
+                if (u.Host.Length > 0 || !query.StartsWith("socket=", StringComparison.Ordinal) || query.Contains('&'))
+                {
+                    throw new BlockException("No valid URL specified");
+                }
+                return (NbdServerAddress.Unix(Uri.UnescapeDataString(query["socket=".Length..])), export);
             default:
-                throw new BlockException($"Unsupported NBD URI scheme '{u.Scheme}'");
+                throw new BlockException("No valid URL specified");
         }
     }
 
-    public static NbdClient ConnectTcp(string host, int port, string exportName, string? nodeName = null)
+    private static (NbdServerAddress, string) ParseLegacy(string filename)
     {
-        string desc = $"nbd://{(host.Contains(':') ? $"[{host}]" : host)}:{port}/{exportName}";
-        Socket? s = null;
-        try
+        string rest = filename["nbd:".Length..];
+        string export = "";
+        int at = rest.IndexOf(":exportname=", StringComparison.Ordinal);
+        if (at >= 0)
         {
-            IPAddress[] addrs = IPAddress.TryParse(host, out IPAddress? a) ? [a] : Dns.GetHostAddresses(host);
-            s = new Socket(addrs[0].AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-            s.Connect(new IPEndPoint(addrs[0], port));
+            export = rest[(at + ":exportname=".Length)..];
+            rest = rest[..at];
         }
-        catch (SocketException e)
+        if (rest.StartsWith("unix:", StringComparison.Ordinal))
         {
-            s?.Dispose();
-            throw new BlockException($"Failed to connect to '{host}:{port}': {e.Message}", e);
+            return (NbdServerAddress.Unix(rest["unix:".Length..]), export);
         }
-
-        return Negotiate(s, desc, exportName, nodeName);
+        int colon = rest.LastIndexOf(':');
+        return colon < 0 ? (NbdServerAddress.Tcp(rest), export) : (NbdServerAddress.Tcp(rest[..colon].Trim('[', ']'), rest[(colon + 1)..]), export);
     }
 
-    public static NbdClient ConnectUnix(string path, string exportName, string? nodeName = null)
+    public static NbdClient ConnectTcp(string host, int port, string exportName, string? nodeName = null) =>
+        Connect(NbdServerAddress.Tcp(host, port.ToString(System.Globalization.CultureInfo.InvariantCulture)), exportName, false, TimeSpan.Zero, TimeSpan.Zero, nodeName);
+
+    public static NbdClient ConnectUnix(string path, string exportName, string? nodeName = null) =>
+        Connect(NbdServerAddress.Unix(path), exportName, false, TimeSpan.Zero, TimeSpan.Zero, nodeName);
+
+    /// <summary>
+    /// Connects and negotiates. With <paramref name="openTimeout"/> a refused or failed connection is
+    /// retried until that much time has passed (QEMU's open-timeout), then the last error is reported.
+    /// </summary>
+    public static NbdClient Connect(NbdServerAddress address, string exportName, bool readOnly, TimeSpan reconnectDelay, TimeSpan openTimeout, string? nodeName = null)
     {
-        string desc = $"nbd+unix:///{exportName}?socket={path}";
-        var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        long deadline = Environment.TickCount64 + (long)openTimeout.TotalMilliseconds;
+        while (true)
+        {
+            try
+            {
+                (Socket s, Handshake h) = ConnectAndNegotiate(address, exportName);
+                return new NbdClient(s, address, exportName, h, readOnly, reconnectDelay, nodeName);
+            }
+            catch (BlockException) when (Environment.TickCount64 < deadline)
+            {
+                // The server may not be up yet (COLO starts both sides together): wait a little and retry.
+                Thread.Sleep(RetryPause(deadline));
+            }
+        }
+    }
+
+    private static int RetryPause(long deadline) => (int)Math.Clamp(deadline - Environment.TickCount64, 0, 100);
+
+    private static (Socket, Handshake) ConnectAndNegotiate(NbdServerAddress address, string exportName)
+    {
+        Socket s = Dial(address);
+        return (s, Negotiate(s, address.Describe(exportName), exportName));
+    }
+
+    /// <summary>Opens the stream socket, with QEMU's "Failed to connect to '...'" texts.</summary>
+    private static Socket Dial(NbdServerAddress address)
+    {
+        if (address.Path is { } path)
+        {
+            var u = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            try
+            {
+                u.Connect(new UnixDomainSocketEndPoint(path));
+                return u;
+            }
+            catch (SocketException e)
+            {
+                u.Dispose();
+                string reason = e.SocketErrorCode == SocketError.AddressNotAvailable || !System.IO.File.Exists(path) ? "No such file or directory" : e.Message;
+                throw new BlockException($"Failed to connect to '{path}': {reason}", e);
+            }
+        }
+
+        string host = address.Host!;
+        string port = address.Port ?? NbdServerAddress.DefaultPort;
+        if (!ushort.TryParse(port, System.Globalization.NumberStyles.None, null, out ushort portNumber))
+        {
+            throw new BlockException($"address resolution failed for {host}:{port}: Servname not supported for ai_socktype");
+        }
+        IPAddress[] addrs;
         try
         {
-            s.Connect(new UnixDomainSocketEndPoint(path));
+            addrs = IPAddress.TryParse(host, out IPAddress? a) ? [a] : Dns.GetHostAddresses(host);
         }
         catch (SocketException e)
         {
-            s.Dispose();
-            throw new BlockException($"Failed to connect to '{path}': {e.Message}", e);
+            throw new BlockException($"address resolution failed for {host}:{port}: Name or service not known", e);
         }
+        SocketException? last = null;
+        foreach (IPAddress addr in addrs)
+        {
+            var s = new Socket(addr.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            try
+            {
+                s.Connect(new IPEndPoint(addr, portNumber));
+                return s;
+            }
+            catch (SocketException e)
+            {
+                s.Dispose();
+                last = e;
+            }
+        }
+        throw new BlockException($"Failed to connect to '{host}:{port}': {(last is null ? "Name or service not known" : StrError(last))}", last!);
+    }
 
-        return Negotiate(s, desc, exportName, nodeName);
+    /// <summary>The C library's wording (QEMU prints strerror); .NET's message appends the endpoint.</summary>
+    private static string StrError(SocketException e) => e.SocketErrorCode switch
+    {
+        SocketError.ConnectionRefused => "Connection refused",
+        SocketError.TimedOut => "Connection timed out",
+        SocketError.HostUnreachable => "No route to host",
+        SocketError.NetworkUnreachable => "Network is unreachable",
+        SocketError.AddressNotAvailable => "Cannot assign requested address",
+        _ => e.Message,
+    };
+
+    private void Adopt(Handshake h)
+    {
+        TransmissionFlags = h.Flags;
+        _structured = h.Structured;
+        MetaContextId = h.MetaContextId;
+        MaxRequest = (int)Math.Clamp(h.MaxBlock, 512, MaxPayload);
     }
 
     private sealed class Handshake
@@ -130,14 +261,14 @@ public sealed class NbdClient : BlockNode
         public uint MaxBlock = MaxPayload;
     }
 
-    private static NbdClient Negotiate(Socket s, string desc, string exportName, string? nodeName)
+    private static Handshake Negotiate(Socket s, string desc, string exportName)
     {
         try
         {
             s.ReceiveTimeout = 30_000;
             Handshake h = DoHandshake(s, exportName, desc);
             s.ReceiveTimeout = 0;
-            return new NbdClient(s, desc, exportName, h, nodeName);
+            return h;
         }
         catch (Exception e) when (e is SocketException or EndOfStreamException)
         {
@@ -218,7 +349,7 @@ public sealed class NbdClient : BlockNode
                 {
                     if (type == RepErrUnknown)
                     {
-                        throw RefusedExport(desc, exportName, payload);
+                        throw RefusedExport(payload);
                     }
 
                     break;
@@ -274,7 +405,7 @@ public sealed class NbdClient : BlockNode
             }
             else if ((type & RepFlagError) != 0)
             {
-                throw RefusedExport(desc, exportName, payload);
+                throw RefusedExport(payload);
             }
         }
 
@@ -286,10 +417,12 @@ public sealed class NbdClient : BlockNode
         return h;
     }
 
-    private static BlockException RefusedExport(string desc, string exportName, byte[] payload)
+    private static BlockException RefusedExport(byte[] payload)
     {
-        string msg = payload.Length > 0 ? Encoding.UTF8.GetString(payload) : "export not available";
-        return new BlockException($"Requested export '{exportName}' not available from {desc}: server reported: {msg}");
+        // QEMU's two-line text; the server's own message is its second line.
+        return payload.Length > 0
+            ? new BlockException($"Requested export not available\nserver reported: {Encoding.UTF8.GetString(payload)}")
+            : new BlockException("Requested export not available");
     }
 
     private static void SendOption(Socket s, uint option, byte[] data)
@@ -436,20 +569,67 @@ public sealed class NbdClient : BlockNode
     {
         lock (_lock)
         {
-            if (_dead)
+            // The window in which this request may wait for a reconnection: from the loss it met or, when
+            // the connection was already down, at least one attempt now.
+            long deadline = Math.Max(_lostAt + (long)_reconnectDelay.TotalMilliseconds, Environment.TickCount64);
+            while (true)
             {
-                throw new BlockException($"NBD connection to {_description} is closed");
-            }
+                if (_dead && !TryReconnect(deadline))
+                {
+                    throw new BlockException($"NBD connection to {_description} is closed");
+                }
 
+                try
+                {
+                    TransactLocked(type, flags, offset, readInto, writeFrom, length, extents);
+                    return;
+                }
+                catch (Exception e) when (e is SocketException or EndOfStreamException or ObjectDisposedException)
+                {
+                    _dead = true;
+                    _socket.Dispose();
+                    _lostAt = Environment.TickCount64;
+                    if (_reconnectDelay <= TimeSpan.Zero || _disposed)
+                    {
+                        throw new BlockException($"NBD connection to {_description} lost: {e.Message}", e);
+                    }
+                    deadline = _lostAt + (long)_reconnectDelay.TotalMilliseconds;
+                }
+            }
+        }
+    }
+
+    /// <summary>Re-establishes a lost connection, retrying until <paramref name="deadline"/>; false when it could not.</summary>
+    private bool TryReconnect(long deadline)
+    {
+        if (_reconnectDelay <= TimeSpan.Zero || _disposed)
+        {
+            return false;
+        }
+        while (true)
+        {
             try
             {
-                TransactLocked(type, flags, offset, readInto, writeFrom, length, extents);
+                (Socket s, Handshake h) = ConnectAndNegotiate(_address, ExportName);
+                if ((long)h.Size != Size)
+                {
+                    // A different image behind the same name: requests must not land on it.
+                    s.Dispose();
+                    return false;
+                }
+                _socket = s;
+                Adopt(h);
+                _dead = false;
+                Reconnects++;
+                return true;
             }
-            catch (Exception e) when (e is SocketException or EndOfStreamException or ObjectDisposedException)
+            catch (BlockException)
             {
-                _dead = true;
-                _socket.Dispose();
-                throw new BlockException($"NBD connection to {_description} lost: {e.Message}", e);
+                if (Environment.TickCount64 >= deadline)
+                {
+                    return false;
+                }
+                Thread.Sleep(RetryPause(deadline));
             }
         }
     }
@@ -674,6 +854,7 @@ public sealed class NbdClient : BlockNode
         {
             lock (_lock)
             {
+                _disposed = true;
                 if (!_dead)
                 {
                     try

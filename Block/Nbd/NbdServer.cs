@@ -47,6 +47,9 @@ public sealed class NbdExport
 /// </summary>
 public sealed class NbdServer : IAsyncDisposable, IDisposable
 {
+    private const int SolSocket = 1;
+    private const int SoReuseAddr = 2;
+
     private readonly Socket _listener;
     private readonly Dictionary<string, NbdExport> _exports = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
@@ -63,6 +66,12 @@ public sealed class NbdServer : IAsyncDisposable, IDisposable
         _unixPath = unixPath;
     }
 
+    /// <summary>
+    /// Most clients served at once (0: no limit). A client beyond the limit is closed at once rather than
+    /// left waiting in the backlog as QEMU does, so it sees the refusal instead of a hang.
+    /// </summary>
+    public int MaxConnections { get; set; }
+
     /// <summary>The bound endpoint (the actual port when started on port 0).</summary>
     public EndPoint LocalEndPoint => _listener.LocalEndPoint!;
 
@@ -75,16 +84,20 @@ public sealed class NbdServer : IAsyncDisposable, IDisposable
         var s = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
-            // SO_REUSEADDR alone (restart while old connections sit in TIME_WAIT). .NET's ReuseAddress
-            // also sets SO_REUSEPORT on Linux, which would let a second server bind the same port.
-            s.SetRawSocketOption(1 /* SOL_SOCKET */, 2 /* SO_REUSEADDR */, BitConverter.GetBytes(1));
+            // SO_REUSEADDR alone (rebinding over TIME_WAIT, as QEMU does). .NET's ReuseAddress also sets
+            // SO_REUSEPORT on Linux, which would let a second server bind the same port silently.
+            if (!OperatingSystem.IsWindows())
+            {
+                s.SetRawSocketOption(SolSocket, SoReuseAddr, BitConverter.GetBytes(1));
+            }
             s.Bind(endpoint);
             s.Listen(16);
         }
         catch (SocketException e)
         {
             s.Dispose();
-            throw new BlockException($"Failed to bind socket to {endpoint}: {e.Message}", e);
+            // QEMU's inet_listen wording: it tries the port and reports why none was usable.
+            throw new BlockException($"Failed to find an available port: {e.Message}", e);
         }
 
         var server = new NbdServer(s, null);
@@ -299,6 +312,12 @@ public sealed class NbdServer : IAsyncDisposable, IDisposable
                 {
                     client.Dispose();
                     return;
+                }
+
+                if (MaxConnections > 0 && _connections.Count >= MaxConnections)
+                {
+                    client.Dispose();
+                    continue;
                 }
 
                 _connections.Add(conn);

@@ -97,7 +97,8 @@ public sealed partial class Qcow2Node : BlockNode
 
     /// <summary>
     /// Opens a qcow2 image on <paramref name="file"/>. <paramref name="openBacking"/> is asked for the
-    /// backing node (given name and format from the header) unless the caller passes null.
+    /// backing node (given name and format from the header) unless the caller passes null. It is asked
+    /// even when the header names no backing file: <c>backing=NODE</c> attaches one anyway, as in QEMU.
     /// </summary>
     /// <param name="forCheck">Allow corrupt images read-write, for <c>qemu-img check -r</c>.</param>
     public static Qcow2Node Open(
@@ -116,7 +117,7 @@ public sealed partial class Qcow2Node : BlockNode
             throw new BlockException("qcow2: Image is corrupt; cannot be opened read/write");
         }
 
-        BlockNode? backing = header.BackingFile != null ? openBacking?.Invoke(header) : null;
+        BlockNode? backing = openBacking?.Invoke(header);
         var node = new Qcow2Node(file, backing, header, readOnly, nodeName);
         try
         {

@@ -1,5 +1,6 @@
 using Colo.Block.File;
 using Colo.Block.Graph;
+using Colo.Block.Nbd;
 using Colo.Block.Qcow2;
 using Colo.Core.Qmp;
 
@@ -8,11 +9,20 @@ namespace Colo.Block.Qmp;
 /// <summary>The block layer's QMP commands, one line each, and the records they report.</summary>
 public static class BlockQmpCommands
 {
-    public static void Register(QmpCommandRegistry r, BlockGraph graph)
+    public static void Register(QmpCommandRegistry r, BlockGraph graph, QmpEventBus events)
     {
         BlockQmpJsonContext j = BlockQmpJsonContext.Default;
-        r.Register("query-block", j.QmpNoArgs, j.BlockInfoArray, _ => Run(() => QueryBlock(graph)));
-        r.Register("query-named-block-nodes", j.QueryNamedBlockNodesArgs, j.BlockDeviceInfoArray, a => Run(() => QueryNamedBlockNodes(graph, a.Flat ?? false)));
+        graph.QuorumFailure = f => events.Emit("QUORUM_FAILURE", new QuorumFailureEvent(f.Reference, f.SectorNum, f.SectorsCount), j.QuorumFailureEvent);
+        graph.QuorumReportBad = b => events.Emit("QUORUM_REPORT_BAD", new QuorumReportBadEvent(b.Type, b.Error, b.NodeName, b.SectorNum, b.SectorsCount), j.QuorumReportBadEvent);
+        graph.Nbd.ExportDeleted = id => events.Emit("BLOCK_EXPORT_DELETED", new BlockExportDeletedEvent(id), j.BlockExportDeletedEvent);
+        r.Register("query-block", j.QmpNoArgs, j.BlockInfoArray, _ => QueryBlock(graph));
+        r.Register("query-named-block-nodes", j.QueryNamedBlockNodesArgs, j.BlockDeviceInfoArray, a => QueryNamedBlockNodes(graph, a.Flat ?? false));
+        r.Register("nbd-server-start", j.NbdServerStartArgs, j.QmpEmpty, a => Done(() => NbdServerStart(graph.Nbd, a)));
+        r.Register("nbd-server-add", j.NbdServerAddArgs, j.QmpEmpty, a => Done(() => graph.Nbd.AddExport(a.Device, a.Name, a.Writable ?? false, a.Description, a.Bitmap)));
+        r.Register("nbd-server-remove", j.NbdServerRemoveArgs, j.QmpEmpty, a => Done(() => graph.Nbd.RemoveExport(a.Name, ParseRemoveMode(a.Mode))));
+        r.Register("nbd-server-stop", j.QmpNoArgs, j.QmpEmpty, _ => Done(graph.Nbd.Stop));
+        r.Register("x-blockdev-change", j.XBlockdevChangeArgs, j.QmpEmpty, a => Done(() => graph.ChangeChild(a.Parent, a.Child, a.Node)));
+        r.Register("query-block-exports", j.QmpNoArgs, j.BlockExportInfoArray, _ => QueryBlockExports(graph.Nbd));
     }
 
     /// <summary>QEMU's query-block: one entry per drive, in creation order.</summary>
@@ -99,19 +109,88 @@ public static class BlockQmpCommands
         }
     }
 
-    /// <summary>Runs a handler, turning the block layer's exception into the QMP error it carries.</summary>
-    public static T Run<T>(Func<T> handler)
+    /// <summary>QMP nbd-server-start: checks in QEMU's order (running, TLS, address), then listens.</summary>
+    public static void NbdServerStart(NbdServerHost nbd, NbdServerStartArgs a)
     {
-        try
+        if (nbd.Running)
         {
-            return handler();
+            throw new BlockException("NBD server already running");
         }
-        catch (BlockException e)
+        if (a.MaxConnections is < 0 or > uint.MaxValue)
         {
-            throw ToQmp(e);
+            throw new BlockException("Parameter 'max-connections' expects uint32_t");
+        }
+        if (a.TlsCreds is not null || a.TlsAuthz is not null)
+        {
+            throw new BlockException(a.TlsCreds is not null
+                ? $"NBD over TLS (tls-creds '{a.TlsCreds}') is not implemented yet in Colo"
+                : $"NBD over TLS (tls-authz '{a.TlsAuthz}') is not implemented yet in Colo");
+        }
+        int max = (int)Math.Min(a.MaxConnections ?? 0, int.MaxValue);
+        BlockQmpJsonContext j = BlockQmpJsonContext.Default;
+        switch (a.Addr.Type)
+        {
+            case "inet":
+                InetSocketAddress inet = Branch(a.Addr, j.InetSocketAddress);
+                if (inet.To is not null)
+                {
+                    throw new BlockException("Port ranges ('to') for the NBD server are not implemented yet in Colo");
+                }
+                if (inet.Mptcp == true)
+                {
+                    throw new BlockException("MPTCP for the NBD server is not implemented yet in Colo");
+                }
+                nbd.StartTcp(inet.Host, inet.Port, max);
+                break;
+            case "unix":
+                UnixSocketAddress unix = Branch(a.Addr, j.UnixSocketAddress);
+                if (unix.Abstract == true)
+                {
+                    throw new BlockException("Abstract unix sockets for the NBD server are not implemented yet in Colo");
+                }
+                nbd.StartUnix(unix.Path, max);
+                break;
+            case "vsock":
+                Branch(a.Addr, j.VsockSocketAddress);
+                throw new BlockException("vsock addresses for the NBD server are not implemented yet in Colo");
+            case "fd":
+                Branch(a.Addr, j.SocketAddressString);
+                throw new BlockException("fd addresses for the NBD server are not implemented yet in Colo");
+            default:
+                throw new BlockException($"Parameter 'type' does not accept value '{a.Addr.Type}'");
         }
     }
 
-    public static QmpException ToQmp(BlockException e) =>
-        new(e.Message, e, Enum.TryParse(e.ErrorClass, out QmpErrorClass c) ? c : QmpErrorClass.GenericError);
+    /// <summary>QMP query-block-exports: newest first, as QEMU lists them.</summary>
+    public static BlockExportInfo[] QueryBlockExports(NbdServerHost nbd)
+    {
+        var list = new BlockExportInfo[nbd.Exports.Count];
+        for (int i = 0; i < list.Length; i++)
+        {
+            NbdExport e = nbd.Exports[list.Length - 1 - i];
+            list[i] = new BlockExportInfo(e.Name, "nbd", e.Node.NodeName, false);
+        }
+        return list;
+    }
+
+    private static bool ParseRemoveMode(string? mode) => mode switch
+    {
+        null or "safe" => false,
+        "hard" => true,
+        _ => throw new BlockException($"Parameter 'mode' does not accept value '{mode}'"),
+    };
+
+    /// <summary>Checks and reads the <c>data</c> branch of a SocketAddressLegacy with QEMU's member paths.</summary>
+    private static T Branch<T>(SocketAddressLegacy addr, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> info)
+    {
+        System.Text.Json.JsonElement data = addr.Data ?? throw new BlockException("Parameter 'addr.data' is missing");
+        QmpArguments.Validate(data, info, "addr.data.");
+        return System.Text.Json.JsonSerializer.Deserialize(data, info)!;
+    }
+
+    private static QmpEmpty Done(Action action)
+    {
+        action();
+        return QmpEmpty.Instance;
+    }
 }

@@ -60,7 +60,7 @@ public sealed class VirtualMachine : IDisposable
         MonitorQmpCommands.Register(Qmp, Hmp);
         MachineHmpCommands.Register(Hmp, this);
         ChardevQmpCommands.Register(Qmp, Types, Tree);
-        BlockQmpCommands.Register(Qmp, Blocks);
+        BlockQmpCommands.Register(Qmp, Blocks, Events);
         Blocks.Warning = stderr.WriteLine;
     }
 
@@ -742,17 +742,7 @@ public sealed class VirtualMachine : IDisposable
         options[key] ?? throw new QmpException($"Parameter '{key}' is missing");
 
     /// <summary>Creates a drive (<c>-drive</c>, HMP <c>drive_add</c>) in the block graph.</summary>
-    internal void AddDrive(KeyValList options)
-    {
-        try
-        {
-            Blocks.AddDrive(options.Pairs);
-        }
-        catch (BlockException e)
-        {
-            throw BlockQmpCommands.ToQmp(e);
-        }
-    }
+    internal void AddDrive(KeyValList options) => Blocks.AddDrive(options.Pairs);
 
     private void FailIncoming(string reason)
     {

@@ -123,7 +123,7 @@ public sealed partial class DriveQmpTests
     [TestCase("if=none,id=d0,file.filename=/tmp/x,driver=foo", "Unknown driver 'foo'")]
     [TestCase("if=ide,id=d0,file=/tmp/x,format=raw", "machine type does not support if=ide,bus=0,unit=0")]
     [TestCase("if=none,id=childs0,driver=replication,mode=secondary,top-id=colo-disk0,file.driver=qcow2,file.file.filename=/x", "Block driver 'replication' is not implemented yet in Colo (the storage issue builds it)")]
-    [TestCase("if=none,id=colo-disk0,driver=quorum,read-pattern=fifo,vote-threshold=1,children.0=childs0", "Block driver 'quorum' is not implemented yet in Colo (the storage issue builds it)")]
+    [TestCase("if=none,id=colo-disk0,driver=quorum,read-pattern=fifo,vote-threshold=1,children.0=childs0", "Cannot find device='childs0' nor node-name='childs0'")]
     public void BadDrive_OneQemuStyleLine_ExitOne(string drive, string reason)
     {
         (int code, string stdout, string stderr) = QemuProcess.Run("-M", "none", "-S", "-display", "none", "-drive", drive);

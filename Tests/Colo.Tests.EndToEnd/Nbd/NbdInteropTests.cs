@@ -197,7 +197,7 @@ public sealed class NbdInteropTests
             }
 
             var e2 = Assert.Throws<BlockException>(() => NbdClient.ConnectTcp("127.0.0.1", port, "wrong"));
-            Assert.That(e2!.Message, Does.Contain("'wrong' not available"));
+            Assert.That(e2!.Message, Is.EqualTo("Requested export not available\nserver reported: export 'wrong' not present"));
         }
         finally
         {

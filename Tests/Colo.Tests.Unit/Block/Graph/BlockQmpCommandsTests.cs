@@ -24,7 +24,7 @@ public sealed class BlockQmpCommandsTests
             using var graph = new BlockGraph();
             graph.AddDrive([.. KeyValParser.Parse($"if=none,id=d0,driver=qcow2,file.filename={top},node-name=top", null).Pairs]);
             var registry = new QmpCommandRegistry();
-            BlockQmpCommands.Register(registry, graph);
+            BlockQmpCommands.Register(registry, graph, new QmpEventBus());
             registry.Freeze();
             Assert.That(registry.TryGet("query-block", out QmpCommand block), Is.True);
             Assert.That(registry.TryGet("query-named-block-nodes", out QmpCommand nodes), Is.True);
