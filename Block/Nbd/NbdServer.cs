@@ -66,12 +66,6 @@ public sealed class NbdServer : IAsyncDisposable, IDisposable
         _unixPath = unixPath;
     }
 
-    /// <summary>
-    /// Most clients served at once (0: no limit). A client beyond the limit is closed at once rather than
-    /// left waiting in the backlog as QEMU does, so it sees the refusal instead of a hang.
-    /// </summary>
-    public int MaxConnections { get; set; }
-
     /// <summary>The bound endpoint (the actual port when started on port 0).</summary>
     public EndPoint LocalEndPoint => _listener.LocalEndPoint!;
 
@@ -312,12 +306,6 @@ public sealed class NbdServer : IAsyncDisposable, IDisposable
                 {
                     client.Dispose();
                     return;
-                }
-
-                if (MaxConnections > 0 && _connections.Count >= MaxConnections)
-                {
-                    client.Dispose();
-                    continue;
                 }
 
                 _connections.Add(conn);

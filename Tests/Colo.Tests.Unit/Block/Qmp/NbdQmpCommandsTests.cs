@@ -205,9 +205,14 @@ public sealed class NbdQmpCommandsTests
         string path = Path.Combine(_dir, "nbd.sock");
         Run("nbd-server-start", "{\"addr\": {\"type\": \"unix\", \"data\": {\"path\": \"" + path + "\"}}, \"max-connections\": 1}");
         Run("nbd-server-add", """{"device": "parent0"}""");
-        using NbdClient c = NbdClient.ConnectUnix(path, "parent0");
+        NbdClient c = NbdClient.ConnectUnix(path, "parent0");
         Assert.That(c.Size, Is.EqualTo(1 << 20));
-        Assert.That(() => NbdClient.ConnectUnix(path, "parent0"), Throws.InstanceOf<BlockException>(), "a second client is over max-connections");
+        // Over the limit a client waits in the listen backlog, as with QEMU, until a slot frees.
+        Task<NbdClient> second = Task.Run(() => NbdClient.ConnectUnix(path, "parent0"));
+        Assert.That(second.Wait(TimeSpan.FromMilliseconds(300)), Is.False, "a second client is held back by max-connections");
+        c.Dispose();
+        Assert.That(second.Wait(TimeSpan.FromSeconds(20)), Is.True, "served once the first client left");
+        second.Result.Dispose();
     }
 
     [Test]
