@@ -39,6 +39,13 @@ public struct MtrrArray
     private ulong _element0;
 }
 
+/// <summary>Machine-check banks: CTL, STATUS, ADDR, MISC for each of the 10 banks QEMU's models have (MSR 0x400 on).</summary>
+[InlineArray(40)]
+public struct McBankArray
+{
+    private ulong _element0;
+}
+
 /// <summary>Index of a segment register in <see cref="X86CpuState.Segments"/> (the ModRM/prefix encoding order).</summary>
 public enum SegmentIndex
 {
@@ -196,6 +203,10 @@ public struct X86CpuState
     public ulong ApicBase;
     /// <summary>IA32_TSC_AUX.</summary>
     public ulong TscAux;
+    /// <summary>IA32_MCG_STATUS and IA32_MCG_CTL.</summary>
+    public ulong McgStatus, McgCtl;
+    /// <summary>The machine-check bank registers (see <see cref="McBankArray"/>).</summary>
+    public McBankArray McBanks;
     /// <summary>IA32_MTRR_DEF_TYPE.</summary>
     public ulong MtrrDefType;
     /// <summary>Fixed then variable MTRRs (see <see cref="MtrrArray"/>).</summary>
@@ -277,6 +288,11 @@ public struct X86CpuState
         // x87 power-on control word (FNINIT would give 0x037F) and the MXCSR reset value.
         Fcw = 0x0040;
         Mxcsr = 0x1F80;
+        McgCtl = ulong.MaxValue;
+        for (int i = 0; i < 40; i += 4)
+        {
+            McBanks[i] = ulong.MaxValue; // MCi_CTL: all error reporting enabled, as QEMU's reset
+        }
         Unsafe.As<byte, uint>(ref Fx[FxMxcsrMask]) = MxcsrMask;
     }
 

@@ -185,6 +185,14 @@ public sealed unsafe partial class InterpreterVcpu
         return n is 0 or 2 or 3 or 4 or 8;
     }
 
+    private const uint MsrMcgCap = 0x179;
+    private const uint MsrMcgStatus = 0x17A;
+    private const uint MsrMcgCtl = 0x17B;
+    private const uint MsrMc0Ctl = 0x400;
+
+    /// <summary>MCG_CAP: MCG_CTL present, 10 banks (QEMU's default machine-check model).</summary>
+    private const ulong McgCapValue = 0x10A;
+
     /// <summary>MTRRcap as QEMU reports it: 8 variable ranges, fixed ranges and write-combining supported.</summary>
     private const ulong MtrrCapValue = 0x508;
 
@@ -206,6 +214,21 @@ public sealed unsafe partial class InterpreterVcpu
 
     internal bool TryReadMsr(uint msr, out ulong value)
     {
+        switch (msr)
+        {
+            case MsrMcgCap:
+                value = McgCapValue;
+                return true;
+            case MsrMcgStatus:
+                value = _state.McgStatus;
+                return true;
+            case MsrMcgCtl:
+                value = _state.McgCtl;
+                return true;
+            case >= MsrMc0Ctl and < MsrMc0Ctl + 40:
+                value = _state.McBanks[(int)(msr - MsrMc0Ctl)];
+                return true;
+        }
         if (MtrrIndex(msr) is int mtrr)
         {
             value = mtrr < 0 ? (mtrr == -1 ? MtrrCapValue : _state.MtrrDefType) : _state.Mtrr[mtrr];
@@ -237,6 +260,31 @@ public sealed unsafe partial class InterpreterVcpu
     /// <summary>WRMSR; false for MSRs the model lacks (the caller raises #GP).</summary>
     internal bool TryWriteMsr(uint msr, ulong value)
     {
+        switch (msr)
+        {
+            case MsrMcgCap:
+                return false;
+            case MsrMcgStatus:
+                _state.McgStatus = value;
+                return true;
+            case MsrMcgCtl:
+                // Only all-ones or all-zeros, as the SDM allows (and QEMU enforces).
+                if (value is not (0 or ulong.MaxValue))
+                {
+                    return false;
+                }
+                _state.McgCtl = value;
+                return true;
+            case >= MsrMc0Ctl and < MsrMc0Ctl + 40:
+                int bank = (int)(msr - MsrMc0Ctl);
+                // MCi_STATUS accepts only zero (clearing a logged error); no errors are ever injected here.
+                if ((bank & 3) == 1 && value != 0)
+                {
+                    return false;
+                }
+                _state.McBanks[bank] = value;
+                return true;
+        }
         if (MtrrIndex(msr) is int mtrr)
         {
             // Memory types have no effect on an interpreter; the registers only hold what firmware and the OS wrote.

@@ -261,6 +261,9 @@ internal static unsafe class OpcodeTable
         return code.Mnemonic() switch
         {
             Mnemonic.Fninit or Mnemonic.Finit => &X87.Fninit,
+            Mnemonic.Fnclex or Mnemonic.Fclex => &X87.Fnclex,
+            Mnemonic.Emms => &X87.Emms,
+            Mnemonic.Fild => &X87.Fild,
             Mnemonic.Fnstsw or Mnemonic.Fstsw => &X87.Fnstsw,
             Mnemonic.Fnstcw or Mnemonic.Fstcw => &X87.Fnstcw,
             Mnemonic.Fldcw => &X87.Fldcw,

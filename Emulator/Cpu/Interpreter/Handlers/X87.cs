@@ -27,6 +27,103 @@ internal static class X87
         return Ok;
     }
 
+    /// <summary>FNCLEX: clears the exception flags, stack fault, error summary and busy bits of FSW.</summary>
+    public static ExecStatus Fnclex(InterpreterVcpu c, ref DecodedOp op)
+    {
+        if (c.FpuOff())
+        {
+            return c.Raise(Vector.NM);
+        }
+        c.State.Fsw &= 0x7F00;
+        return Ok;
+    }
+
+    /// <summary>EMMS: marks every x87/MMX register empty (#UD with CR0.EM, #NM with CR0.TS, as an MMX instruction).</summary>
+    public static ExecStatus Emms(InterpreterVcpu c, ref DecodedOp op)
+    {
+        ref X86CpuState s = ref c.State;
+        if ((s.Cr0 & X86CpuState.Cr0Em) != 0)
+        {
+            return c.Raise(Vector.UD);
+        }
+        if ((s.Cr0 & X86CpuState.Cr0Ts) != 0)
+        {
+            return c.Raise(Vector.NM);
+        }
+        s.Ftw = 0;
+        return Ok;
+    }
+
+    /// <summary>
+    /// FILD m16/m32/m64: pushes the signed integer, converted exactly to extended precision. A push onto a full
+    /// register is a stack overflow: IE, SF and C1 set and, with IE masked, the real indefinite is pushed instead.
+    /// </summary>
+    public static ExecStatus Fild(InterpreterVcpu c, ref DecodedOp op)
+    {
+        if (c.FpuOff())
+        {
+            return c.Raise(Vector.NM);
+        }
+        int size = op.Size;
+        ExecStatus st = c.ReadMem(c.LinearAddress(ref op), size, out ulong raw);
+        if (st != Ok)
+        {
+            return st;
+        }
+        long value = size switch
+        {
+            2 => (short)raw,
+            4 => (int)raw,
+            _ => (long)raw,
+        };
+        ref X86CpuState s = ref c.State;
+        int top = (s.Fsw >> 11) & 7;
+        int newTop = (top - 1) & 7;
+        bool overflow = (s.Ftw & (1 << newTop)) != 0;
+        ulong mantissa;
+        ushort signExponent;
+        if (overflow)
+        {
+            s.Fsw |= 0x0241; // IE, SF, C1 (overflow)
+            if ((s.Fcw & 1) == 0)
+            {
+                s.Fsw |= 0x8080; // unmasked: error summary and busy; nothing is pushed
+                return Ok;
+            }
+            mantissa = 0xC000_0000_0000_0000; // the real indefinite: negative quiet NaN
+            signExponent = 0xFFFF;
+        }
+        else
+        {
+            s.Fsw &= unchecked((ushort)~0x0200);
+            ToExtended(value, out mantissa, out signExponent);
+        }
+        // ST(i) are kept in stack order: make room at ST(0) by moving ST(0..6) down one slot.
+        Span<byte> stack = ((Span<byte>)s.Fx).Slice(X86CpuState.FxSt0, 128);
+        stack[..112].CopyTo(stack[16..]);
+        Unsafe.As<byte, ulong>(ref stack[0]) = mantissa;
+        Unsafe.As<byte, ushort>(ref stack[8]) = signExponent;
+        stack.Slice(10, 6).Clear();
+        s.Fsw = (ushort)((s.Fsw & ~0x3800) | (newTop << 11));
+        s.Ftw |= (byte)(1 << newTop);
+        return Ok;
+    }
+
+    /// <summary>The 80-bit extended form of an integer (exact: the significand has 64 bits).</summary>
+    internal static void ToExtended(long value, out ulong mantissa, out ushort signExponent)
+    {
+        if (value == 0)
+        {
+            mantissa = 0;
+            signExponent = 0;
+            return;
+        }
+        ulong magnitude = value < 0 ? (ulong)(-(value + 1)) + 1 : (ulong)value;
+        int shift = System.Numerics.BitOperations.LeadingZeroCount(magnitude);
+        mantissa = magnitude << shift;
+        signExponent = (ushort)((value < 0 ? 0x8000 : 0) | (16383 + 63 - shift));
+    }
+
     /// <summary>FNSTSW AX / m16.</summary>
     public static ExecStatus Fnstsw(InterpreterVcpu c, ref DecodedOp op)
     {
