@@ -7,6 +7,7 @@ using Colo.Core.Loop;
 using Colo.Core.Memory;
 using Colo.Core.Time;
 using Colo.Devices.Char;
+using Colo.Devices.Input;
 using Colo.Devices.Interrupt;
 using Colo.Devices.Misc;
 using Colo.Devices.Pci;
@@ -37,6 +38,10 @@ public sealed class PcBoard : IIoBus, IDisposable
     public const ushort ElcrPort = 0x4D0;
     public const ushort PitPort = 0x40;
     public const ushort Port61 = 0x61;
+    public const ushort KeyboardDataPort = 0x60;
+    public const ushort KeyboardCommandPort = 0x64;
+    public const int KeyboardIrq = 1;
+    public const int MouseIrq = 12;
     public const ushort RtcPort = 0x70;
     public const ushort Port92Address = 0x92;
     public const ushort PciConfigAddress = 0xCF8;
@@ -95,6 +100,9 @@ public sealed class PcBoard : IIoBus, IDisposable
         WriteCmosMemoryLayout();
 
         Port92 = new Port92(() => ResetRequested?.Invoke());
+        Keyboard = new I8042(Interrupts.Isa(KeyboardIrq), Interrupts.Isa(MouseIrq), () => ResetRequested?.Invoke());
+        Ports.Map(KeyboardDataPort, new IoRegion("i8042-data", 1, (_, s) => Keyboard.Read(I8042.Data, s), (_, s, v) => Keyboard.Write(I8042.Data, s, (uint)v), 1, 1));
+        Ports.Map(KeyboardCommandPort, new IoRegion("i8042-cmd", 1, (_, s) => Keyboard.Read(I8042.Command, s), (_, s, v) => Keyboard.Write(I8042.Command, s, (uint)v), 1, 1));
         Ports.Map(Port92Address, Port92.Region);
 
         for (int i = 0; i < options.Serials.Count && i < SerialPorts.Length; i++)
@@ -155,13 +163,16 @@ public sealed class PcBoard : IIoBus, IDisposable
     /// <summary>System Control Port A.</summary>
     public Port92 Port92 { get; }
 
+    /// <summary>The 8042 keyboard controller with its PS/2 keyboard and mouse.</summary>
+    public I8042 Keyboard { get; }
+
     /// <summary>The serial ports, COM1 first.</summary>
     public IReadOnlyList<Serial16550> Serials => _serials;
 
     /// <summary>The PIC's INTR output towards the boot CPU.</summary>
     public IrqLine CpuInterrupt => _cpuInterrupt;
 
-    /// <summary>Raised (under <see cref="Lock"/>) when the guest asks for a system reset (0xCF9, 0x92).</summary>
+    /// <summary>Raised (under <see cref="Lock"/>) when the guest asks for a system reset (0xCF9, 0x92, the 8042's reset line).</summary>
     public event Action? ResetRequested;
 
     /// <summary>Resets every device to its power-on state (RAM and CMOS contents survive, as on hardware).</summary>
@@ -175,6 +186,7 @@ public sealed class PcBoard : IIoBus, IDisposable
         IoApic.Reset();
         Pit.Reset();
         Port92.Reset();
+        Keyboard.Reset();
         foreach (Serial16550 uart in _serials)
         {
             uart.Reset();
