@@ -85,6 +85,7 @@ public sealed class PcBoard : IIoBus, IDisposable
 
         Pic = new I8259Pic(_cpuInterrupt);
         IoApic = new IoApic();
+        IoApic.Deliver = ApicBus.Deliver;
         Interrupts = new PcInterruptRouter(Pic, IoApic, Isa, PciBus);
         Ports.Map(PicMasterPort, new IoRegion("pic", 2, (o, s) => Pic.Read(I8259Pic.MasterCommand + (int)o, s), (o, s, v) => Pic.Write(I8259Pic.MasterCommand + (int)o, s, (uint)v)));
         Ports.Map(PicSlavePort, new IoRegion("pic", 2, (o, s) => Pic.Read(I8259Pic.SlaveCommand + (int)o, s), (o, s, v) => Pic.Write(I8259Pic.SlaveCommand + (int)o, s, (uint)v)));
@@ -151,6 +152,24 @@ public sealed class PcBoard : IIoBus, IDisposable
     /// <summary>The IOAPIC at 0xFEC00000.</summary>
     public IoApic IoApic { get; }
 
+    /// <summary>The local APICs (one per vCPU, created by <see cref="CreateLocalApic"/>) and the messages between them.</summary>
+    public ApicBus ApicBus { get; } = new();
+
+    /// <summary>
+    /// Creates CPU <paramref name="index"/>'s local APIC on the APIC bus. The boot CPU's gets the PIC on LINT0 and
+    /// becomes the sink of <see cref="CpuInterrupt"/>; level-triggered EOIs go back to the IOAPIC.
+    /// </summary>
+    public LocalApic CreateLocalApic(int index)
+    {
+        bool bsp = index == 0;
+        var apic = new LocalApic((byte)index, bsp, Clock, ApicBus, bsp ? Pic : null) { EoiBroadcast = IoApic.Eoi };
+        if (bsp)
+        {
+            _cpuInterrupt.Connect(apic.SetPicInterrupt);
+        }
+        return apic;
+    }
+
     /// <summary>ISA and PCI interrupt wiring.</summary>
     public PcInterruptRouter Interrupts { get; }
 
@@ -187,6 +206,10 @@ public sealed class PcBoard : IIoBus, IDisposable
         Pit.Reset();
         Port92.Reset();
         Keyboard.Reset();
+        foreach (LocalApic apic in ApicBus.Apics)
+        {
+            apic.Reset();
+        }
         foreach (Serial16550 uart in _serials)
         {
             uart.Reset();

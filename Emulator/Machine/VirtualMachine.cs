@@ -10,6 +10,7 @@ using Colo.Core.Options;
 using Colo.Core.Qmp;
 using Colo.Core.Time;
 using Colo.Devices;
+using Colo.Devices.Interrupt;
 using Colo.Devices.Pc;
 using Colo.Core.Cpu;
 using Colo.Cpu.Interpreter;
@@ -443,19 +444,18 @@ public sealed class VirtualMachine : IDisposable
         }
     }
 
-    /// <summary>The interpreter vCPU on its thread, the PIC's INTR wired to it, and the timer thread.</summary>
+    /// <summary>The interpreter vCPU on its thread with its local APIC (PIC on LINT0, IOAPIC messages), and the timer thread.</summary>
     private void CreateCpu(PcBoard board, VirtualClock clock)
     {
         var vcpu = new InterpreterVcpu(0, board.Memory, board);
         vcpu.State.Reset();
-        vcpu.Interrupts = new LockedInterruptSource(board.Pic, board.Lock);
-        board.CpuInterrupt.Connect(level =>
-        {
-            if (level)
-            {
-                vcpu.NotifyInterruptRequest();
-            }
-        });
+        // The PIC reaches the vCPU through the boot CPU's local APIC (LINT0 ExtINT, or pass-through while the APIC
+        // is hardware-disabled); the APIC also takes IOAPIC messages and owns the 0xFEE00000 page.
+        LocalApic apic = board.CreateLocalApic(0);
+        apic.InterruptRequested = vcpu.NotifyInterruptRequest;
+        var locked = new LockedLocalApic(apic, board.Lock);
+        vcpu.LocalApic = locked;
+        vcpu.Interrupts = locked;
         _cpu = new VcpuRunner(vcpu, "CPU 0/TCG");
         _cpu.Exited += exit => MainLoop.Post(() => OnVcpuExit(vcpu, exit));
         _timers = new TimerThread(clock, board.Lock);

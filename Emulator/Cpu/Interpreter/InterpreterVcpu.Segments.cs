@@ -214,7 +214,7 @@ public sealed unsafe partial class InterpreterVcpu
         value = msr switch
         {
             MsrTsc => _state.TscOffset + _instructions,
-            MsrApicBase => _state.ApicBase,
+            MsrApicBase => LocalApic?.BaseMsr ?? _state.ApicBase,
             MsrSysenterCs => _state.SysenterCs,
             MsrSysenterEsp => _state.SysenterEsp,
             MsrSysenterEip => _state.SysenterEip,
@@ -260,7 +260,8 @@ public sealed unsafe partial class InterpreterVcpu
                 _state.TscOffset = value - _instructions;
                 return true;
             case MsrApicBase:
-                _state.ApicBase = value;
+                LocalApic?.WriteBaseMsr(value);
+                _state.ApicBase = LocalApic?.BaseMsr ?? value;
                 return true;
             case MsrSysenterCs:
                 _state.SysenterCs = value;

@@ -104,6 +104,12 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
     /// <summary>Where external interrupts come from; without one, HLT returns <see cref="VcpuExit.Halted"/>.</summary>
     public IInterruptSource? Interrupts { get; set; }
 
+    /// <summary>
+    /// This vCPU's local APIC (its MMIO page and IA32_APIC_BASE); null leaves the MSR a plain value. Set
+    /// <see cref="Interrupts"/> to the same object so external interrupts are acknowledged through it.
+    /// </summary>
+    public ILocalApic? LocalApic { get; set; }
+
     /// <summary>Tells the vCPU an interrupt may be pending (thread-safe); it acknowledges at the next block boundary.</summary>
     public void NotifyInterruptRequest()
     {

@@ -1,0 +1,48 @@
+using Colo.Tests.EndToEnd.Infrastructure;
+
+namespace Colo.Tests.EndToEnd.Machine;
+
+/// <summary>SeaBIOS on the interpreter finds the 8042 and its PS/2 keyboard (its debugcon log says so).</summary>
+[TestFixture]
+public sealed class PcSeabiosKeyboardTests
+{
+    [Test]
+    [CancelAfter(90_000)]
+    public async Task SeaBios_InitializesPs2KeyboardWithoutI8042Timeout()
+    {
+        string log = Path.Combine(Path.GetTempPath(), $"colo-seabios-{Guid.NewGuid():N}.txt");
+        try
+        {
+            using QemuProcess qemu = QemuProcess.Start(
+                "-M", "pc", "-nodefaults", "-display", "none",
+                "-chardev", $"file,id=d,path={log}", "-device", "isa-debugcon,iobase=0x402,chardev=d");
+            string text = "";
+            // The interpreter is slow: SeaBIOS needs tens of seconds to reach its boot menu prompt.
+            DateTime deadline = DateTime.UtcNow.AddSeconds(60);
+            while (DateTime.UtcNow < deadline && !qemu.HasExited)
+            {
+                text = File.Exists(log) ? ReadShared(log) : "";
+                if (text.Contains("Press ESC for boot menu", StringComparison.Ordinal))
+                {
+                    break;
+                }
+                await Task.Delay(500);
+            }
+            qemu.Terminate();
+            Assert.That(text, Does.Contain("Press ESC for boot menu"), $"stderr:\n{qemu.Stderr}");
+            Assert.That(text, Does.Contain("PS2 keyboard initialized"));
+            Assert.That(text, Does.Not.Contain("Timeout at i8042"));
+        }
+        finally
+        {
+            File.Delete(log);
+        }
+    }
+
+    private static string ReadShared(string path)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
+    }
+}
