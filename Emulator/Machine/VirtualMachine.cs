@@ -44,6 +44,7 @@ public sealed class VirtualMachine : IDisposable
     private VirtualClock? _virtualClock;
     private TimerThread? _timers;
     private VcpuRunner? _cpu;
+    private readonly List<VcpuRunner> _aps = [];
     private TextWriter? _qtestLog;
     private int _anonymousDevices;
     private bool _autostart;
@@ -209,6 +210,10 @@ public sealed class VirtualMachine : IDisposable
         {
             bool running = State == RunState.Running;
             _cpu?.Pause();
+            foreach (VcpuRunner ap in _aps)
+            {
+                ap.Pause();
+            }
             lock (_board.Lock)
             {
                 _board.Reset();
@@ -217,9 +222,17 @@ public sealed class VirtualMachine : IDisposable
             {
                 _cpu.Vcpu.State.Reset();
                 _cpu.ClearHalt();
+                foreach (VcpuRunner ap in _aps)
+                {
+                    ap.WaitForStartup();
+                }
                 if (running)
                 {
                     _cpu.Resume();
+                    foreach (VcpuRunner ap in _aps)
+                    {
+                        ap.Resume();
+                    }
                 }
             }
         }
@@ -247,6 +260,10 @@ public sealed class VirtualMachine : IDisposable
         }
         _incoming?.Dispose();
         _cpu?.Dispose();
+        foreach (VcpuRunner ap in _aps)
+        {
+            ap.Dispose();
+        }
         _timers?.Dispose();
         // Drives are flushed and closed before anything else goes: QEMU's bdrv_close_all at exit.
         Blocks.Dispose();
@@ -399,10 +416,6 @@ public sealed class VirtualMachine : IDisposable
         {
             serials.Add(null); // QEMU's default COM1 writes to a virtual console; headless, that is nowhere
         }
-        if (Accelerator == "tcg" && _config.Cpus > 1)
-        {
-            throw new StartupException("-smp " + _config.Cpus, "more than one vCPU needs the local APIC model, which is not implemented yet in Colo");
-        }
         _qtestClock = Accelerator == "qtest" ? new ManualClock() : null;
         _virtualClock = _qtestClock is null ? new VirtualClock() : null;
         IClock clock = (IClock?)_qtestClock ?? _virtualClock!;
@@ -458,9 +471,34 @@ public sealed class VirtualMachine : IDisposable
         vcpu.Interrupts = locked;
         _cpu = new VcpuRunner(vcpu, "CPU 0/TCG");
         _cpu.Exited += exit => MainLoop.Post(() => OnVcpuExit(vcpu, exit));
+        for (int i = 1; i < board.Options.Cpus; i++)
+        {
+            CreateApplicationProcessor(board, i);
+        }
         _timers = new TimerThread(clock, board.Lock);
         _timers.UnhandledException += e => MainLoop.Post(() => Stderr.WriteLine($"qemu-system-x86_64: internal error in a device timer: {e}"));
         _timers.Start();
+    }
+
+    /// <summary>
+    /// An application processor: its own APIC on the APIC bus, parked in wait-for-SIPI until the BSP's INIT-SIPI.
+    /// The interpreter's LOCK-prefixed read-modify-writes are atomic only against one vCPU, so guests that race
+    /// on shared counters across CPUs may see lost updates (SeaBIOS's AP count is serialised by its own lock).
+    /// </summary>
+    private void CreateApplicationProcessor(PcBoard board, int index)
+    {
+        var vcpu = new InterpreterVcpu(index, board.Memory, board);
+        var runner = new VcpuRunner(vcpu, $"CPU {index}/TCG");
+        runner.WaitForStartup();
+        LocalApic apic = board.CreateLocalApic(index);
+        apic.InterruptRequested = vcpu.NotifyInterruptRequest;
+        apic.InitReceived = runner.Init;
+        apic.StartupReceived = runner.Startup;
+        var locked = new LockedLocalApic(apic, board.Lock);
+        vcpu.LocalApic = locked;
+        vcpu.Interrupts = locked;
+        runner.Exited += exit => MainLoop.Post(() => OnVcpuExit(vcpu, exit));
+        _aps.Add(runner);
     }
 
     /// <summary>What a vCPU exit means for the machine (on the main loop).</summary>
@@ -480,7 +518,7 @@ public sealed class VirtualMachine : IDisposable
                 }
                 break;
             default:
-                Stderr.WriteLine($"qemu-system-x86_64: CPU 0: {vcpu.InternalErrorDetail ?? exit.ToString()} at RIP 0x{vcpu.State.Rip:x}");
+                Stderr.WriteLine($"qemu-system-x86_64: CPU {vcpu.Index}: {vcpu.InternalErrorDetail ?? exit.ToString()} at RIP 0x{vcpu.State.Rip:x}");
                 StopCpus();
                 State = RunState.InternalError;
                 Events.Emit("STOP");
@@ -500,6 +538,10 @@ public sealed class VirtualMachine : IDisposable
             _virtualClock?.Start();
         }
         _cpu.Resume();
+        foreach (VcpuRunner ap in _aps)
+        {
+            ap.Resume();
+        }
     }
 
     /// <summary>Parks the vCPU and freezes guest time.</summary>
@@ -510,6 +552,10 @@ public sealed class VirtualMachine : IDisposable
             return;
         }
         _cpu.Pause();
+        foreach (VcpuRunner ap in _aps)
+        {
+            ap.Pause();
+        }
         lock (_board.Lock)
         {
             _virtualClock?.Stop();
