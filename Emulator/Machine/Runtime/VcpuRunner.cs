@@ -151,7 +151,11 @@ public sealed class VcpuRunner : IDisposable
             {
                 while (true)
                 {
-                    ApplyInitSipi();
+                    if (_runRequested)
+                    {
+                        // Only while the machine runs: a paused vCPU's state belongs to the main loop.
+                        ApplyInitSipi();
+                    }
                     if ((_runRequested && !_haltedForever && !_waitForSipi) || _stopping)
                     {
                         break;
