@@ -11,6 +11,7 @@ using Colo.Devices.Char;
 using Colo.Devices.Firmware;
 using Colo.Devices.Pc.Boot;
 using Colo.Devices.Ide;
+using Colo.Devices.Input;
 using Colo.Devices.Interrupt;
 using Colo.Devices.Misc;
 using Colo.Devices.Pci;
@@ -51,6 +52,10 @@ public sealed class PcBoard : IIoBus, IDisposable
     public const ushort ElcrPort = 0x4D0;
     public const ushort PitPort = 0x40;
     public const ushort Port61 = 0x61;
+    public const ushort KeyboardDataPort = 0x60;
+    public const ushort KeyboardCommandPort = 0x64;
+    public const int KeyboardIrq = 1;
+    public const int MouseIrq = 12;
     public const ushort RtcPort = 0x70;
     public const ushort Port92Address = 0x92;
     public const ushort PciConfigAddress = 0xCF8;
@@ -101,6 +106,7 @@ public sealed class PcBoard : IIoBus, IDisposable
 
         Pic = new I8259Pic(_cpuInterrupt);
         IoApic = new IoApic();
+        IoApic.Deliver = ApicBus.Deliver;
         Interrupts = new PcInterruptRouter(Pic, IoApic, Isa, PciBus);
         Ports.Map(PicMasterPort, new IoRegion("pic", 2, (o, s) => Pic.Read(I8259Pic.MasterCommand + (int)o, s), (o, s, v) => Pic.Write(I8259Pic.MasterCommand + (int)o, s, (uint)v)));
         Ports.Map(PicSlavePort, new IoRegion("pic", 2, (o, s) => Pic.Read(I8259Pic.SlaveCommand + (int)o, s), (o, s, v) => Pic.Write(I8259Pic.SlaveCommand + (int)o, s, (uint)v)));
@@ -124,6 +130,9 @@ public sealed class PcBoard : IIoBus, IDisposable
         Ports.Map(IdeSecondaryControl, Ide.SecondaryControl);
 
         Port92 = new Port92(() => ResetRequested?.Invoke());
+        Keyboard = new I8042(Interrupts.Isa(KeyboardIrq), Interrupts.Isa(MouseIrq), () => ResetRequested?.Invoke());
+        Ports.Map(KeyboardDataPort, new IoRegion("i8042-data", 1, (_, s) => Keyboard.Read(I8042.Data, s), (_, s, v) => Keyboard.Write(I8042.Data, s, (uint)v), 1, 1));
+        Ports.Map(KeyboardCommandPort, new IoRegion("i8042-cmd", 1, (_, s) => Keyboard.Read(I8042.Command, s), (_, s, v) => Keyboard.Write(I8042.Command, s, (uint)v), 1, 1));
         Ports.Map(Port92Address, Port92.Region);
 
         // fw_cfg with its DMA interface, as QEMU's pc: selector/data at 0x510, DMA address at 0x514.
@@ -222,6 +231,24 @@ public sealed class PcBoard : IIoBus, IDisposable
     /// <summary>The IOAPIC at 0xFEC00000.</summary>
     public IoApic IoApic { get; }
 
+    /// <summary>The local APICs (one per vCPU, created by <see cref="CreateLocalApic"/>) and the messages between them.</summary>
+    public ApicBus ApicBus { get; } = new();
+
+    /// <summary>
+    /// Creates CPU <paramref name="index"/>'s local APIC on the APIC bus. The boot CPU's gets the PIC on LINT0 and
+    /// becomes the sink of <see cref="CpuInterrupt"/>; level-triggered EOIs go back to the IOAPIC.
+    /// </summary>
+    public LocalApic CreateLocalApic(int index)
+    {
+        bool bsp = index == 0;
+        var apic = new LocalApic((byte)index, bsp, Clock, ApicBus, bsp ? Pic : null) { EoiBroadcast = IoApic.Eoi };
+        if (bsp)
+        {
+            _cpuInterrupt.Connect(apic.SetPicInterrupt);
+        }
+        return apic;
+    }
+
     /// <summary>ISA and PCI interrupt wiring.</summary>
     public PcInterruptRouter Interrupts { get; }
 
@@ -234,13 +261,16 @@ public sealed class PcBoard : IIoBus, IDisposable
     /// <summary>System Control Port A.</summary>
     public Port92 Port92 { get; }
 
+    /// <summary>The 8042 keyboard controller with its PS/2 keyboard and mouse.</summary>
+    public I8042 Keyboard { get; }
+
     /// <summary>The serial ports, COM1 first.</summary>
     public IReadOnlyList<Serial16550> Serials => _serials;
 
     /// <summary>The PIC's INTR output towards the boot CPU.</summary>
     public IrqLine CpuInterrupt => _cpuInterrupt;
 
-    /// <summary>Raised (under <see cref="Lock"/>) when the guest asks for a system reset (0xCF9, 0x92).</summary>
+    /// <summary>Raised (under <see cref="Lock"/>) when the guest asks for a system reset (0xCF9, 0x92, the 8042's reset line).</summary>
     public event Action? ResetRequested;
 
     /// <summary>Whether [address, address + length) is all RAM (what fw_cfg DMA may touch).</summary>
@@ -268,6 +298,11 @@ public sealed class PcBoard : IIoBus, IDisposable
         FwCfg.Reset();
         Pit.Reset();
         Port92.Reset();
+        Keyboard.Reset();
+        foreach (LocalApic apic in ApicBus.Apics)
+        {
+            apic.Reset();
+        }
         foreach (Serial16550 uart in _serials)
         {
             uart.Reset();

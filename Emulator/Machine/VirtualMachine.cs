@@ -10,6 +10,7 @@ using Colo.Core.Options;
 using Colo.Core.Qmp;
 using Colo.Core.Time;
 using Colo.Devices;
+using Colo.Devices.Interrupt;
 using Colo.Devices.Pc;
 using Colo.Devices.Pc.Boot;
 using Colo.Core.Cpu;
@@ -44,6 +45,7 @@ public sealed class VirtualMachine : IDisposable
     private VirtualClock? _virtualClock;
     private TimerThread? _timers;
     private VcpuRunner? _cpu;
+    private readonly List<VcpuRunner> _aps = [];
     private TextWriter? _qtestLog;
     private int _anonymousDevices;
     private bool _autostart;
@@ -210,6 +212,10 @@ public sealed class VirtualMachine : IDisposable
         {
             bool running = State == RunState.Running;
             _cpu?.Pause();
+            foreach (VcpuRunner ap in _aps)
+            {
+                ap.Pause();
+            }
             lock (_board.Lock)
             {
                 _board.Reset();
@@ -218,9 +224,17 @@ public sealed class VirtualMachine : IDisposable
             {
                 PrepareBoot(_board, ref _cpu.Vcpu.State);
                 _cpu.ClearHalt();
+                foreach (VcpuRunner ap in _aps)
+                {
+                    ap.WaitForStartup();
+                }
                 if (running)
                 {
                     _cpu.Resume();
+                    foreach (VcpuRunner ap in _aps)
+                    {
+                        ap.Resume();
+                    }
                 }
             }
         }
@@ -248,6 +262,10 @@ public sealed class VirtualMachine : IDisposable
         }
         _incoming?.Dispose();
         _cpu?.Dispose();
+        foreach (VcpuRunner ap in _aps)
+        {
+            ap.Dispose();
+        }
         _timers?.Dispose();
         // Drives are flushed and closed before anything else goes: QEMU's bdrv_close_all at exit.
         Blocks.Dispose();
@@ -400,10 +418,6 @@ public sealed class VirtualMachine : IDisposable
         {
             serials.Add(null); // QEMU's default COM1 writes to a virtual console; headless, that is nowhere
         }
-        if (Accelerator == "tcg" && _config.Cpus > 1)
-        {
-            throw new StartupException("-smp " + _config.Cpus, "more than one vCPU needs the local APIC model, which is not implemented yet in Colo");
-        }
         _qtestClock = Accelerator == "qtest" ? new ManualClock() : null;
         _virtualClock = _qtestClock is null ? new VirtualClock() : null;
         IClock clock = (IClock?)_qtestClock ?? _virtualClock!;
@@ -535,24 +549,48 @@ public sealed class VirtualMachine : IDisposable
         }
     }
 
-    /// <summary>The interpreter vCPU on its thread, the PIC's INTR wired to it, and the timer thread.</summary>
+    /// <summary>The interpreter vCPU on its thread with its local APIC (PIC on LINT0, IOAPIC messages), and the timer thread.</summary>
     private void CreateCpu(PcBoard board, VirtualClock clock)
     {
-        var vcpu = new InterpreterVcpu(0, board.Memory, board);
+        var vcpu = new InterpreterVcpu(0, board.Memory, board) { TscClock = clock };
         PrepareBoot(board, ref vcpu.State);
-        vcpu.Interrupts = new LockedInterruptSource(board.Pic, board.Lock);
-        board.CpuInterrupt.Connect(level =>
-        {
-            if (level)
-            {
-                vcpu.NotifyInterruptRequest();
-            }
-        });
+        // The PIC reaches the vCPU through the boot CPU's local APIC (LINT0 ExtINT, or pass-through while the APIC
+        // is hardware-disabled); the APIC also takes IOAPIC messages and owns the 0xFEE00000 page.
+        LocalApic apic = board.CreateLocalApic(0);
+        apic.InterruptRequested = vcpu.NotifyInterruptRequest;
+        var locked = new LockedLocalApic(apic, board.Lock);
+        vcpu.LocalApic = locked;
+        vcpu.Interrupts = locked;
         _cpu = new VcpuRunner(vcpu, "CPU 0/TCG");
         _cpu.Exited += exit => MainLoop.Post(() => OnVcpuExit(vcpu, exit));
+        for (int i = 1; i < board.Options.Cpus; i++)
+        {
+            CreateApplicationProcessor(board, i);
+        }
         _timers = new TimerThread(clock, board.Lock);
         _timers.UnhandledException += e => MainLoop.Post(() => Stderr.WriteLine($"qemu-system-x86_64: internal error in a device timer: {e}"));
         _timers.Start();
+    }
+
+    /// <summary>
+    /// An application processor: its own APIC on the APIC bus, parked in wait-for-SIPI until the BSP's INIT-SIPI.
+    /// The interpreter's LOCK-prefixed read-modify-writes are atomic only against one vCPU, so guests that race
+    /// on shared counters across CPUs may see lost updates (SeaBIOS's AP count is serialised by its own lock).
+    /// </summary>
+    private void CreateApplicationProcessor(PcBoard board, int index)
+    {
+        var vcpu = new InterpreterVcpu(index, board.Memory, board) { TscClock = _virtualClock };
+        var runner = new VcpuRunner(vcpu, $"CPU {index}/TCG");
+        runner.WaitForStartup();
+        LocalApic apic = board.CreateLocalApic(index);
+        apic.InterruptRequested = vcpu.NotifyInterruptRequest;
+        apic.InitReceived = runner.Init;
+        apic.StartupReceived = runner.Startup;
+        var locked = new LockedLocalApic(apic, board.Lock);
+        vcpu.LocalApic = locked;
+        vcpu.Interrupts = locked;
+        runner.Exited += exit => MainLoop.Post(() => OnVcpuExit(vcpu, exit));
+        _aps.Add(runner);
     }
 
     /// <summary>What a vCPU exit means for the machine (on the main loop).</summary>
@@ -572,7 +610,7 @@ public sealed class VirtualMachine : IDisposable
                 }
                 break;
             default:
-                Stderr.WriteLine($"qemu-system-x86_64: CPU 0: {vcpu.InternalErrorDetail ?? exit.ToString()} at RIP 0x{vcpu.State.Rip:x}");
+                Stderr.WriteLine($"qemu-system-x86_64: CPU {vcpu.Index}: {vcpu.InternalErrorDetail ?? exit.ToString()} at RIP 0x{vcpu.State.Rip:x}");
                 StopCpus();
                 State = RunState.InternalError;
                 Events.Emit("STOP");
@@ -592,6 +630,10 @@ public sealed class VirtualMachine : IDisposable
             _virtualClock?.Start();
         }
         _cpu.Resume();
+        foreach (VcpuRunner ap in _aps)
+        {
+            ap.Resume();
+        }
     }
 
     /// <summary>Parks the vCPU and freezes guest time.</summary>
@@ -602,6 +644,10 @@ public sealed class VirtualMachine : IDisposable
             return;
         }
         _cpu.Pause();
+        foreach (VcpuRunner ap in _aps)
+        {
+            ap.Pause();
+        }
         lock (_board.Lock)
         {
             _virtualClock?.Stop();

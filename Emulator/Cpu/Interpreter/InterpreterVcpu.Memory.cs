@@ -298,11 +298,24 @@ public sealed unsafe partial class InterpreterVcpu
     private bool IsDirect(ulong phys) => phys < _ramSize && phys - _holeStart >= _holeSize;
 
     // Legacy window, ROM, high RAM and MMIO: the address space decides.
-    private ulong MmioRead(ulong phys, int size) => _memory.ReadSlow(phys, size);
+    // The vCPU's own APIC page comes first: every CPU sees its own APIC at the same physical address.
+    private ulong MmioRead(ulong phys, int size)
+    {
+        if (LocalApic is { } apic && (phys & ~PageMask) == apic.MmioBase)
+        {
+            return apic.Read((uint)(phys & PageMask), size);
+        }
+        return _memory.ReadSlow(phys, size);
+    }
 
     private void MmioWrite(ulong phys, int size, ulong value)
     {
-        ExitBlock = true; // the write may have remapped memory (PAM) or touched code outside low RAM
+        ExitBlock = true; // the write may have remapped memory (PAM), touched code outside low RAM, or unblocked an interrupt
+        if (LocalApic is { } apic && (phys & ~PageMask) == apic.MmioBase)
+        {
+            apic.Write((uint)(phys & PageMask), size, value);
+            return;
+        }
         _memory.WriteSlow(phys, size, value);
     }
 

@@ -160,7 +160,9 @@ public sealed unsafe partial class InterpreterVcpu
                 _state.Cr4 = value;
                 break;
             case 8:
+                // CR8 is the APIC's TPR bits 7:4 (SDM 10.8.6.5); lowering it may unblock an interrupt.
                 _state.Cr8 = value & 0xF;
+                LocalApic?.Write(0x80, 4, (value & 0xF) << 4);
                 return ExecStatus.Continue;
             default:
                 return Raise(Vector.UD);
@@ -179,7 +181,7 @@ public sealed unsafe partial class InterpreterVcpu
             2 => _state.Cr2,
             3 => _state.Cr3,
             4 => _state.Cr4,
-            8 => _state.Cr8,
+            8 => LocalApic is { } apic ? (apic.Read(0x80, 4) >> 4) & 0xF : _state.Cr8,
             _ => 0,
         };
         return n is 0 or 2 or 3 or 4 or 8;
@@ -236,8 +238,8 @@ public sealed unsafe partial class InterpreterVcpu
         }
         value = msr switch
         {
-            MsrTsc => _state.TscOffset + _instructions,
-            MsrApicBase => _state.ApicBase,
+            MsrTsc => _state.TscOffset + TscBase,
+            MsrApicBase => LocalApic?.BaseMsr ?? _state.ApicBase,
             MsrSysenterCs => _state.SysenterCs,
             MsrSysenterEsp => _state.SysenterEsp,
             MsrSysenterEip => _state.SysenterEip,
@@ -305,10 +307,11 @@ public sealed unsafe partial class InterpreterVcpu
         switch (msr)
         {
             case MsrTsc:
-                _state.TscOffset = value - _instructions;
+                _state.TscOffset = value - TscBase;
                 return true;
             case MsrApicBase:
-                _state.ApicBase = value;
+                LocalApic?.WriteBaseMsr(value);
+                _state.ApicBase = LocalApic?.BaseMsr ?? value;
                 return true;
             case MsrSysenterCs:
                 _state.SysenterCs = value;

@@ -29,9 +29,17 @@ public sealed unsafe partial class InterpreterVcpu
         _io.PioWrite(port, new ReadOnlySpan<byte>(&value, size));
     }
 
-    /// <summary>The guest TSC: one tick per retired instruction plus the state's offset, so runs are reproducible.</summary>
+    /// <summary>
+    /// The guest TSC. With a <see cref="TscClock"/> (a running machine) it ticks at 1 GHz of that clock, so time
+    /// passes while the vCPU halts and firmware timeouts expire; without one (CPU tests) it counts retired
+    /// instructions, so runs are reproducible. Plus the state's offset either way.
+    /// </summary>
     internal ulong ReadTsc(ref DecodedOp current)
     {
+        if (TscClock is { } clock)
+        {
+            return _state.TscOffset + (ulong)clock.NowNs;
+        }
         // The retired count is only folded in at block ends; add this op's position in the running block.
         long index = System.Runtime.CompilerServices.Unsafe.ByteOffset(ref _pool[0], ref current) / sizeof(DecodedOp);
         return _state.TscOffset + _instructions + (ulong)(index - _currentBlockStart);

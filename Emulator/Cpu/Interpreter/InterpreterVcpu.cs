@@ -88,6 +88,15 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
     /// <inheritdoc/>
     public ref X86CpuState State => ref _state;
 
+    /// <summary>
+    /// The clock the TSC follows at 1 GHz (the machine's virtual clock), or null to count retired instructions.
+    /// Read without the board lock: a clock read is two longs the timer thread updates only on start/stop.
+    /// </summary>
+    public Colo.Core.Time.IClock? TscClock { get; set; }
+
+    /// <summary>The TSC before the state's offset.</summary>
+    private ulong TscBase => TscClock is { } clock ? (ulong)clock.NowNs : _instructions;
+
     /// <summary>Instructions retired since creation; the interpreter's notion of virtual time.</summary>
     public ulong InstructionCount => _instructions;
 
@@ -103,6 +112,12 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
 
     /// <summary>Where external interrupts come from; without one, HLT returns <see cref="VcpuExit.Halted"/>.</summary>
     public IInterruptSource? Interrupts { get; set; }
+
+    /// <summary>
+    /// This vCPU's local APIC (its MMIO page and IA32_APIC_BASE); null leaves the MSR a plain value. Set
+    /// <see cref="Interrupts"/> to the same object so external interrupts are acknowledged through it.
+    /// </summary>
+    public ILocalApic? LocalApic { get; set; }
 
     /// <summary>Tells the vCPU an interrupt may be pending (thread-safe); it acknowledges at the next block boundary.</summary>
     public void NotifyInterruptRequest()

@@ -17,6 +17,9 @@ public sealed class VcpuRunner : IDisposable
     private bool _parked = true;
     private bool _stopping;
     private bool _haltedForever;
+    private bool _waitForSipi;
+    private bool _pendingInit;
+    private int _pendingSipi = -1;
 
     public VcpuRunner(IVcpu vcpu, string threadName)
     {
@@ -51,6 +54,47 @@ public sealed class VcpuRunner : IDisposable
         }
     }
 
+    /// <summary>
+    /// An INIT for this (application) processor: it stops at its next block boundary, resets, and waits for a
+    /// startup IPI. The reset itself happens on the vCPU's own thread, so no other thread touches its state.
+    /// </summary>
+    public void Init()
+    {
+        lock (_gate)
+        {
+            _pendingInit = true;
+            _pendingSipi = -1;
+            System.Threading.Monitor.PulseAll(_gate);
+        }
+        _vcpu.Kick();
+    }
+
+    /// <summary>A startup IPI: if the processor waits for one, it starts in real mode at <c>vector × 0x1000</c>.</summary>
+    public void Startup(byte vector)
+    {
+        lock (_gate)
+        {
+            if (_waitForSipi || _pendingInit)
+            {
+                _pendingSipi = vector;
+                System.Threading.Monitor.PulseAll(_gate);
+            }
+        }
+    }
+
+    /// <summary>Puts an application processor in wait-for-SIPI (power-on and machine reset), with its state reset.</summary>
+    public void WaitForStartup()
+    {
+        lock (_gate)
+        {
+            _vcpu.State.Reset();
+            _waitForSipi = true;
+            _pendingInit = false;
+            _pendingSipi = -1;
+            _haltedForever = false;
+        }
+    }
+
     /// <summary>Stops the vCPU and waits until it is parked, so its state may be read or written.</summary>
     public void Pause()
     {
@@ -77,14 +121,45 @@ public sealed class VcpuRunner : IDisposable
         _thread.Join();
     }
 
+    /// <summary>On the vCPU thread, under the gate: INIT resets into wait-for-SIPI; a SIPI then sets CS:IP = vector:0.</summary>
+    private void ApplyInitSipi()
+    {
+        if (_pendingInit)
+        {
+            _pendingInit = false;
+            _vcpu.State.Reset();
+            _waitForSipi = true;
+            _haltedForever = false;
+        }
+        if (_waitForSipi && _pendingSipi >= 0)
+        {
+            ref X86CpuState state = ref _vcpu.State;
+            ref SegmentRegister cs = ref state.Segments[(int)SegmentIndex.Cs];
+            cs.Selector = (ushort)(_pendingSipi << 8);
+            cs.Base = (ulong)_pendingSipi << 12;
+            state.Rip = 0;
+            _pendingSipi = -1;
+            _waitForSipi = false;
+        }
+    }
+
     private void Loop()
     {
         while (true)
         {
             lock (_gate)
             {
-                while ((!_runRequested || _haltedForever) && !_stopping)
+                while (true)
                 {
+                    if (_runRequested)
+                    {
+                        // Only while the machine runs: a paused vCPU's state belongs to the main loop.
+                        ApplyInitSipi();
+                    }
+                    if ((_runRequested && !_haltedForever && !_waitForSipi) || _stopping)
+                    {
+                        break;
+                    }
                     _parked = true;
                     System.Threading.Monitor.PulseAll(_gate);
                     System.Threading.Monitor.Wait(_gate);

@@ -234,12 +234,4 @@ public sealed class PcQtestTests
         Assert.That(code, Is.EqualTo(1));
         Assert.That(stderr, Is.EqualTo("qemu-system-x86_64: could not load PC BIOS '/nonexistent/bios.bin'\n"));
     }
-
-    [Test]
-    public void PcWithTcg_FailsNamingTheMissingEngine()
-    {
-        (int code, _, string stderr) = QemuProcess.Run("-M", "pc", "-display", "none");
-        Assert.That(code, Is.EqualTo(1));
-        Assert.That(stderr, Does.Contain("interpreter is not wired"));
-    }
 }
