@@ -5,6 +5,7 @@ set -euo pipefail
 packages=(
     qemu-utils   # real qemu-img/qemu-io: interop checks of the images Colo writes and reads
     libnbd-bin   # nbdinfo/nbdcopy/nbdsh: real NBD clients for Colo's NBD server
+    seabios      # bios-256k.bin: the pc machine's default firmware (qtest and SeaBIOS boot tests)
 )
 
 missing=()
