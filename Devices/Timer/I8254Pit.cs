@@ -365,7 +365,20 @@ public sealed class I8254Pit
     {
         Channel s = _channels[0];
         long now = _clock.NowNs;
-        _irq.Set(GetOut(s, now));
+        bool output = GetOut(s, now);
+        if (s.Mode is 2 or 3 && s.Count > 0)
+        {
+            // In the periodic modes OUT drops once per period, for one tick in mode 2. A timer that fires late (host
+            // scheduling) may sample OUT after it rose again: count periods so every completed one still reaches
+            // the edge-triggered PIC as a rising edge.
+            long period = Ticks(s, now) / s.Count;
+            if (period > _lastPeriod && output)
+            {
+                _irq.Set(false);
+            }
+            _lastPeriod = period;
+        }
+        _irq.Set(output);
         long next = s.Mode is 2 or 3 && !s.Gate ? -1 : NextTransitionTick(s, Ticks(s, now));
         if (next < 0)
         {
@@ -378,6 +391,9 @@ public sealed class I8254Pit
     }
 
     private void OnTimer() => UpdateIrq();
+
+    /// <summary>Channel 0's completed periods at the last IRQ update (derived, so not part of the saved state).</summary>
+    private long _lastPeriod;
 
     public I8254PitState Save() => new(_channels[0].Save(), _channels[1].Save(), _channels[2].Save(), _speakerDataOn);
 

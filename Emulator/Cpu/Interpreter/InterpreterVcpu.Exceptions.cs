@@ -7,6 +7,9 @@ public sealed unsafe partial class InterpreterVcpu
     /// <summary>Debug aid: <c>COLO_TRACE_EXCEPTIONS=1</c> logs every exception the vCPU delivers to stderr.</summary>
     private static readonly bool TraceExceptions = Environment.GetEnvironmentVariable("COLO_TRACE_EXCEPTIONS") == "1";
 
+    /// <summary>Debug aid: <c>COLO_TRACE_INTERRUPTS=1</c> logs every external interrupt the vCPU takes.</summary>
+    private static readonly bool TraceInterrupts = Environment.GetEnvironmentVariable("COLO_TRACE_INTERRUPTS") == "1";
+
     /// <summary>
     /// Delivers the pending exception through the IVT (real mode) or the 64-bit IDT. A fault while delivering becomes
     /// #DF, and a fault while delivering #DF is a triple fault: returns false and the vCPU shuts down.

@@ -25,6 +25,10 @@ public sealed unsafe partial class InterpreterVcpu
 
     internal void PortWrite(ushort port, int size, ulong value)
     {
+        if (TraceInterrupts && port is (>= 0x20 and <= 0x21) or (>= 0x40 and <= 0x43) or (>= 0xA0 and <= 0xA1))
+        {
+            Console.Error.WriteLine($"colo: CPU {Index}: out 0x{port:x} 0x{value:x}");
+        }
         // SAFETY: size ≤ 4 and value is an 8-byte local; little-endian like the guest.
         _io.PioWrite(port, new ReadOnlySpan<byte>(&value, size));
     }

@@ -589,6 +589,10 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         {
             return true;
         }
+        if (TraceInterrupts)
+        {
+            Console.Error.WriteLine($"colo: CPU {Index}: interrupt vector 0x{vector:x2}");
+        }
         // More may be pending behind this one: look again at the next boundary.
         Volatile.Write(ref _interruptRequest, 1);
         MaterializeFlags();

@@ -210,4 +210,40 @@ public sealed class I8254PitTests
         pit2.Restore(s);
         Assert.That(pit2.Save(), Is.EqualTo(s));
     }
+
+    /// <summary>A clock whose timers fire late, as a host timer thread does: now is past the deadline.</summary>
+    private sealed class LateClock : Colo.Core.Time.TimerClock
+    {
+        public long Now;
+
+        public override long NowNs => Now;
+
+        public void RunTo(long ns)
+        {
+            Now = ns;
+            RunDueTimers(ns);
+        }
+
+        protected override void SetNow(long ns)
+        {
+        }
+    }
+
+    [Test]
+    public void Mode2_TimerFiringLate_StillGivesOneRisingEdgePerPeriod()
+    {
+        var clock = new LateClock();
+        var irq = new RecordingIrqLine();
+        var pit = new I8254Pit(clock, irq.Line);
+        pit.Write(3, 1, 0x34); // channel 0, lobyte/hibyte, mode 2
+        pit.Write(0, 1, 0xA9);
+        pit.Write(0, 1, 0x04); // 1193 ticks ≈ 1 ms
+        int before = irq.RisingEdges;
+        // Wake 50 µs after each period ends: the one-tick low pulse (838 ns) is long over.
+        for (int period = 1; period <= 10; period++)
+        {
+            clock.RunTo((period * 1_000_000L) + 50_000);
+        }
+        Assert.That(irq.RisingEdges - before, Is.EqualTo(10));
+    }
 }
