@@ -676,7 +676,7 @@ public sealed class VirtualMachine : IDisposable
 
     /// <summary>Creates a <c>device_add</c> instance (QMP JSON members) and plugs it into the board.</summary>
     internal DeviceObject AddDevice(string driver, string? id, IEnumerable<KeyValuePair<string, System.Text.Json.JsonElement>> members) =>
-        AddDevice(driver, id, () => (DeviceObject)Types.CreateFromJson(ObjectCategory.Device, driver, id ?? "", members));
+        AddDevice(driver, id, () => (DeviceObject)Types.CreateFromJson(ObjectCategory.Device, driver, id, members));
 
     /// <summary><c>device_del</c>: unplugs at once where the bus allows it and emits DEVICE_DELETED.</summary>
     internal void DeleteDevice(string id)
