@@ -136,7 +136,7 @@ public sealed class PcBoard : IIoBus, IDisposable
         Ports.Map(Port92Address, Port92.Region);
 
         // fw_cfg with its DMA interface, as QEMU's pc: selector/data at 0x510, DMA address at 0x514.
-        FwCfg = new FwCfg(Memory, dmaRangeValid: IsRam);
+        FwCfg = new FwCfg(Memory, dmaRangeValid: Memory.IsRam);
         Ports.Map(FwCfgPort, new IoRegion("fwcfg", FwCfg.RegionSize, (o, s) => FwCfg.Read((int)o, s), (o, s, v) => FwCfg.Write((int)o, s, (uint)v)));
         // qemu64 is an AMD-vendor model with 40 physical bits, so QEMU reports the HyperTransport hole.
         E820 = PcMemoryMap.Build(options.RamSize, PcChipset.I440fx, amdHtHole: true);
@@ -272,19 +272,6 @@ public sealed class PcBoard : IIoBus, IDisposable
 
     /// <summary>Raised (under <see cref="Lock"/>) when the guest asks for a system reset (0xCF9, 0x92, the 8042's reset line).</summary>
     public event Action? ResetRequested;
-
-    /// <summary>Whether [address, address + length) is all RAM (what fw_cfg DMA may touch).</summary>
-    private bool IsRam(ulong address, ulong length)
-    {
-        ulong end = address + length;
-        if (end < address)
-        {
-            return false;
-        }
-        bool low = end <= Memory.LowRamEnd;
-        bool high = address >= GuestMemory.HighRamBase && end - GuestMemory.HighRamBase <= Memory.HighRamSize;
-        return low || high;
-    }
 
     /// <summary>Resets every device to its power-on state (RAM and CMOS contents survive, as on hardware).</summary>
     public void Reset()

@@ -108,6 +108,17 @@ public sealed unsafe class GuestMemory : IPhysicalMemory
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool IsDirect(ulong phys) => phys < LowRamEnd && phys - _holeStart >= _holeSize;
 
+    /// <summary>Whether [address, address + length) lies wholly in low RAM or wholly in RAM above 4 GiB.</summary>
+    public bool IsRam(ulong address, ulong length)
+    {
+        ulong end = address + length;
+        if (end < address)
+        {
+            return false;
+        }
+        return end <= LowRamEnd || (address >= HighRamBase && end - HighRamBase <= HighRamSize);
+    }
+
     /// <summary>Maps a read-only image at <paramref name="address"/>; writes to it are discarded as on a real ROM.</summary>
     public void AddRom(ulong address, RomBlock rom)
     {

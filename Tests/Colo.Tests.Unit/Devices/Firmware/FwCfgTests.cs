@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using Colo.Devices.Firmware;
+using Colo.Tests.Unit.Memory;
 
 namespace Colo.Tests.Unit.Devices.Firmware;
 

@@ -1,5 +1,6 @@
 using Colo.Devices.Firmware;
 using Colo.Devices.Pc.Boot;
+using Colo.Tests.Unit.Memory;
 
 namespace Colo.Tests.Unit.Devices.Firmware;
 

@@ -5,6 +5,7 @@ using Colo.Core.Memory;
 using Colo.Devices.Ide;
 using Colo.Devices.Pci;
 using Colo.Tests.Unit.Core.Irq;
+using Colo.Tests.Unit.Memory;
 
 namespace Colo.Tests.Unit.Devices.Ide;
 
@@ -78,35 +79,12 @@ internal sealed class IdeTestNode(long size) : BlockNode(null, readOnly: false)
     }
 }
 
-/// <summary>Flat guest memory for bus-master DMA.</summary>
-internal sealed class ByteMemory(int size) : IPhysicalMemory
+/// <summary>PRD tables in the test memory, as a driver writes them.</summary>
+internal static class PrdTable
 {
-    public byte[] Bytes { get; } = new byte[size];
-
-    public void Read(ulong address, Span<byte> destination)
+    public static void WritePrd(this FakePhysicalMemory memory, uint table, int index, uint address, uint count, bool last)
     {
-        for (int i = 0; i < destination.Length; i++)
-        {
-            ulong at = address + (ulong)i;
-            destination[i] = at < (ulong)Bytes.Length ? Bytes[at] : (byte)0xFF;
-        }
-    }
-
-    public void Write(ulong address, ReadOnlySpan<byte> source)
-    {
-        for (int i = 0; i < source.Length; i++)
-        {
-            ulong at = address + (ulong)i;
-            if (at < (ulong)Bytes.Length)
-            {
-                Bytes[at] = source[i];
-            }
-        }
-    }
-
-    public void WritePrd(uint table, int index, uint address, uint count, bool last)
-    {
-        Span<byte> b = Bytes.AsSpan((int)table + (8 * index), 8);
+        Span<byte> b = memory.Bytes.AsSpan((int)table + (8 * index), 8);
         BinaryPrimitives.WriteUInt32LittleEndian(b, address);
         BinaryPrimitives.WriteUInt32LittleEndian(b[4..], (count & 0xFFFF) | (last ? 0x8000_0000u : 0));
     }
@@ -127,7 +105,7 @@ internal sealed class IdeHarness
 
     public IdeHarness(int memorySize = 4 << 20)
     {
-        Memory = new ByteMemory(memorySize);
+        Memory = new FakePhysicalMemory(memorySize);
         Bus = new PciBus(Ports, new MmioSpace(), Memory);
         Ide = new Piix3Ide(Irq14.Line, Irq15.Line);
         MapLegacy(Ports, Ide);
@@ -138,7 +116,7 @@ internal sealed class IdeHarness
 
     public PortIoSpace Ports { get; } = new();
 
-    public ByteMemory Memory { get; }
+    public FakePhysicalMemory Memory { get; }
 
     public PciBus Bus { get; }
 

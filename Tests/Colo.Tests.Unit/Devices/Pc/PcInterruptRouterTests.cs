@@ -3,7 +3,7 @@ using Colo.Core.Irq;
 using Colo.Devices.Interrupt;
 using Colo.Devices.Pc;
 using Colo.Devices.Pci;
-using Colo.Tests.Unit.Devices.Pci;
+using Colo.Tests.Unit.Memory;
 
 namespace Colo.Tests.Unit.Devices.Pc;
 

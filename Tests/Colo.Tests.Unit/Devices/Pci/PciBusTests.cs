@@ -1,5 +1,6 @@
 using Colo.Core.Io;
 using Colo.Devices.Pci;
+using Colo.Tests.Unit.Memory;
 
 namespace Colo.Tests.Unit.Devices.Pci;
 

@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.Text;
 using Colo.Core.Cpu;
 using Colo.Devices.Pc.Boot;
-using Colo.Tests.Unit.Devices.Firmware;
+using Colo.Tests.Unit.Memory;
 
 namespace Colo.Tests.Unit.Devices.Pc.Boot;
 

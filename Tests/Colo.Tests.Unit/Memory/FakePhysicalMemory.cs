@@ -1,10 +1,10 @@
 using Colo.Core.Memory;
 
-namespace Colo.Tests.Unit.Devices.Firmware;
+namespace Colo.Tests.Unit.Memory;
 
 /// <summary>
 /// RAM from 0 to <see cref="Size"/> in a byte array; reads beyond it return all-ones and writes beyond it are
-/// counted and dropped, like unassigned MMIO. Shared by the fw_cfg and boot-loader tests.
+/// counted and dropped, like unassigned MMIO. Shared by the device and boot-loader tests (DMA, loaders).
 /// </summary>
 public sealed class FakePhysicalMemory(int size) : IPhysicalMemory
 {
