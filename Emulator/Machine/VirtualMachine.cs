@@ -429,7 +429,7 @@ public sealed class VirtualMachine : IDisposable
         {
             throw new StartupException("-serial", e.Message);
         }
-        _board.ResetRequested += () => MainLoop.Post(() => Reset(guest: true, "guest-reset"));
+        _board.ResetRequested += () => MainLoop.Post(OnGuestReset);
         _board.ExitRequested += status => MainLoop.Post(() =>
         {
             _exitCode = status;
@@ -599,15 +599,8 @@ public sealed class VirtualMachine : IDisposable
         switch (exit)
         {
             case VcpuExit.Shutdown or VcpuExit.Reset:
-                // A triple fault resets the machine, as on a PC; -no-reboot turns any reset into an exit.
-                if (_config.NoReboot)
-                {
-                    RequestShutdown(guest: true, "guest-reset");
-                }
-                else
-                {
-                    Reset(guest: true, "guest-reset");
-                }
+                // A triple fault resets the machine, as on a PC.
+                OnGuestReset();
                 break;
             default:
                 Stderr.WriteLine($"qemu-system-x86_64: CPU {vcpu.Index}: {vcpu.InternalErrorDetail ?? exit.ToString()} at RIP 0x{vcpu.State.Rip:x}");
@@ -615,6 +608,19 @@ public sealed class VirtualMachine : IDisposable
                 State = RunState.InternalError;
                 Events.Emit("STOP");
                 break;
+        }
+    }
+
+    /// <summary>A reset the guest asked for (0xCF9, port 0x92, the 8042, a triple fault); -no-reboot makes it an exit.</summary>
+    private void OnGuestReset()
+    {
+        if (_config.NoReboot)
+        {
+            RequestShutdown(guest: true, "guest-reset");
+        }
+        else
+        {
+            Reset(guest: true, "guest-reset");
         }
     }
 

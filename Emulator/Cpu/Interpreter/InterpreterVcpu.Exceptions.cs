@@ -19,7 +19,7 @@ public sealed unsafe partial class InterpreterVcpu
         MaterializeFlags();
         if (TraceExceptions)
         {
-            Console.Error.WriteLine($"colo: CPU {Index}: exception {_state.ExceptionVector} error 0x{_state.ExceptionErrorCode:x} at {_state.Segments[1].Selector:x4}:{_state.Rip:x} (cr0 0x{_state.Cr0:x})");
+            Console.Error.WriteLine($"colo: CPU {Index}: exception {_state.ExceptionVector} error 0x{_state.ExceptionErrorCode:x} at {_state.Segments[1].Selector:x4}:{_state.Rip:x} (cr0 0x{_state.Cr0:x} cr2 0x{_state.Cr2:x})");
         }
         for (int attempt = 0; attempt < 3; attempt++)
         {
@@ -30,6 +30,10 @@ public sealed unsafe partial class InterpreterVcpu
             {
                 _state.ExceptionPending = false;
                 return true;
+            }
+            if (TraceExceptions)
+            {
+                Console.Error.WriteLine($"colo: CPU {Index}: delivering vector {vector} faulted: exception {_state.ExceptionVector} error 0x{_state.ExceptionErrorCode:x}");
             }
             if (vector == Vector.DF)
             {
@@ -47,6 +51,21 @@ public sealed unsafe partial class InterpreterVcpu
     /// <summary>Vectors through the IDT; false with a new exception pending if that itself faulted.</summary>
     private bool TryDeliver(byte vector, bool hasError, uint error, bool isInterrupt)
     {
+        bool saved = _supervisorAccess;
+        try
+        {
+            return TryDeliverCore(vector, hasError, error, isInterrupt);
+        }
+        finally
+        {
+            _supervisorAccess = saved;
+        }
+    }
+
+    private bool TryDeliverCore(byte vector, bool hasError, uint error, bool isInterrupt)
+    {
+        // The IDT, GDT and TSS are read with supervisor rights whatever the CPL.
+        _supervisorAccess = true;
         if ((_state.Cr0 & X86CpuState.Cr0Pe) == 0)
         {
             return DeliverReal(vector);
@@ -162,6 +181,7 @@ public sealed unsafe partial class InterpreterVcpu
         frame[4] = _state.Rip;
         frame[5] = error;
         int words = hasError ? 6 : 5;
+        _supervisorAccess = newCpl < 3;
         for (int i = 0; i < words; i++)
         {
             if (WriteMem(rsp - 8 * (ulong)(i + 1), 8, frame[i]) != ExecStatus.Continue)
@@ -243,6 +263,11 @@ public sealed unsafe partial class InterpreterVcpu
             LoadCodeSegmentCache(ref ss, (ushort)ssSel, ssDesc);
             _state.Gpr[4] = esp;
             UpdateMode();
+        }
+        // The frame goes on the handler's stack with the handler's rights (its CPL is current from here on).
+        _supervisorAccess = false;
+        if (newCpl < cpl)
+        {
             if (Push(oldSs, size) != ExecStatus.Continue || Push(oldEsp, size) != ExecStatus.Continue)
             {
                 return false;
@@ -279,7 +304,11 @@ public sealed unsafe partial class InterpreterVcpu
             Raise(Vector.GP, (uint)(selector & ~3));
             return false;
         }
-        return ReadMem(tableBase + index, 8, out descriptor) == ExecStatus.Continue;
+        bool saved = _supervisorAccess;
+        _supervisorAccess = true;
+        bool ok = ReadMem(tableBase + index, 8, out descriptor) == ExecStatus.Continue;
+        _supervisorAccess = saved;
+        return ok;
     }
 
     /// <summary>Fills a segment's hidden cache from a descriptor.</summary>

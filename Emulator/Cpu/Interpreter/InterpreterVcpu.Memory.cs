@@ -25,6 +25,12 @@ public sealed unsafe partial class InterpreterVcpu
 
     private readonly TlbEntry[] _tlb = new TlbEntry[1 << TlbBits];
 
+    /// <summary>
+    /// Set while the CPU makes an implicit supervisor access at CPL 3 (descriptor tables, the TSS, the ring-0 stack of
+    /// an interrupt): the walk checks supervisor rights and leaves the TLB alone, whose entries hold CPL 3's rights.
+    /// </summary>
+    private bool _supervisorAccess;
+
     private void InitTlb() => FlushTlb();
 
     /// <summary>Invalidates every software-TLB entry (CR3/CR4/CR0 writes; global pages are not kept apart yet).</summary>
@@ -546,7 +552,7 @@ public sealed unsafe partial class InterpreterVcpu
 
     private bool FinishWalk(ulong linear, int access, ulong phys, ulong entryAddr, ulong entry, bool user, bool writable, bool noExec, bool entryIs32 = false)
     {
-        bool cplUser = _state.Cpl == 3;
+        bool cplUser = _state.Cpl == 3 && !_supervisorAccess;
         bool wp = (_state.Cr0 & (1UL << 16)) != 0;
         if (cplUser && !user)
         {
@@ -574,6 +580,10 @@ public sealed unsafe partial class InterpreterVcpu
             }
             dirty = true;
         }
+        if (_supervisorAccess && _state.Cpl == 3)
+        {
+            return true;
+        }
         ulong vpage = linear >> 12;
         ref TlbEntry e = ref _tlb[(int)(vpage & ((1 << TlbBits) - 1))];
         e.PhysPage = phys & ~PageMask;
@@ -585,14 +595,36 @@ public sealed unsafe partial class InterpreterVcpu
 
     private bool PageFault(ulong linear, int access, bool present, bool reserved)
     {
-        uint error = (present ? 1u : 0) | (access == AccessWrite ? 2u : 0) | (_state.Cpl == 3 ? 4u : 0) | (reserved ? 8u : 0);
+        uint error = (present ? 1u : 0) | (access == AccessWrite ? 2u : 0) | (_state.Cpl == 3 && !_supervisorAccess ? 4u : 0) | (reserved ? 8u : 0);
         if (access == AccessExec && (_state.Efer & X86CpuState.EferNxe) != 0)
         {
             error |= 0x10;
         }
         _state.Cr2 = linear;
+        if (TraceExceptions && (error & 5) == 5)
+        {
+            DumpWalk(linear, error);
+        }
         Raise(Vector.PF, error);
         return false;
+    }
+
+    /// <summary>Debug aid: prints the long-mode page-table entries behind a protection fault.</summary>
+    private void DumpWalk(ulong linear, uint error)
+    {
+        var text = new System.Text.StringBuilder($"colo: CPU {Index}: #PF {error:x} at {linear:x}, cr3 {_state.Cr3:x}:");
+        ulong table = _state.Cr3 & PhysAddrMask;
+        for (int shift = 39; shift >= 12 && (_state.Efer & X86CpuState.EferLma) != 0; shift -= 9)
+        {
+            ulong entry = ReadPhys64(table + ((linear >> shift) & 511) * 8);
+            text.Append($" {entry:x}");
+            if ((entry & 1) == 0 || (shift < 39 && (entry & 0x80) != 0))
+            {
+                break;
+            }
+            table = entry & PhysAddrMask;
+        }
+        Console.Error.WriteLine(text.ToString());
     }
 
     private ulong ReadPhys64(ulong phys)

@@ -216,6 +216,8 @@ internal static unsafe class OpcodeTable
             case Mnemonic.Cmpxchg8b: return &Alu.Cmpxchg8b;
             case Mnemonic.Cmpxchg16b: return &Alu.Cmpxchg16b;
             case Mnemonic.Pause: return &SystemOps.Nop;
+            // CET hints: without CET enabled (CR4.CET clear) the ENDBRs and reserved-NOP forms execute as NOPs.
+            case Mnemonic.Endbr64 or Mnemonic.Endbr32: return &SystemOps.Nop;
             case Mnemonic.Hlt: return &SystemOps.Hlt;
             case Mnemonic.Clc: return &SystemOps.Clc;
             case Mnemonic.Stc: return &SystemOps.Stc;
