@@ -1,5 +1,6 @@
 using Colo.Core.Chardev;
 using Colo.Core.Irq;
+using Colo.Core.Time;
 
 namespace Colo.Devices.Char;
 
@@ -121,14 +122,52 @@ public sealed class Serial16550 : ICharFrontend
     private byte _scr;
     private bool _thrIpending;
     private bool _timeoutPending;
+    private readonly IClock? _clock;
+    private readonly ClockTimer? _timeoutTimer;
+    private Action? _receiveSpaceHandler;
 
     /// <param name="irq">The UART's interrupt output (IRQ4 for COM1 on the PC).</param>
     /// <param name="chardev">Where transmitted bytes go; null discards them. The board attaches this frontend to it.</param>
-    public Serial16550(IrqLine irq, Chardev? chardev)
+    /// <param name="clock">Times the character-timeout interrupt (four character times without FIFO activity);
+    /// without one the caller signals it through <see cref="SignalCharacterTimeout"/>.</param>
+    public Serial16550(IrqLine irq, Chardev? chardev, IClock? clock = null)
     {
         _irq = irq;
         _chardev = chardev;
+        _clock = clock;
+        if (clock is not null)
+        {
+            _timeoutTimer = new ClockTimer(clock, SignalCharacterTimeout);
+        }
         Reset();
+    }
+
+    /// <inheritdoc/>
+    public void SetReceiveSpaceHandler(Action? handler) => _receiveSpaceHandler = handler;
+
+    /// <summary>Nanoseconds one character takes on the line at the programmed divisor and frame format.</summary>
+    private long CharacterTimeNs()
+    {
+        int bits = 1 + 5 + (_lcr & 3) + ((_lcr & 0x08) != 0 ? 1 : 0) + ((_lcr & 0x04) != 0 ? 2 : 1);
+        long divisor = _divisor == 0 ? 1 : _divisor;
+        return bits * divisor * 1_000_000_000L / 115_200;
+    }
+
+    /// <summary>Re-arms the character timeout: four character times after the last FIFO activity.</summary>
+    private void RestartCharacterTimeout()
+    {
+        if (_timeoutTimer is null || _clock is null)
+        {
+            return;
+        }
+        if (_rxCount > 0 && (_fcr & FcrEnable) != 0)
+        {
+            _timeoutTimer.Modify(_clock.NowNs + 4 * CharacterTimeNs());
+        }
+        else
+        {
+            _timeoutTimer.Cancel();
+        }
     }
 
     public uint Read(int offset, int size)
@@ -213,6 +252,7 @@ public sealed class Serial16550 : ICharFrontend
                 _mcr = (byte)(b & 0x1F);
                 UpdateModemStatus();
                 UpdateIrq();
+                _receiveSpaceHandler?.Invoke();
                 break;
             case Scr:
                 _scr = b;
@@ -235,6 +275,7 @@ public sealed class Serial16550 : ICharFrontend
         {
             PushRx(b);
         }
+        RestartCharacterTimeout();
         UpdateIrq();
     }
 
@@ -275,7 +316,9 @@ public sealed class Serial16550 : ICharFrontend
             _lsr &= unchecked((byte)~LsrDr);
         }
         _timeoutPending = false;
+        RestartCharacterTimeout();
         UpdateIrq();
+        _receiveSpaceHandler?.Invoke();
         return b;
     }
 
@@ -321,7 +364,9 @@ public sealed class Serial16550 : ICharFrontend
             _timeoutPending = false;
         }
         _fcr = (byte)(enable ? b & (FcrTriggerMask | FcrEnable) : 0);
+        RestartCharacterTimeout();
         UpdateIrq();
+        _receiveSpaceHandler?.Invoke();
     }
 
     private void UpdateModemStatus()

@@ -145,7 +145,7 @@ public sealed class PcBoard : IIoBus, IDisposable
         for (int i = 0; i < options.Serials.Count && i < SerialPorts.Length; i++)
         {
             Chardev? chardev = options.Serials[i];
-            var uart = new Serial16550(Interrupts.Isa(SerialIrqs[i]), chardev);
+            var uart = new Serial16550(Interrupts.Isa(SerialIrqs[i]), chardev, clock);
             chardev?.Attach(new LockedFrontend(uart, Lock), loop);
             _serials.Add(uart);
             Ports.Map(SerialPorts[i], new IoRegion("serial", Serial16550.RegionSize, (o, s) => uart.Read((int)o, s), (o, s, v) => uart.Write((int)o, s, (uint)v), 1, 1));
@@ -598,6 +598,19 @@ public sealed class PcBoard : IIoBus, IDisposable
                 inner.OnEvent(charEvent);
             }
         }
+
+        public int ReceiveSpace
+        {
+            get
+            {
+                lock (boardLock)
+                {
+                    return inner.ReceiveSpace;
+                }
+            }
+        }
+
+        public void SetReceiveSpaceHandler(Action? handler) => inner.SetReceiveSpaceHandler(handler);
     }
 
     private static string ClassName(uint cls) => cls switch

@@ -14,6 +14,16 @@ public abstract class Chardev : QomObject
     private ICharFrontend? _frontend;
     private IEventLoop? _loop;
 
+    // Received bytes the frontend has not taken yet (flow control), oldest first; guarded by _pendingLock.
+    private readonly object _pendingLock = new();
+    private readonly Queue<byte[]> _pending = new();
+    private int _pendingOffset;
+    private int _pendingBytes;
+    private bool _pumpPosted;
+
+    /// <summary>A reader stops taking input from its peer while this much waits for a slow frontend.</summary>
+    private const int MaxPendingBytes = 1 << 20;
+
     protected Chardev(ObjectTypeInfo type, PropertyValues values)
         : base(type, values)
     {
@@ -37,15 +47,26 @@ public abstract class Chardev : QomObject
             _frontend = frontend;
             _loop = loop;
         }
+        frontend.SetReceiveSpaceHandler(() => SchedulePump(frontend, loop));
         OnAttached();
     }
 
     public void Detach()
     {
+        ICharFrontend? old;
         lock (_frontendLock)
         {
+            old = _frontend;
             _frontend = null;
             _loop = null;
+        }
+        old?.SetReceiveSpaceHandler(null);
+        lock (_pendingLock)
+        {
+            _pending.Clear();
+            _pendingOffset = 0;
+            _pendingBytes = 0;
+            Monitor.PulseAll(_pendingLock);
         }
     }
 
@@ -80,8 +101,78 @@ public abstract class Chardev : QomObject
         {
             return;
         }
-        byte[] copy = data.ToArray();
-        loop.Post(() => frontend.Receive(copy));
+        // Backpressure: the backend's reader waits while a slow frontend (a guest UART) has much to catch up on.
+        lock (_pendingLock)
+        {
+            if (_pendingBytes >= MaxPendingBytes)
+            {
+                Monitor.Wait(_pendingLock, TimeSpan.FromSeconds(1));
+            }
+            _pending.Enqueue(data.ToArray());
+            _pendingBytes += data.Length;
+        }
+        SchedulePump(frontend, loop);
+    }
+
+    private void SchedulePump(ICharFrontend frontend, IEventLoop loop)
+    {
+        lock (_pendingLock)
+        {
+            if (_pumpPosted || _pendingBytes == 0)
+            {
+                return;
+            }
+            _pumpPosted = true;
+        }
+        loop.Post(() => Pump(frontend));
+    }
+
+    /// <summary>On the frontend's loop: hands over as many pending bytes as the frontend has room for.</summary>
+    private void Pump(ICharFrontend frontend)
+    {
+        while (true)
+        {
+            lock (_pendingLock)
+            {
+                // Cleared before asking for space, so a space report from now on posts a new pump.
+                _pumpPosted = false;
+                if (!ReferenceEquals(frontend, Volatile.Read(ref _frontend)) || _pendingBytes == 0)
+                {
+                    return;
+                }
+            }
+            // Asked outside _pendingLock: the frontend may take its device's lock, under which it reports space.
+            int space = frontend.ReceiveSpace;
+            if (space <= 0)
+            {
+                return;
+            }
+            byte[] chunk;
+            int offset;
+            int count;
+            lock (_pendingLock)
+            {
+                if (_pending.Count == 0)
+                {
+                    return;
+                }
+                chunk = _pending.Peek();
+                offset = _pendingOffset;
+                count = Math.Min(space, chunk.Length - offset);
+                _pendingOffset += count;
+                if (_pendingOffset == chunk.Length)
+                {
+                    _pending.Dequeue();
+                    _pendingOffset = 0;
+                }
+                _pendingBytes -= count;
+                if (_pendingBytes < MaxPendingBytes / 2)
+                {
+                    Monitor.PulseAll(_pendingLock);
+                }
+            }
+            frontend.Receive(chunk.AsSpan(offset, count));
+        }
     }
 
     protected void DeliverEvent(CharEvent charEvent)

@@ -18,4 +18,15 @@ public interface ICharFrontend
     void Receive(ReadOnlySpan<byte> data);
 
     void OnEvent(CharEvent charEvent);
+
+    /// <summary>
+    /// How many bytes <see cref="Receive"/> can take now (QEMU's can_read): the chardev holds the rest back, in order,
+    /// until the frontend reports space through the handler of <see cref="SetReceiveSpaceHandler"/>.
+    /// </summary>
+    int ReceiveSpace => int.MaxValue;
+
+    /// <summary>The chardev's callback for "space freed"; a frontend with a bounded <see cref="ReceiveSpace"/> keeps and calls it.</summary>
+    void SetReceiveSpaceHandler(Action? handler)
+    {
+    }
 }

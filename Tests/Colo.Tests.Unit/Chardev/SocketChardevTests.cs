@@ -347,4 +347,83 @@ public sealed partial class SocketChardevTests
 
     [GeneratedRegex(@"^info: QEMU waiting for connection on: disconnected:tcp:127\.0\.0\.1:(\d+),server=on$")]
     private static partial Regex WaitingLine();
+
+    /// <summary>A frontend that takes only the bytes it has room for, like a guest UART's FIFO.</summary>
+    private sealed class BoundedFrontend : ICharFrontend
+    {
+        private readonly object _lock = new();
+        private readonly List<byte> _received = [];
+        private Action? _spaceHandler;
+        private int _space;
+
+        public int ReceiveSpace
+        {
+            get
+            {
+                lock (_lock)
+                {
+                    return _space;
+                }
+            }
+        }
+
+        public void SetReceiveSpaceHandler(Action? handler) => _spaceHandler = handler;
+
+        public void Receive(ReadOnlySpan<byte> data)
+        {
+            lock (_lock)
+            {
+                Assert.That(data.Length, Is.LessThanOrEqualTo(_space), "never more than the frontend has room for");
+                _space -= data.Length;
+                _received.AddRange(data.ToArray());
+                System.Threading.Monitor.PulseAll(_lock);
+            }
+        }
+
+        public void OnEvent(CharEvent charEvent)
+        {
+        }
+
+        public void Grant(int bytes)
+        {
+            lock (_lock)
+            {
+                _space += bytes;
+            }
+            _spaceHandler?.Invoke();
+        }
+
+        public string WaitFor(int count)
+        {
+            lock (_lock)
+            {
+                long deadline = Environment.TickCount64 + 5000;
+                while (_received.Count < count && Environment.TickCount64 < deadline)
+                {
+                    System.Threading.Monitor.Wait(_lock, 100);
+                }
+                return System.Text.Encoding.ASCII.GetString([.. _received]);
+            }
+        }
+    }
+
+    [Test]
+    public void SlowFrontend_GetsEveryByteInOrder_OnlyAsItMakesRoom()
+    {
+        var chardev = _h.Create("socket,id=s0,host=127.0.0.1,port=0,server=on,wait=off");
+        var frontend = new BoundedFrontend();
+        chardev.Attach(frontend, _h.Loop);
+        using Socket client = ChardevTestHarness.ConnectTcp(ChardevTestHarness.PortOf(chardev));
+        string text = string.Concat(Enumerable.Range(0, 40).Select(i => $"{i:D2}"));
+        ChardevTestHarness.Send(client, text);
+        Thread.Sleep(200);
+        Assert.That(frontend.WaitFor(0), Is.Empty, "nothing delivered without room");
+        frontend.Grant(16);
+        Assert.That(frontend.WaitFor(16), Is.EqualTo(text[..16]));
+        for (int i = 16; i < text.Length; i += 7)
+        {
+            frontend.Grant(7);
+        }
+        Assert.That(frontend.WaitFor(text.Length), Is.EqualTo(text));
+    }
 }

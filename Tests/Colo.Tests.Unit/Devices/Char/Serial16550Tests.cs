@@ -104,6 +104,49 @@ public sealed class Serial16550Tests
     }
 
     [Test]
+    public void CharacterTimeout_FiresFourCharacterTimesAfterTheLastByte()
+    {
+        var clock = new Colo.Core.Time.ManualClock();
+        var uart = new Serial16550(_irq.Line, _ring, clock);
+        // 115200 / 12 = 9600 baud, 8N1: 10 bits a character, 1.04 ms each.
+        uart.Write(Serial16550.Lcr, 1, Serial16550.LcrDlab | 0x03);
+        uart.Write(Serial16550.RbrThr, 1, 12);
+        uart.Write(Serial16550.Lcr, 1, 0x03);
+        uart.Write(Serial16550.IirFcr, 1, 0xC0u | Serial16550.FcrEnable); // trigger 14
+        uart.Write(Serial16550.Ier, 1, Serial16550.IerRda);
+        uart.Receive("ab"u8);
+        const long charNs = 10L * 12 * 1_000_000_000 / 115_200;
+        clock.Advance(4 * charNs - 1000);
+        Assert.That(_irq.Level, Is.False, "not before four character times");
+        clock.Advance(1000);
+        Assert.That(_irq.Level, Is.True);
+        Assert.That(uart.Read(Serial16550.IirFcr, 1) & 0x0F, Is.EqualTo(Serial16550.IirCharTimeout));
+        Assert.That(uart.Read(Serial16550.RbrThr, 1), Is.EqualTo('a'));
+        Assert.That(_irq.Level, Is.False, "a read clears the timeout");
+        clock.Advance(4 * charNs);
+        Assert.That(_irq.Level, Is.True, "the byte left behind times out again");
+        Assert.That(uart.Read(Serial16550.RbrThr, 1), Is.EqualTo('b'));
+        clock.Advance(10 * charNs);
+        Assert.That(_irq.Level, Is.False, "an empty FIFO never times out");
+    }
+
+    [Test]
+    public void ReceiveSpace_ReportsFreedSpaceWhenTheGuestReads()
+    {
+        int reports = 0;
+        _uart.SetReceiveSpaceHandler(() => reports++);
+        W(Serial16550.IirFcr, Serial16550.FcrEnable);
+        Assert.That(reports, Is.EqualTo(1), "enabling the FIFO makes room");
+        reports = 0;
+        _uart.Receive("0123456789abcdef"u8);
+        Assert.That(_uart.ReceiveSpace, Is.Zero);
+        Assert.That(R(Serial16550.RbrThr), Is.EqualTo('0'));
+        Assert.That(_uart.ReceiveSpace, Is.EqualTo(1));
+        Assert.That(reports, Is.EqualTo(1));
+        Assert.That(R(Serial16550.Lsr) & Serial16550.LsrOe, Is.Zero);
+    }
+
+    [Test]
     public void Fifo_HoldsSixteen_ThenOverrun()
     {
         W(Serial16550.IirFcr, Serial16550.FcrEnable);
