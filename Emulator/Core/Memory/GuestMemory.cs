@@ -43,6 +43,9 @@ public sealed unsafe class GuestMemory : IPhysicalMemory
     private readonly List<RomBlock> _roms = [];
     private int _codeGeneration;
 
+    // Per RAM page, bumped on a write to a page code was decoded from; the last slot stands for every non-RAM page.
+    private readonly uint[] _codeVersions;
+
     /// <summary>
     /// Creates an address space with all of <paramref name="ram"/> at guest-physical 0 and no legacy window
     /// (unit tests, <c>-M none</c>).
@@ -65,6 +68,7 @@ public sealed unsafe class GuestMemory : IPhysicalMemory
         _io = io;
         LowRamEnd = lowRamSize;
         HighRamSize = ram.Size - lowRamSize;
+        _codeVersions = new uint[ram.Size / RamBlock.PageSize + 1];
         for (int i = 0; i < LegacyPages; i++)
         {
             _legacyReadKind[i] = legacyWindow ? LegacyPageRead.Mmio : LegacyPageRead.Ram;
@@ -172,9 +176,19 @@ public sealed unsafe class GuestMemory : IPhysicalMemory
     {
         if (TryRamPage(page, out ulong ramPage) && Ram.CodePages.TestAndClear(ramPage))
         {
-            Interlocked.Increment(ref _codeGeneration);
+            Interlocked.Increment(ref _codeVersions[ramPage]);
         }
     }
+
+    /// <summary>
+    /// Versions of the pages code is decoded from, indexed by <see cref="CodeVersionIndex"/>: a decoded block stays
+    /// valid while its page's version is the one it was decoded at, so a write to one code page drops only that
+    /// page's blocks. Changes that move whole ranges (ROMs, the legacy window) bump <see cref="CodeGeneration"/>.
+    /// </summary>
+    public uint[] CodeVersions => _codeVersions;
+
+    /// <summary>The <see cref="CodeVersions"/> slot of guest-physical page number <paramref name="page"/>.</summary>
+    public int CodeVersionIndex(ulong page) => TryRamPage(page, out ulong ramPage) ? (int)ramPage : _codeVersions.Length - 1;
 
     /// <summary>
     /// A host pointer to the bytes an instruction fetch at <paramref name="phys"/> sees, valid to the end of its page,
@@ -239,7 +253,7 @@ public sealed unsafe class GuestMemory : IPhysicalMemory
                     ulong page = ramOffset / RamBlock.PageSize;
                     if (Ram.CodePages.TestAndClear(page))
                     {
-                        Interlocked.Increment(ref _codeGeneration);
+                        Interlocked.Increment(ref _codeVersions[page]);
                     }
                     Ram.DirtyPages.Set(page);
                     // SAFETY: WriteTarget returned a RAM offset whose page is mapped; Chunk stays in the page.

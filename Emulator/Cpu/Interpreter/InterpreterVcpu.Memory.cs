@@ -23,7 +23,11 @@ public sealed unsafe partial class InterpreterVcpu
         public ulong PhysPage;
     }
 
-    private readonly TlbEntry[] _tlb = new TlbEntry[1 << TlbBits];
+    // One TLB per privilege class, so entering and leaving the kernel (every syscall and interrupt) only switches
+    // which one is in use instead of flushing: each holds the rights its walks checked for its CPL.
+    private readonly TlbEntry[] _tlbUser = new TlbEntry[1 << TlbBits];
+    private readonly TlbEntry[] _tlbSupervisor = new TlbEntry[1 << TlbBits];
+    private TlbEntry[] _tlb;
 
     /// <summary>
     /// Set while the CPU makes an implicit supervisor access at CPL 3 (descriptor tables, the TSS, the ring-0 stack of
@@ -31,16 +35,27 @@ public sealed unsafe partial class InterpreterVcpu
     /// </summary>
     private bool _supervisorAccess;
 
-    private void InitTlb() => FlushTlb();
+    [System.Diagnostics.CodeAnalysis.MemberNotNull(nameof(_tlb))]
+    private void InitTlb()
+    {
+        _tlb = _tlbSupervisor;
+        FlushTlb();
+    }
 
     /// <summary>Invalidates every software-TLB entry (CR3/CR4/CR0 writes; global pages are not kept apart yet).</summary>
-    internal void FlushTlb() => Array.Fill(_tlb, new TlbEntry { ReadTag = ulong.MaxValue, WriteTag = ulong.MaxValue, ExecTag = ulong.MaxValue });
+    internal void FlushTlb()
+    {
+        var empty = new TlbEntry { ReadTag = ulong.MaxValue, WriteTag = ulong.MaxValue, ExecTag = ulong.MaxValue };
+        Array.Fill(_tlbUser, empty);
+        Array.Fill(_tlbSupervisor, empty);
+    }
 
-    /// <summary>Invalidates the entry for one linear address (INVLPG).</summary>
+    /// <summary>Invalidates the entries for one linear address (INVLPG).</summary>
     internal void FlushTlbPage(ulong linear)
     {
-        ref TlbEntry e = ref _tlb[(int)((linear >> 12) & ((1 << TlbBits) - 1))];
-        e.ReadTag = e.WriteTag = e.ExecTag = ulong.MaxValue;
+        int index = (int)((linear >> 12) & ((1 << TlbBits) - 1));
+        _tlbUser[index].ReadTag = _tlbUser[index].WriteTag = _tlbUser[index].ExecTag = ulong.MaxValue;
+        _tlbSupervisor[index].ReadTag = _tlbSupervisor[index].WriteTag = _tlbSupervisor[index].ExecTag = ulong.MaxValue;
     }
 
     // ---- registers ---------------------------------------------------------------------------------------------

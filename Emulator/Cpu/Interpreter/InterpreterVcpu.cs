@@ -27,6 +27,12 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         public uint Mode;
         public int Start;
         public int Count;
+        // The code-version slots (and versions at decode time) of the block's page and, for an instruction
+        // straddling the page end, of the next page (else the never-bumped non-RAM slot).
+        public int VersionSlot;
+        public uint Version;
+        public int VersionSlot2;
+        public uint Version2;
     }
 
     private X86CpuState _state;
@@ -37,6 +43,9 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
     private readonly ulong _holeStart;
     private readonly ulong _holeSize;
     private readonly PageBitmap _codePages;
+    private readonly uint[] _codeVersions;
+    private int _crossPageSlot;
+    private uint _crossPageVersion;
     private readonly GuestCodeReader _reader = new();
     private readonly Decoder _decoder16;
     private readonly Decoder _decoder32;
@@ -73,6 +82,7 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         _holeStart = memory.HoleStart;
         _holeSize = memory.HoleSize;
         _codePages = memory.Ram.CodePages;
+        _codeVersions = memory.CodeVersions;
         _decoder16 = Decoder.Create(16, _reader, DecoderOptions.None);
         _decoder32 = Decoder.Create(32, _reader, DecoderOptions.None);
         _decoder64 = Decoder.Create(64, _reader, DecoderOptions.None);
@@ -244,11 +254,8 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
             StackMask = bigStack ? 0xFFFF_FFFF : 0xFFFF;
         }
         uint modeKey = (uint)Bitness | ((uint)_state.Cpl << 8) | ((uint)(_state.Cr0 >> 31) << 10);
-        if ((modeKey & 0x300) != (_modeKey & 0x300))
-        {
-            // TLB entries carry rights checked for the CPL of their walk.
-            FlushTlb();
-        }
+        // TLB entries carry rights checked for the CPL class of their walk.
+        _tlb = _state.Cpl == 3 ? _tlbUser : _tlbSupervisor;
         _modeKey = modeKey;
     }
 
@@ -271,12 +278,18 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         }
         uint slot = (uint)((phys ^ (phys >> BlockTableBits)) & ((1 << BlockTableBits) - 1));
         ref BlockEntry entry = ref _blocks[slot];
-        if (entry.Count != 0 && entry.Phys == phys && entry.Rip == rip && entry.Mode == _modeKey)
+        uint[] versions = _codeVersions;
+        if (entry.Count != 0 && entry.Phys == phys && entry.Rip == rip && entry.Mode == _modeKey
+            && versions[entry.VersionSlot] == entry.Version && versions[entry.VersionSlot2] == entry.Version2)
         {
             start = entry.Start;
             count = entry.Count;
             return ExecStatus.Continue;
         }
+        int versionSlot = _memory.CodeVersionIndex(phys >> 12);
+        uint version = versions[versionSlot];
+        _crossPageSlot = versions.Length - 1;
+        _crossPageVersion = 0;
         ExecStatus status = DecodeBlock(linear, phys, rip, out start, out count);
         if (status != ExecStatus.Continue)
         {
@@ -288,6 +301,10 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         entry.Mode = _modeKey;
         entry.Start = start;
         entry.Count = count;
+        entry.VersionSlot = versionSlot;
+        entry.Version = version;
+        entry.VersionSlot2 = _crossPageSlot;
+        entry.Version2 = _crossPageVersion;
         return ExecStatus.Continue;
     }
 
@@ -365,6 +382,8 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
             // SAFETY: a non-null fetch pointer is valid to the end of p's page.
             _crossPageBuffer[i] = b != null ? *b : (byte)0;
         }
+        _crossPageSlot = _memory.CodeVersionIndex(nextPhys >> 12);
+        _crossPageVersion = _codeVersions[_crossPageSlot];
         _memory.MarkCode(nextPhys >> 12);
         return true;
     }

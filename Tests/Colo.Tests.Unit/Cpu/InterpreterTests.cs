@@ -357,6 +357,68 @@ public sealed class InterpreterTests
         });
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public void UserModeFault_IsDeliveredThroughSupervisorOnlyTablesAndStack(bool twice)
+    {
+        // The IDT, GDT, TSS, handlers and ring-0 stack live in a supervisor-only 2 MiB page; only the user code's
+        // page is user-accessible. Delivery from CPL 3 reads and writes them with supervisor rights (Intel SDM
+        // "implicit supervisor-mode accesses"), and leaves no supervisor translation usable at CPL 3 afterwards.
+        const ulong user = 0x200000;
+        const ulong tss = 0x50000;
+        const ulong ring0Stack = 0x80000;
+        using var g = new GuestHarness();
+        g.Load64(a =>
+        {
+            a.push(0x1B);
+            a.push(0x3FF000);
+            a.push(0x2);
+            a.push(0x23);
+            a.mov(rax, user);
+            a.push(rax);
+            a.iretq();
+        });
+        g.Memory.Write(user, GuestHarness.Assemble(64, user, a =>
+        {
+            a.mov(rbx, GdtAddress);
+            a.mov(rax, __qword_ptr[rbx]);
+            a.ud2();
+        }));
+        g.WriteU64(Pml4, (Pml4 + 0x1000) | 7);
+        g.WriteU64(Pml4 + 0x1000, (Pml4 + 0x2000) | 7);
+        g.WriteU64(Pml4 + 0x2000, 0x83);
+        g.WriteU64(Pml4 + 0x2000 + 8, user | 0x87);
+        InstallIdt(g);
+        g.WriteU64(GdtAddress + 0x18, 0x00CF_F200_0000_FFFF);
+        g.WriteU64(GdtAddress + 0x20, 0x00AF_FA00_0000_FFFF);
+        g.State.Gdtr = new DescriptorTableRegister { Base = GdtAddress, Limit = 0x27 };
+        g.WriteU64(tss + 4, ring0Stack);
+        g.State.Tr = new SegmentRegister { Selector = 0x28, Base = tss, Limit = 0x67, Attributes = SegmentRegister.P | 0xB };
+        g.State.Cr3 = Pml4;
+        g.State.Cr0 |= X86CpuState.Cr0Pg | (1UL << 16);
+        if (twice)
+        {
+            // A supervisor read of the GDT's page first, so a stale supervisor translation would be around.
+            g.Memory.Write(GuestHarness.CodeAddress - 16, GuestHarness.Assemble(64, GuestHarness.CodeAddress - 16, a =>
+            {
+                a.mov(rbx, GdtAddress);
+                a.mov(rax, __qword_ptr[rbx]);
+            }));
+            g.State.Rip = GuestHarness.CodeAddress - 16;
+        }
+        Assert.That(g.Vcpu.Run(), Is.EqualTo(VcpuExit.Halted));
+        Assert.Multiple(() =>
+        {
+            Assert.That(g.Io.PortWrites.Single().Value, Is.EqualTo(14UL), "the user read of the GDT page is a #PF, delivered");
+            Assert.That(g.State.Cr2, Is.EqualTo(GdtAddress));
+            Assert.That(g.ReadU64(ring0Stack - 48), Is.EqualTo(5UL), "error code: present, read, user");
+            Assert.That(g.ReadU64(ring0Stack - 40), Is.EqualTo(user + 10), "faulting RIP");
+            Assert.That(g.ReadU64(ring0Stack - 32), Is.EqualTo(0x23UL), "user CS");
+            Assert.That(g.ReadU64(ring0Stack - 16), Is.EqualTo(0x3FF000UL), "user RSP");
+            Assert.That(g.State.Cpl, Is.Zero);
+        });
+    }
+
     [Test]
     public void Paging_Access_SetsAccessedAndDirtyBits()
     {

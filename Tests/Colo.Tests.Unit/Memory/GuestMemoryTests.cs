@@ -53,18 +53,24 @@ public sealed class GuestMemoryTests
     }
 
     [Test]
-    public void WriteToCodePage_BumpsGenerationOnce()
+    public void WriteToCodePage_BumpsThatPagesVersionOnce()
     {
         using var ram = new RamBlock("pc.ram", 2 * 4096);
         var memory = new GuestMemory(ram, new RecordingIoBus());
         int start = memory.CodeGeneration;
+        int slot = memory.CodeVersionIndex(1);
         memory.MarkCode(1);
         memory.Write(10, [1]);
-        Assert.That(memory.CodeGeneration, Is.EqualTo(start), "page 0 holds no code");
+        Assert.That(memory.CodeVersions, Is.All.Zero, "page 0 holds no code");
         memory.Write(4096 + 10, [1]);
-        Assert.That(memory.CodeGeneration, Is.EqualTo(start + 1));
+        Assert.That(memory.CodeVersions[slot], Is.EqualTo(1));
         memory.Write(4096 + 11, [1]);
-        Assert.That(memory.CodeGeneration, Is.EqualTo(start + 1), "bit cleared after the first write");
+        Assert.That(memory.CodeVersions[slot], Is.EqualTo(1), "bit cleared after the first write");
+        memory.MarkCode(1);
+        memory.NotifyCodeWrite(1);
+        Assert.That(memory.CodeVersions[slot], Is.EqualTo(2), "a vCPU's own store to a code page");
+        Assert.That(memory.CodeVersions[memory.CodeVersionIndex(0)], Is.Zero);
+        Assert.That(memory.CodeGeneration, Is.EqualTo(start), "no machine-wide flush for one page");
     }
 
     [Test]
