@@ -281,19 +281,40 @@ public sealed partial class BlockGraph : IDisposable
         }
     }
 
-    /// <summary><c>drive_del</c>: removes a drive and closes its nodes (those not used by another node).</summary>
+    /// <summary>
+    /// <c>drive_del</c>: removes a drive and closes its nodes. A root used as another node's backing file makes
+    /// it fail; a root used otherwise (a quorum's child, a replication's file) outlives the drive.
+    /// </summary>
     /// <exception cref="BlockException">No such drive (DeviceNotFound), or a node of it is used elsewhere.</exception>
     public void DeleteDrive(string id)
     {
         BlockBackend backend = FindBackend(id) ?? throw new BlockException(QmpErrorClass.DeviceNotFound, $"Device '{id}' not found");
+        bool usedElsewhere = false;
         foreach (BlockNode other in _nodes)
         {
-            if (!IsInTree(backend.Root, other) && ChildrenOf(other).Any(c => c.Node == backend.Root))
+            if (IsInTree(backend.Root, other))
             {
-                throw new BlockException($"Node '{backend.Root.NodeName}' is busy: node is used as backing hd of '{other.NodeName}'");
+                continue;
+            }
+            foreach (BlockChild c in ChildrenOf(other))
+            {
+                if (c.Node != backend.Root)
+                {
+                    continue;
+                }
+                // A backing file blocks drive_del (QEMU's op blocker); any other parent keeps the node alive.
+                if (c.Name == "backing")
+                {
+                    throw new BlockException($"Node '{backend.Root.NodeName}' is busy: node is used as backing hd of '{other.NodeName}'");
+                }
+                usedElsewhere = true;
             }
         }
         _backends.Remove(backend);
+        if (usedElsewhere)
+        {
+            return; // the node stays, as a node of its own, for the parent that uses it
+        }
         var owned = new List<BlockNode>();
         CollectOwned(backend.Root, owned);
         // An export must not outlive its node: its clients are dropped (QEMU would keep the node alive instead).

@@ -14,6 +14,7 @@ namespace Colo.Benchmarks.Block;
 /// disk first; a repeat write only checks the copy bitmap.
 /// </summary>
 [MemoryDiagnoser]
+#pragma warning disable CA1001 // BenchmarkDotNet's GlobalCleanup disposes the graph
 public class ReplicationBenchmarks
 {
     private const long ImageSize = 256L << 20;
@@ -95,3 +96,4 @@ public class ReplicationBenchmarks
         return off;
     }
 }
+#pragma warning restore CA1001

@@ -66,11 +66,8 @@ public sealed class ReplicationEndToEndTests
     /// <summary>An HMP command through QMP: the reply, and what it printed on stdout before it (qemu-io's lines).</summary>
     private static async Task<(string Reply, string Output)> Hmp(QmpClient qmp, string commandLine)
     {
-        await qmp.SendAsync(JsonSerializer.Serialize(new Dictionary<string, object>
-        {
-            ["execute"] = "human-monitor-command",
-            ["arguments"] = new Dictionary<string, string> { ["command-line"] = commandLine },
-        }) + "\n");
+        string quoted = System.Text.Encoding.UTF8.GetString(JsonEncodedText.Encode(commandLine, System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping).EncodedUtf8Bytes);
+        await qmp.SendAsync("{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":\"" + quoted + "\"}}\n");
         var output = new System.Text.StringBuilder();
         while (true)
         {
