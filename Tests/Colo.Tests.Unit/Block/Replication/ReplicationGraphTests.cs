@@ -309,7 +309,7 @@ public sealed class ReplicationGraphTests
         Assert.That(ReadBack(Parent0, 0, K64), Is.EqualTo(Pattern(0xab, K64)));
         Assert.That(ReadBack(Parent0, 2 * K64, K64), Is.EqualTo(Pattern(0x77, K64)));
         Assert.That(_secondary.ChildrenOf(secondary).Single().Node, Is.SameAs(Parent0), "the secondary disk took the active disk's place");
-        Assert.That(_secondary.Nodes.Any(n => n is not ReplicationNode && n.Filename.Contains("secondary-active", StringComparison.Ordinal) || n.Filename.Contains("secondary-hidden", StringComparison.Ordinal)), Is.False);
+        Assert.That(_secondary.Nodes.Any(n => n is not ReplicationNode && (n.Filename.Contains("secondary-active", StringComparison.Ordinal) || n.Filename.Contains("secondary-hidden", StringComparison.Ordinal))), Is.False);
 
         // The secondary VM goes on, on the secondary disk itself.
         secondaryVmDisk.Write(3 * K64, Pattern(0x99, 512));
