@@ -44,6 +44,12 @@ public sealed class ReplicationCopyBeforeWrite : BlockNode
 
     public int Granularity => 1 << _granularityBits;
 
+    /// <summary>
+    /// False once replication stopped: the filter then only passes requests on, still under the gate, so the
+    /// export and the VM (now both on the secondary disk) stay serialised.
+    /// </summary>
+    public bool Copying { get; internal set; } = true;
+
     /// <summary>Clusters copied into the hidden disk since the last <see cref="Reset"/>.</summary>
     public long CopiedClusters { get; private set; }
 
@@ -113,7 +119,7 @@ public sealed class ReplicationCopyBeforeWrite : BlockNode
     private void CopyOld(long offset, long length)
     {
         long size = Target.Size;
-        if (length <= 0 || offset < 0 || offset >= size)
+        if (!Copying || length <= 0 || offset < 0 || offset >= size)
         {
             return;
         }

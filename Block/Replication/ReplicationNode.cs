@@ -35,6 +35,9 @@ public sealed class ReplicationNode : BlockNode
     private BlockNode? _secondary;
     private ReplicationCopyBeforeWrite? _cbw;
 
+    // The filter in front of the secondary disk's exports, from start until this node closes.
+    private ReplicationCopyBeforeWrite? _front;
+
     internal ReplicationNode(BlockGraph graph, BlockNode file, ReplicationMode mode, string? topId, bool readOnly, string? nodeName)
         : base(nodeName, readOnly)
     {
@@ -203,6 +206,7 @@ public sealed class ReplicationNode : BlockNode
         lock (_gate)
         {
             _cbw = cbw;
+            _front = cbw;
             _stage = ReplicationStage.Running;
             try
             {
@@ -293,14 +297,14 @@ public sealed class ReplicationNode : BlockNode
     }
 
     /// <summary>
-    /// Stops replication. The secondary drops its copy-before-write filter; with <paramref name="failover"/>
+    /// Stops replication. The secondary's copy-before-write stops copying; with <paramref name="failover"/>
     /// it then commits active and hidden into the secondary disk, which becomes this node's file.
     /// </summary>
     /// <exception cref="BlockException">Not running; or, without failover on the secondary, QEMU's
     /// "Backup job was cancelled unexpectedly" (its checkpoint runs after the backup job is gone).</exception>
     public void Stop(bool failover)
     {
-        ReplicationCopyBeforeWrite? cbw;
+        Qcow2Node? dropped;
         lock (_gate)
         {
             if (_stage is ReplicationStage.Done or ReplicationStage.Failover)
@@ -317,15 +321,11 @@ public sealed class ReplicationNode : BlockNode
                 _error = false;
                 return;
             }
-            cbw = _cbw;
-        }
-        if (cbw is not null)
-        {
-            _graph.SetWriteFront(cbw.Target, null);
-        }
-        Qcow2Node? dropped = null;
-        lock (_gate)
-        {
+            // The backup job ends: the filter stays in front of the export, passing requests on under the gate.
+            if (_cbw is not null)
+            {
+                _cbw.Copying = false;
+            }
             _cbw = null;
             if (!failover)
             {
@@ -383,10 +383,12 @@ public sealed class ReplicationNode : BlockNode
     {
         if (disposing)
         {
-            if (_cbw is { } cbw)
+            _cbw = null;
+            if (_front is { } front)
             {
-                _cbw = null;
-                _graph.SetWriteFront(cbw.Target, null);
+                _front = null;
+                front.Copying = false;
+                _graph.SetWriteFront(front.Target, null);
             }
             _file.Dispose();
         }

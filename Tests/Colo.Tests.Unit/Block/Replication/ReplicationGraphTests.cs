@@ -248,7 +248,14 @@ public sealed class ReplicationGraphTests
         Pattern(0x44, 10).CopyTo(expected, K64 - 10);
         Assert.That(ReadBack(Hidden, 0, K64), Is.EqualTo(expected), "after a checkpoint the copy is the checkpoint's data again");
         r.Stop(true);
-        Assert.That(_secondary.Nbd.Exports[0].Node, Is.SameAs(Parent0), "the filter leaves with the replication");
+        Assert.That(r.CopyBeforeWrite, Is.Null);
+        front.Write(5 * K64, Pattern(0x47, 512)); // after failover: straight to the disk, nothing copied
+        Assert.That(ReadBack(Parent0, 5 * K64, 512), Is.EqualTo(Pattern(0x47, 512)));
+        Assert.That(((ReplicationCopyBeforeWrite)front).Copying, Is.False);
+        Assert.That(((ReplicationCopyBeforeWrite)front).CopiedClusters, Is.EqualTo(1));
+        _secondary.DeleteDrive("colo-disk0");
+        _secondary.DeleteDrive("childs0");
+        Assert.That(_secondary.Nbd.Exports[0].Node, Is.SameAs(Parent0), "the filter leaves with the replication node");
     }
 
     [Test]
