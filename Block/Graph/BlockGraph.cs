@@ -4,6 +4,7 @@ using Colo.Block.Nbd;
 using Colo.Block.Qcow2;
 using Colo.Block.Quorum;
 using Colo.Block.Raw;
+using Colo.Block.Replication;
 using Colo.Core.Options;
 
 namespace Colo.Block.Graph;
@@ -14,12 +15,12 @@ namespace Colo.Block.Graph;
 /// <c>backing</c> children given inline as dotted options or by reference to an existing node), and
 /// closes everything (after a flush) when disposed. Not thread-safe: the main loop owns it.
 /// </summary>
-public sealed class BlockGraph : IDisposable
+public sealed partial class BlockGraph : IDisposable
 {
     /// <summary>Drivers QEMU 7.2 has that Colo does not build yet: refused naming the driver, not as unknown.</summary>
     public static readonly IReadOnlySet<string> PlannedDrivers = new HashSet<string>(StringComparer.Ordinal)
     {
-        "replication", "blkdebug", "blkverify", "blkreplay", "null-co", "null-aio", "copy-on-read",
+        "blkdebug", "blkverify", "blkreplay", "null-co", "null-aio", "copy-on-read",
         "throttle", "vmdk", "vdi", "vpc", "vhdx", "qed", "luks", "dmg", "bochs", "cloop", "parallels", "vvfat",
         "host_device", "host_cdrom", "nfs", "iscsi", "iser", "ssh", "http", "https", "ftp", "ftps", "gluster", "rbd",
         "compress", "preallocate", "copy-before-write", "snapshot-access", "blklogwrites", "nvme", "vxhs",
@@ -33,6 +34,8 @@ public sealed class BlockGraph : IDisposable
         ["filename", "aio", "aio-max-batch", "locking", "pr-manager", "drop-cache", "x-check-cache-dropped"];
 
     private static readonly HashSet<string> s_rawOptions = ["file", "offset", "size"];
+
+    private static readonly HashSet<string> s_replicationOptions = ["file", "mode", "top-id"];
 
     private static readonly HashSet<string> s_quorumOptions = ["children", "vote-threshold", "blkverify", "rewrite-corrupted", "read-pattern"];
 
@@ -61,13 +64,20 @@ public sealed class BlockGraph : IDisposable
     private readonly List<BlockNode> _nodes = [];
     private readonly List<BlockBackend> _backends = [];
     private readonly Dictionary<BlockNode, BlockNodeSettings> _settings = [];
+
+    // Nodes whose writers (NBD exports) go through a filter: the replication secondary's copy-before-write.
+    private readonly Dictionary<BlockNode, BlockNode> _writeFronts = [];
     private int _noneIndex;
     private bool _disposed;
 
     public BlockGraph()
     {
         Nbd = new NbdServerHost(this);
+        Replication = new ReplicationControl(this);
     }
+
+    /// <summary>The replication operations COLO calls (start, checkpoint, get error, stop).</summary>
+    public ReplicationControl Replication { get; }
 
     /// <summary>The built-in NBD server and its exports of this graph's nodes.</summary>
     public NbdServerHost Nbd { get; }
@@ -271,19 +281,40 @@ public sealed class BlockGraph : IDisposable
         }
     }
 
-    /// <summary><c>drive_del</c>: removes a drive and closes its nodes (those not used by another node).</summary>
+    /// <summary>
+    /// <c>drive_del</c>: removes a drive and closes its nodes. A root used as another node's backing file makes
+    /// it fail; a root used otherwise (a quorum's child, a replication's file) outlives the drive.
+    /// </summary>
     /// <exception cref="BlockException">No such drive (DeviceNotFound), or a node of it is used elsewhere.</exception>
     public void DeleteDrive(string id)
     {
         BlockBackend backend = FindBackend(id) ?? throw new BlockException(QmpErrorClass.DeviceNotFound, $"Device '{id}' not found");
+        bool usedElsewhere = false;
         foreach (BlockNode other in _nodes)
         {
-            if (!IsInTree(backend.Root, other) && ChildrenOf(other).Any(c => c.Node == backend.Root))
+            if (IsInTree(backend.Root, other))
             {
-                throw new BlockException($"Node '{backend.Root.NodeName}' is busy: node is used as backing hd of '{other.NodeName}'");
+                continue;
+            }
+            foreach (BlockChild c in ChildrenOf(other))
+            {
+                if (c.Node != backend.Root)
+                {
+                    continue;
+                }
+                // A backing file blocks drive_del (QEMU's op blocker); any other parent keeps the node alive.
+                if (c.Name == "backing")
+                {
+                    throw new BlockException($"Node '{backend.Root.NodeName}' is busy: node is used as backing hd of '{other.NodeName}'");
+                }
+                usedElsewhere = true;
             }
         }
         _backends.Remove(backend);
+        if (usedElsewhere)
+        {
+            return; // the node stays, as a node of its own, for the parent that uses it
+        }
         var owned = new List<BlockNode>();
         CollectOwned(backend.Root, owned);
         // An export must not outlive its node: its clients are dropped (QEMU would keep the node alive instead).
@@ -434,22 +465,17 @@ public sealed class BlockGraph : IDisposable
     }
 
     /// <summary>Opens one node and, recursively, its children. <paramref name="created"/> collects what was opened.</summary>
-    private BlockNode Open(OptionTree options, string driver, bool readOnly, string? aio, BlockNodeSettings inherited, List<BlockNode> created, bool top = false, BlockNode? preopenedFile = null)
+    /// <param name="writableBacking">Open an inline backing read-write (the replication secondary's hidden disk).</param>
+    private BlockNode Open(OptionTree options, string driver, bool readOnly, string? aio, BlockNodeSettings inherited, List<BlockNode> created, bool top = false, BlockNode? preopenedFile = null, bool writableBacking = false)
     {
         CheckDriver(driver);
         if (driver is "raw" or "file" or "nbd" && options["backing"] is not null)
         {
             throw new BlockException("Driver doesn't support backing files");
         }
-        HashSet<string> own = driver switch { "file" => s_fileOptions, "raw" => s_rawOptions, "nbd" => s_nbdOptions, "quorum" => s_quorumOptions, _ => s_qcow2Options };
-        foreach (KeyValuePair<string, OptionTree> option in options.Children)
+        if (driver != "replication")
         {
-            if (!s_commonOptions.Contains(option.Key) && !own.Contains(option.Key) && !(top && option.Key == "filename" && driver != "file"))
-            {
-                throw new BlockException(driver is "file" or "nbd"
-                    ? $"Block protocol '{driver}' doesn't support the option '{option.Key}'"
-                    : $"Block format '{driver}' does not support the option '{option.Key}'");
-            }
+            CheckOptions(options, driver, top);
         }
 
         readOnly = ParseBool(options, "read-only", readOnly);
@@ -493,7 +519,13 @@ public sealed class BlockGraph : IDisposable
             Register(quorum, settings, created);
             return quorum;
         }
-        BlockNode fileChild = preopenedFile ?? OpenFileChild(options, readOnly, aio, childSettings, created);
+        if (driver == "replication")
+        {
+            ReplicationNode replication = OpenReplication(options, readOnly, aio, childSettings, created, nodeName, top);
+            Register(replication, settings, created);
+            return replication;
+        }
+        BlockNode fileChild = preopenedFile ?? OpenFileChild(options, readOnly, aio, childSettings, created, writableBacking);
         if (driver == "raw")
         {
             var raw = new RawNode(fileChild, readOnly, nodeName);
@@ -515,7 +547,7 @@ public sealed class BlockGraph : IDisposable
                 explicitBacking = backingOption.IsScalar
                     ? FindNodeOrDevice(backingOption.Scalar!) ?? throw new BlockException(
                         $"Cannot find device='{backingOption.Scalar}' nor node-name='{backingOption.Scalar}'")
-                    : OpenChild(backingOption, true, aio, childSettings, created);
+                    : OpenChild(backingOption, !writableBacking || readOnly, aio, childSettings, created);
             }
             catch (BlockException e)
             {
@@ -548,7 +580,7 @@ public sealed class BlockGraph : IDisposable
         return qcow2;
     }
 
-    private BlockNode OpenFileChild(OptionTree options, bool readOnly, string? aio, BlockNodeSettings settings, List<BlockNode> created)
+    private BlockNode OpenFileChild(OptionTree options, bool readOnly, string? aio, BlockNodeSettings settings, List<BlockNode> created, bool writableBacking = false)
     {
         OptionTree? file = options["file"];
         if (file is null)
@@ -562,11 +594,11 @@ public sealed class BlockGraph : IDisposable
                 ?? throw new BlockException($"Cannot find device='{file.Scalar}' nor node-name='{file.Scalar}'");
             return new BorrowedNode(target, readOnly);
         }
-        return OpenChild(file, readOnly, aio, settings, created, defaultDriver: ProtocolOf(file.GetString("filename")));
+        return OpenChild(file, readOnly, aio, settings, created, defaultDriver: ProtocolOf(file.GetString("filename")), writableBacking: writableBacking);
     }
 
     /// <summary>An inline child (<c>file.*</c>, <c>backing.*</c>): its driver, or a protocol/probe default.</summary>
-    private BlockNode OpenChild(OptionTree options, bool readOnly, string? aio, BlockNodeSettings settings, List<BlockNode> created, string? defaultDriver = null)
+    private BlockNode OpenChild(OptionTree options, bool readOnly, string? aio, BlockNodeSettings settings, List<BlockNode> created, string? defaultDriver = null, bool writableBacking = false)
     {
         string? driver = options.GetString("driver");
         if (driver is null)
@@ -591,7 +623,7 @@ public sealed class BlockGraph : IDisposable
                 throw new BlockException("Must specify either driver or file");
             }
         }
-        return Open(options, driver, readOnly, aio, settings, created);
+        return Open(options, driver, readOnly, aio, settings, created, writableBacking: writableBacking);
     }
 
     private BlockNode OpenHeaderBacking(string imageFilename, Qcow2Header header, string? aio, BlockNodeSettings settings, List<BlockNode> created)
@@ -772,7 +804,7 @@ public sealed class BlockGraph : IDisposable
 
     private static void CheckDriver(string driver)
     {
-        if (driver is "raw" or "qcow2" or "file" or "nbd" or "quorum")
+        if (driver is "raw" or "qcow2" or "file" or "nbd" or "quorum" or "replication")
         {
             return;
         }

@@ -14,13 +14,18 @@ public sealed class NbdExport
     {
         Name = name;
         Node = node;
+        Origin = node;
         Writable = writable && !node.ReadOnly;
         Description = description;
     }
 
     public string Name { get; }
 
-    public BlockNode Node { get; }
+    /// <summary>The node requests go to: <see cref="Origin"/>, or a filter the graph put in front of it.</summary>
+    public BlockNode Node { get; internal set; }
+
+    /// <summary>The node the export was created for.</summary>
+    public BlockNode Origin { get; }
 
     public bool Writable { get; }
 

@@ -110,6 +110,7 @@ public sealed class NbdServerHost : IDisposable
             throw new BlockException($"Bitmap '{bitmap}' is not found");
         }
         NbdExport export = server.AddExport(name, node, writable && !node.ReadOnly, description);
+        export.Node = _graph.WriteFrontOf(node);
         _exports.Add(export);
         return export;
     }
@@ -128,9 +129,27 @@ public sealed class NbdServerHost : IDisposable
     {
         foreach (NbdExport e in _exports.ToArray())
         {
-            if (closing(e.Node))
+            if (closing(e.Origin))
             {
                 RemoveExport(e.Name, hard: true);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Sends the requests of every export of <paramref name="origin"/> to <paramref name="front"/> (the origin
+    /// itself to undo). Each switch waits for the export's request in flight, so none straddles it.
+    /// </summary>
+    internal void Redirect(BlockNode origin, BlockNode front)
+    {
+        foreach (NbdExport e in _exports)
+        {
+            if (e.Origin == origin)
+            {
+                lock (e.Gate)
+                {
+                    e.Node = front;
+                }
             }
         }
     }

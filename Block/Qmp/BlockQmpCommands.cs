@@ -2,6 +2,7 @@ using Colo.Block.File;
 using Colo.Block.Graph;
 using Colo.Block.Nbd;
 using Colo.Block.Qcow2;
+using Colo.Block.Replication;
 using Colo.Core.Qmp;
 
 namespace Colo.Block.Qmp;
@@ -23,6 +24,9 @@ public static class BlockQmpCommands
         r.Register("nbd-server-stop", j.QmpNoArgs, j.QmpEmpty, _ => Done(graph.Nbd.Stop));
         r.Register("x-blockdev-change", j.XBlockdevChangeArgs, j.QmpEmpty, a => Done(() => graph.ChangeChild(a.Parent, a.Child, a.Node)));
         r.Register("query-block-exports", j.QmpNoArgs, j.BlockExportInfoArray, _ => QueryBlockExports(graph.Nbd));
+        r.Register("xen-set-replication", j.XenSetReplicationArgs, j.QmpEmpty, a => Done(() => SetReplication(graph.Replication, a)));
+        r.Register("query-xen-replication-status", j.QmpNoArgs, j.ReplicationStatusInfo, _ => ReplicationStatus(graph.Replication));
+        r.Register("xen-colo-do-checkpoint", j.QmpNoArgs, j.QmpEmpty, _ => Done(graph.Replication.DoCheckpointAll));
     }
 
     /// <summary>QEMU's query-block: one entry per drive, in creation order.</summary>
@@ -172,6 +176,38 @@ public static class BlockQmpCommands
         }
         return list;
     }
+
+    /// <summary>
+    /// QEMU's qmp_xen_set_replication: start in the given mode, or stop; a failover stop reports nothing
+    /// (QEMU passes no error pointer then).
+    /// </summary>
+    private static void SetReplication(IReplicationControl control, XenSetReplicationArgs a)
+    {
+        if (a.Failover is not null && a.Enable)
+        {
+            throw new BlockException("Parameter 'failover' is only for stopping replication");
+        }
+        if (a.Enable)
+        {
+            control.StartAll(a.Primary ? ReplicationMode.Primary : ReplicationMode.Secondary);
+            return;
+        }
+        if (a.Failover == true)
+        {
+            try
+            {
+                control.StopAll(true);
+            }
+            catch (BlockException)
+            {
+            }
+            return;
+        }
+        control.StopAll(false);
+    }
+
+    private static ReplicationStatusInfo ReplicationStatus(IReplicationControl control) =>
+        control.GetErrorAll() is { } error ? new ReplicationStatusInfo(true, error) : new ReplicationStatusInfo(false, null);
 
     private static bool ParseRemoveMode(string? mode) => mode switch
     {

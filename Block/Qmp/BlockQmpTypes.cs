@@ -88,4 +88,6 @@ public sealed record QueryNamedBlockNodesArgs
 [JsonSerializable(typeof(XBlockdevChangeArgs))]
 [JsonSerializable(typeof(QuorumFailureEvent))]
 [JsonSerializable(typeof(QuorumReportBadEvent))]
+[JsonSerializable(typeof(XenSetReplicationArgs))]
+[JsonSerializable(typeof(ReplicationStatusInfo))]
 internal sealed partial class BlockQmpJsonContext : JsonSerializerContext;

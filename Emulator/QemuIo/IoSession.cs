@@ -71,10 +71,27 @@ internal sealed class IoSession : IDisposable
         }
     }
 
+    /// <summary>
+    /// Runs commands on a node someone else owns (the monitor's <c>qemu-io</c> on a VM's drive): closing the
+    /// session leaves the node open.
+    /// </summary>
+    public void Attach(BlockNode node, OpenOptions options)
+    {
+        Node = node;
+        Options = options with { ReadOnly = options.ReadOnly || node.ReadOnly };
+        _borrowed = true;
+    }
+
+    private bool _borrowed;
+
     public void Close()
     {
-        Node?.Dispose();
+        if (!_borrowed)
+        {
+            Node?.Dispose();
+        }
         Node = null;
+        _borrowed = false;
     }
 
     public void Dispose() => Close();

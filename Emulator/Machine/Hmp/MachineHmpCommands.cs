@@ -37,6 +37,7 @@ public static class MachineHmpCommands
         r.Register("drive_add", "[-n] [[<domain>:]<bus>:]<slot>\n[file=file][,if=type][,bus=n]\n[,unit=m][,media=d][,index=i]\n[,snapshot=on|off][,cache=on|off]\n[,readonly=on|off][,copy-on-read=on|off]",
             "add drive to PCI storage controller", args => BlockCommand(() => DriveAdd(vm, args)));
         r.Register("drive_del", "device", "remove host block device", args => BlockCommand(() => vm.Blocks.DeleteDrive(args.Trim())));
+        HmpQemuIo.Register(r, vm);
     }
 
     /// <summary>A board description under the board lock; <c>-M none</c> has no board, as QEMU's none has no PCI.</summary>

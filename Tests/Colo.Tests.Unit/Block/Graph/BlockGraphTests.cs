@@ -110,7 +110,7 @@ public sealed class BlockGraphTests
     }
 
     [Test]
-    public void AddDrive_ColoSecondaryDocumentLines_ReplicationRefusedByName_QuorumMissesItsChild()
+    public void AddDrive_ColoSecondaryDocumentLines_BuildTheReplicationChain()
     {
         string[] lines = Colo.Tests.Shared.ColoDocument.Secondary(_dir, "127.0.0.1");
         string[] drives = [.. lines.Select((a, i) => (a, i)).Where(x => x.i > 0 && lines[x.i - 1] == "-drive").Select(x => x.a)];
@@ -119,14 +119,18 @@ public sealed class BlockGraphTests
         Qcow2("secondary-hidden.qcow2");
         using var g = new BlockGraph();
         g.AddDrive(Drive(drives[0]));
-        BlockException replication = Assert.Throws<BlockException>(() => g.AddDrive(Drive(drives[1])))!;
-        BlockException quorum = Assert.Throws<BlockException>(() => g.AddDrive(Drive(drives[2].Replace("if=ide", "if=none", StringComparison.Ordinal))))!;
+        BlockBackend replication = g.AddDrive(Drive(drives[1]));
+        g.AddDrive(Drive(drives[2].Replace("if=ide", "if=none", StringComparison.Ordinal)));
+        BlockNode active = g.ChildrenOf(replication.Root).Single().Node;
+        BlockNode hidden = g.BackingOf(active)!;
         Assert.Multiple(() =>
         {
-            Assert.That(replication.Message, Is.EqualTo("Block driver 'replication' is not implemented yet in Colo (the storage issue builds it)"));
-            Assert.That(quorum.Message, Is.EqualTo("Cannot find device='childs0' nor node-name='childs0'"), "childs0 is the replication node that could not be built");
-            Assert.That(g.Backends.Select(b => b.Name), Is.EqualTo(new[] { "parent0" }));
-            Assert.That(g.Nodes, Has.Count.EqualTo(2), "a failed drive leaves nothing behind");
+            Assert.That(replication.Root.DriverName, Is.EqualTo("replication"));
+            Assert.That(g.Backends.Select(b => b.Name), Is.EqualTo(new[] { "parent0", "childs0", "colo-disk0" }));
+            Assert.That(active.Filename, Does.EndWith("secondary-active.qcow2"));
+            Assert.That(hidden.Filename, Does.EndWith("secondary-hidden.qcow2"));
+            Assert.That(hidden.ReadOnly, Is.False, "the hidden disk takes the copy-before-write");
+            Assert.That(g.BackingOf(hidden), Is.SameAs(g.FindBackend("parent0")!.Root));
         });
     }
 
@@ -165,7 +169,7 @@ public sealed class BlockGraphTests
     [TestCase("if=none,id=d0,file=FILE,aio=foo", "invalid aio option")]
     [TestCase("if=none,id=d0,file=FILE,read-only=maybe", "Parameter 'read-only' expects 'on' or 'off'")]
     [TestCase("if=none,id=d0,file=FILE,node-name=d0,format=raw", "Device name 'd0' conflicts with an existing node name")]
-    [TestCase("if=none,id=d0,driver=replication,mode=primary", "Block driver 'replication' is not implemented yet in Colo (the storage issue builds it)")]
+    [TestCase("if=none,id=d0,driver=replication,mode=primary", "A block device must be specified for \"file\"")]
     public void AddDrive_BadOptions_QemuMessage(string text, string message)
     {
         string file = Raw("f.raw");
