@@ -258,6 +258,11 @@ internal static unsafe class OpcodeTable
             case Code.Movsd_m32_m32: return null;
             default: break;
         }
+        delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> fp = ForFloatCode(code);
+        if (fp != null)
+        {
+            return fp;
+        }
         return code.Mnemonic() switch
         {
             Mnemonic.Fninit or Mnemonic.Finit => &X87.Fninit,
@@ -329,6 +334,89 @@ internal static unsafe class OpcodeTable
             Mnemonic.Psrad => &Sse.Psrad,
             Mnemonic.Pslldq => &Sse.Pslldq,
             Mnemonic.Psrldq => &Sse.Psrldq,
+            _ => null,
+        };
+    }
+
+    /// <summary>SSE/SSE2/SSE3 floating point (Handlers/SseFloat.cs), x87 arithmetic and the remaining SSE2 integer ops.</summary>
+    private static delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> ForFloatCode(Code code)
+    {
+        if (code == Code.Cmpsd_xmm_xmmm64_imm8)
+        {
+            return &SseFloat.Sd<SseFloat.Cmp>;
+        }
+        return code.Mnemonic() switch
+        {
+            Mnemonic.Addps => &SseFloat.Ps<SseFloat.Add>,
+            Mnemonic.Addpd => &SseFloat.Pd<SseFloat.Add>,
+            Mnemonic.Addss => &SseFloat.Ss<SseFloat.Add>,
+            Mnemonic.Addsd => &SseFloat.Sd<SseFloat.Add>,
+            Mnemonic.Subps => &SseFloat.Ps<SseFloat.Sub>,
+            Mnemonic.Subpd => &SseFloat.Pd<SseFloat.Sub>,
+            Mnemonic.Subss => &SseFloat.Ss<SseFloat.Sub>,
+            Mnemonic.Subsd => &SseFloat.Sd<SseFloat.Sub>,
+            Mnemonic.Mulps => &SseFloat.Ps<SseFloat.Mul>,
+            Mnemonic.Mulpd => &SseFloat.Pd<SseFloat.Mul>,
+            Mnemonic.Mulss => &SseFloat.Ss<SseFloat.Mul>,
+            Mnemonic.Mulsd => &SseFloat.Sd<SseFloat.Mul>,
+            Mnemonic.Divps => &SseFloat.Ps<SseFloat.Div>,
+            Mnemonic.Divpd => &SseFloat.Pd<SseFloat.Div>,
+            Mnemonic.Divss => &SseFloat.Ss<SseFloat.Div>,
+            Mnemonic.Divsd => &SseFloat.Sd<SseFloat.Div>,
+            Mnemonic.Minps => &SseFloat.Ps<SseFloat.Min>,
+            Mnemonic.Minpd => &SseFloat.Pd<SseFloat.Min>,
+            Mnemonic.Minss => &SseFloat.Ss<SseFloat.Min>,
+            Mnemonic.Minsd => &SseFloat.Sd<SseFloat.Min>,
+            Mnemonic.Maxps => &SseFloat.Ps<SseFloat.Max>,
+            Mnemonic.Maxpd => &SseFloat.Pd<SseFloat.Max>,
+            Mnemonic.Maxss => &SseFloat.Ss<SseFloat.Max>,
+            Mnemonic.Maxsd => &SseFloat.Sd<SseFloat.Max>,
+            Mnemonic.Sqrtps => &SseFloat.Ps<SseFloat.Sqrt>,
+            Mnemonic.Sqrtpd => &SseFloat.Pd<SseFloat.Sqrt>,
+            Mnemonic.Sqrtss => &SseFloat.Ss<SseFloat.Sqrt>,
+            Mnemonic.Sqrtsd => &SseFloat.Sd<SseFloat.Sqrt>,
+            Mnemonic.Rcpps => &SseFloat.Ps<SseFloat.Rcp>,
+            Mnemonic.Rcpss => &SseFloat.Ss<SseFloat.Rcp>,
+            Mnemonic.Rsqrtps => &SseFloat.Ps<SseFloat.Rsqrt>,
+            Mnemonic.Rsqrtss => &SseFloat.Ss<SseFloat.Rsqrt>,
+            Mnemonic.Cmpps => &SseFloat.Ps<SseFloat.Cmp>,
+            Mnemonic.Cmppd => &SseFloat.Pd<SseFloat.Cmp>,
+            Mnemonic.Cmpss => &SseFloat.Ss<SseFloat.Cmp>,
+            Mnemonic.Comiss => &SseFloat.Comiss,
+            Mnemonic.Ucomiss => &SseFloat.Ucomiss,
+            Mnemonic.Comisd => &SseFloat.Comisd,
+            Mnemonic.Ucomisd => &SseFloat.Ucomisd,
+            Mnemonic.Cvtsi2ss => &SseFloat.Cvtsi2ss,
+            Mnemonic.Cvtsi2sd => &SseFloat.Cvtsi2sd,
+            Mnemonic.Cvtss2si => &SseFloat.Cvtss2si,
+            Mnemonic.Cvttss2si => &SseFloat.Cvttss2si,
+            Mnemonic.Cvtsd2si => &SseFloat.Cvtsd2si,
+            Mnemonic.Cvttsd2si => &SseFloat.Cvttsd2si,
+            Mnemonic.Cvtss2sd => &SseFloat.Cvtss2sd,
+            Mnemonic.Cvtsd2ss => &SseFloat.Cvtsd2ss,
+            Mnemonic.Cvtps2pd => &SseFloat.Cvtps2pd,
+            Mnemonic.Cvtpd2ps => &SseFloat.Cvtpd2ps,
+            Mnemonic.Cvtdq2ps => &SseFloat.Cvtdq2ps,
+            Mnemonic.Cvtdq2pd => &SseFloat.Cvtdq2pd,
+            Mnemonic.Cvtps2dq => &SseFloat.Cvtps2dq,
+            Mnemonic.Cvttps2dq => &SseFloat.Cvttps2dq,
+            Mnemonic.Cvtpd2dq => &SseFloat.Cvtpd2dq,
+            Mnemonic.Cvttpd2dq => &SseFloat.Cvttpd2dq,
+            Mnemonic.Unpcklps => &Sse.Binary<VecOps.UnpackLDQ>,
+            Mnemonic.Unpckhps => &Sse.Binary<VecOps.UnpackHDQ>,
+            Mnemonic.Unpcklpd => &Sse.Binary<VecOps.UnpackLQDQ>,
+            Mnemonic.Unpckhpd => &Sse.Binary<VecOps.UnpackHQDQ>,
+            Mnemonic.Shufps => &SseFloat.Shufps,
+            Mnemonic.Shufpd => &SseFloat.Shufpd,
+            Mnemonic.Addsubps => &SseFloat.Addsubps,
+            Mnemonic.Addsubpd => &SseFloat.Addsubpd,
+            Mnemonic.Haddps => &SseFloat.Haddps,
+            Mnemonic.Haddpd => &SseFloat.Haddpd,
+            Mnemonic.Hsubps => &SseFloat.Hsubps,
+            Mnemonic.Hsubpd => &SseFloat.Hsubpd,
+            Mnemonic.Movddup => &SseFloat.Movddup,
+            Mnemonic.Movshdup => &SseFloat.Movshdup,
+            Mnemonic.Movsldup => &SseFloat.Movsldup,
             _ => null,
         };
     }

@@ -1,0 +1,433 @@
+using Colo.Core.Cpu;
+using Iced.Intel;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace Colo.Tests.Unit.Cpu;
+
+/// <summary>
+/// The host-CPU oracle for SSE/SSE2/SSE3 floating point and x87 arithmetic: XMM0–7 are loaded from window bytes
+/// filled with special values (±0, denormals, infinities, QNaN/SNaN, extremes, near-ties, random normals), MXCSR is
+/// loaded with every exception masked and a random rounding mode/DAZ/FTZ, the case runs, and the results, MXCSR (its
+/// sticky flags), the x87 status word, RFLAGS and the GPRs must match the host bit for bit.
+/// </summary>
+[TestFixture]
+[NonParallelizable]
+public sealed class FloatOracleTests
+{
+    private const int RunsPerCase = 64;
+    private const int Window = 1024;
+    private const int MxcsrDefaultAt = 0x3FC;
+    /// <summary>The MXCSR each run starts with, and where the case's final MXCSR is stored.</summary>
+    private const int MxcsrInAt = 0x3F0;
+    private const int MxcsrOutAt = 0x3F4;
+    /// <summary>x87: the FCW each run loads, and where FSW is stored at the end.</summary>
+    private const int FcwInAt = 0x3E0;
+    private const int FswOutAt = 0x3E2;
+
+    private NativeOracle? _oracle;
+    private GuestHarness? _guest;
+
+    /// <summary>Element kind the window is filled with: 4 singles, 8 doubles, 10 x87 extended (at 16-byte strides).</summary>
+    public enum Lanes
+    {
+        Single,
+        Double,
+        Int32,
+        Extended,
+    }
+
+    public sealed record FloatCase(string Name, Lanes Kind, Action<Assembler> Body, bool X87 = false)
+    {
+        public override string ToString() => Name;
+    }
+
+    [OneTimeSetUp]
+    public void SetUp()
+    {
+        _oracle = NativeOracle.TryCreate();
+        _guest = new GuestHarness(NativeOracle.DataAddress + 0x10_0000);
+    }
+
+    [OneTimeTearDown]
+    public void TearDown()
+    {
+        _oracle?.Dispose();
+        _guest?.Dispose();
+    }
+
+    private static byte[] Build(FloatCase c)
+    {
+        var a = new Assembler(64);
+        for (int i = 0; i < 8; i++)
+        {
+            a.movdqu(Xmm(i), __xmmword_ptr[rsi + i * 16]);
+        }
+        a.ldmxcsr(__dword_ptr[rsi + MxcsrInAt]);
+        a.fninit();
+        a.fldcw(__word_ptr[rsi + FcwInAt]);
+        c.Body(a);
+        a.stmxcsr(__dword_ptr[rsi + MxcsrOutAt]);
+        a.fnstsw(__word_ptr[rsi + FswOutAt]);
+        for (int i = 0; i < 8; i++)
+        {
+            a.movdqu(__xmmword_ptr[rsi + 0x100 + i * 16], Xmm(i));
+        }
+        a.fninit();
+        a.ldmxcsr(__dword_ptr[rsi + MxcsrDefaultAt]);
+        return GuestHarness.Assemble(a, 0);
+    }
+
+    internal static AssemblerRegisterXMM Xmm(int i) => i switch
+    {
+        0 => xmm0, 1 => xmm1, 2 => xmm2, 3 => xmm3, 4 => xmm4, 5 => xmm5, 6 => xmm6, 7 => xmm7,
+        8 => xmm8, 9 => xmm9, 10 => xmm10, 11 => xmm11, 12 => xmm12, 13 => xmm13, 14 => xmm14, _ => xmm15,
+    };
+
+    // ---------------- operand generation ----------------
+
+    private static uint Single(Random r)
+    {
+        uint sign = (uint)r.Next(2) << 31;
+        uint frac = (uint)r.Next() & 0x7F_FFFF;
+        return r.Next(16) switch
+        {
+            0 => sign,
+            1 => sign | (frac == 0 ? 1 : frac), // denormal
+            2 => sign | 0x7F80_0000, // infinity
+            3 => sign | 0x7FC0_0000 | (frac & 0x3F_FFFF), // QNaN
+            4 => sign | 0x7F80_0000 | (frac & 0x3F_FFFF) | 1, // SNaN
+            5 => sign | 0x0080_0000 | (r.Next(2) == 0 ? 0u : frac), // smallest normals
+            6 => sign | 0x7F7F_FFFF ^ (frac & 3), // near the largest
+            7 => sign | 0x3F80_0000, // 1.0
+            8 => sign | ((uint)r.Next(1, 20) << 23) | frac, // tiny normals (products underflow)
+            9 => sign | ((uint)r.Next(230, 255) << 23) | frac, // huge (products overflow)
+            10 => sign | ((uint)r.Next(120, 135) << 23) | (frac & 0x7F_F000), // short significands: exact results
+            11 => sign | ((uint)r.Next(100, 155) << 23) | (frac | 0x7F_FF00), // long runs of ones: rounding carries
+            12 => sign | ((uint)r.Next(0x96, 0x9F) << 23) | frac, // around 2^23..2^31: integer boundaries
+            _ => sign | ((uint)r.Next(1, 255) << 23) | frac,
+        };
+    }
+
+    private static ulong Double(Random r)
+    {
+        ulong sign = (ulong)r.Next(2) << 63;
+        ulong frac = (ulong)r.NextInt64() & 0xF_FFFF_FFFF_FFFF;
+        return r.Next(16) switch
+        {
+            0 => sign,
+            1 => sign | (frac == 0 ? 1 : frac >> r.Next(52)),
+            2 => sign | 0x7FF0_0000_0000_0000,
+            3 => sign | 0x7FF8_0000_0000_0000 | (frac & 0x7_FFFF_FFFF_FFFF),
+            4 => sign | 0x7FF0_0000_0000_0000 | (frac & 0x7_FFFF_FFFF_FFFF) | 1,
+            5 => sign | 0x0010_0000_0000_0000 | (r.Next(2) == 0 ? 0 : frac),
+            6 => sign | 0x7FEF_FFFF_FFFF_FFFF ^ (frac & 3),
+            7 => sign | 0x3FF0_0000_0000_0000,
+            8 => sign | ((ulong)r.Next(1, 60) << 52) | frac,
+            9 => sign | ((ulong)r.Next(1990, 2047) << 52) | frac,
+            10 => sign | ((ulong)r.Next(1000, 1090) << 52) | (frac & 0xF_FFFF_0000_0000),
+            11 => sign | ((ulong)r.Next(990, 1100) << 52) | frac | 0xF_FFFF_FFF0_0000,
+            12 => sign | ((ulong)r.Next(1023, 1023 + 64) << 52) | frac, // integer-conversion range and beyond
+            13 => sign | ((ulong)r.Next(0x3A0, 0x3B0) << 52) | frac, // converts to single denormals
+            _ => sign | ((ulong)r.Next(1, 2047) << 52) | frac,
+        };
+    }
+
+    private static int Int32(Random r) => r.Next(4) switch
+    {
+        0 => r.Next(-100, 100),
+        1 => int.MinValue + r.Next(3),
+        2 => int.MaxValue - r.Next(3),
+        _ => r.Next(int.MinValue, int.MaxValue) >> r.Next(31),
+    };
+
+    /// <summary>Fills XMM0–7 inputs and the memory operand area (window 0..0xFF) with lanes of one kind.</summary>
+    private static void Fill(byte[] d, Lanes kind, Random r)
+    {
+        for (int at = 0; at < 0x100; at += kind == Lanes.Double ? 8 : 4)
+        {
+            switch (kind)
+            {
+                case Lanes.Single:
+                    BitConverter.GetBytes(Single(r)).CopyTo(d, at);
+                    break;
+                case Lanes.Double:
+                    BitConverter.GetBytes(Double(r)).CopyTo(d, at);
+                    break;
+                case Lanes.Int32:
+                    BitConverter.GetBytes(Int32(r)).CopyTo(d, at);
+                    break;
+                default:
+                    break;
+            }
+        }
+        // Near-equal partners: lanes of XMM1 and the memory operand copy XMM2's/XMM3's lanes with low bits changed,
+        // so subtraction cancels and comparisons see ties.
+        if (r.Next(3) == 0)
+        {
+            for (int i = 0; i < 16; i += 4)
+            {
+                uint v = BitConverter.ToUInt32(d, 0x20 + i) ^ (uint)r.Next(kind == Lanes.Double && i % 8 == 0 ? 0x10000 : 4);
+                BitConverter.GetBytes(v).CopyTo(d, 0x10 + i);
+                BitConverter.GetBytes(BitConverter.ToUInt32(d, 0x30 + i) ^ (uint)r.Next(2)).CopyTo(d, 0x80 + i);
+            }
+        }
+    }
+
+    /// <summary>MXCSR with every exception masked, random rounding, DAZ and FTZ, no flags set.</summary>
+    private static uint RandomMxcsr(Random r, int run) => 0x1F80u | ((uint)(run & 3) << 13) | (r.Next(4) == 0 ? 0x40u : 0) | (r.Next(4) == 0 ? 0x8000u : 0);
+
+    [TestCaseSource(nameof(Cases))]
+    public void Instruction_MatchesHostCpu(FloatCase c)
+    {
+        if (_oracle is null)
+        {
+            Assert.Ignore("native oracle unavailable (not x86-64, or the fixed data mapping was refused)");
+        }
+        GuestHarness g = _guest!;
+        var rng = new Random(StableSeed(c.Name));
+        byte[] code = Build(c);
+        _oracle.Load(code);
+        g.Memory.Write(GuestHarness.CodeAddress, [.. code, 0xF4]);
+
+        var inputs = new ulong[17];
+        var native = new ulong[17];
+        var data = new byte[Window];
+        for (int run = 0; run < RunsPerCase; run++)
+        {
+            for (int i = 0; i < 16; i++)
+            {
+                inputs[i] = rng.Next(3) == 0 ? (ulong)rng.NextInt64() : (ulong)(long)Int32(rng);
+            }
+            inputs[4] = 0;
+            inputs[6] = NativeOracle.DataAddress;
+            inputs[16] = 2;
+            rng.NextBytes(data);
+            Fill(data, c.Kind, rng);
+            BitConverter.GetBytes(RandomMxcsr(rng, run)).CopyTo(data, MxcsrInAt);
+            // x87: every exception masked, random rounding and precision control.
+            BitConverter.GetBytes((ushort)(0x007F | ((run & 3) << 10) | ((rng.Next(4) switch { 0 => 0, 1 => 2, _ => 3 }) << 8))).CopyTo(data, FcwInAt);
+            BitConverter.GetBytes(0x1F80u).CopyTo(data, MxcsrDefaultAt);
+
+            data.CopyTo(_oracle.Data);
+            inputs.CopyTo(native, 0);
+            _oracle.Run(native);
+            byte[] nativeData = _oracle.Data[..Window].ToArray();
+
+            g.Memory.Write(NativeOracle.DataAddress, data);
+            g.State.SetFlatLongMode(GuestHarness.CodeAddress, GuestHarness.StackTop);
+            g.State.Cr4 |= X86CpuState.Cr4Osfxsr | X86CpuState.Cr4Osxmmexcpt;
+            for (int i = 0; i < 16; i++)
+            {
+                if (i != 4)
+                {
+                    g.State.Gpr[i] = inputs[i];
+                }
+            }
+            g.State.Rflags = inputs[16];
+            VcpuExit exit = g.Vcpu.Run();
+            Assert.That(exit, Is.EqualTo(VcpuExit.Halted), $"{c.Name}: exit {exit}, exception {g.State.ExceptionVector} at RIP {g.State.Rip:X}");
+
+            string context = $"{c.Name} run {run} (MXCSR in {BitConverter.ToUInt32(data, MxcsrInAt):X}, FCW {BitConverter.ToUInt16(data, FcwInAt):X})";
+            for (int i = 0; i < 16; i++)
+            {
+                if (i != 4 && g.State.Gpr[i] != native[i])
+                {
+                    Assert.Fail($"{context}: {(Register)((int)Register.RAX + i)} interpreter {g.State.Gpr[i]:X} host {native[i]:X}");
+                }
+            }
+            const ulong arith = 0x8D5;
+            if ((g.State.Rflags & arith) != (native[16] & arith))
+            {
+                Assert.Fail($"{context}: RFLAGS interpreter {g.State.Rflags & arith:X} host {native[16] & arith:X}");
+            }
+            byte[] guestData = new byte[Window];
+            g.Memory.Read(NativeOracle.DataAddress, guestData);
+            for (int i = 0; i < Window; i++)
+            {
+                if (guestData[i] != nativeData[i])
+                {
+                    int lane = i & ~7;
+                    Assert.Fail($"{context}: window byte 0x{i:X} interpreter {guestData[i]:X2} host {nativeData[i]:X2}; "
+                        + $"qword at 0x{lane:X}: interpreter {BitConverter.ToUInt64(guestData, lane):X16} host {BitConverter.ToUInt64(nativeData, lane):X16}; "
+                        + $"inputs {Hex(data, 0, 0x90)}");
+                }
+            }
+        }
+    }
+
+    private static string Hex(byte[] d, int at, int n)
+    {
+        var parts = new List<string>();
+        for (int i = at; i < at + n; i += 8)
+        {
+            parts.Add(BitConverter.ToUInt64(d, i).ToString("X16"));
+        }
+        return string.Join(' ', parts);
+    }
+
+    private static int StableSeed(string s)
+    {
+        int h = 17;
+        foreach (char ch in s)
+        {
+            h = h * 31 + ch;
+        }
+        return h;
+    }
+
+    private static readonly MemoryOperand Mem = new(Register.RSI, 0x80, 1);
+
+    private static FloatCase Packed(string name, Lanes kind, string suffix, int? imm = null)
+    {
+        Code code = Enum.Parse<Code>(name + suffix);
+        return new($"{name.ToLowerInvariant()}{(imm is null ? "" : $" {imm}")}", kind, a =>
+        {
+            if (imm is int i)
+            {
+                a.AddInstruction(Instruction.Create(code, Register.XMM1, Register.XMM2, i));
+                a.AddInstruction(Instruction.Create(code, Register.XMM0, Register.XMM0, i));
+                a.AddInstruction(Instruction.Create(code, Register.XMM3, Mem, i));
+                a.AddInstruction(Instruction.Create(code, Register.XMM4, Register.XMM5, i));
+            }
+            else
+            {
+                a.AddInstruction(Instruction.Create(code, Register.XMM1, Register.XMM2));
+                a.AddInstruction(Instruction.Create(code, Register.XMM0, Register.XMM0));
+                a.AddInstruction(Instruction.Create(code, Register.XMM3, Mem));
+                a.AddInstruction(Instruction.Create(code, Register.XMM4, Register.XMM5));
+                a.AddInstruction(Instruction.Create(code, Register.XMM6, Register.XMM7));
+            }
+        });
+    }
+
+    public static IEnumerable<FloatCase> Cases()
+    {
+        foreach (string op in new[] { "Add", "Sub", "Mul", "Div", "Min", "Max", "Sqrt" })
+        {
+            yield return Packed(op + "ps", Lanes.Single, "_xmm_xmmm128");
+            yield return Packed(op + "ss", Lanes.Single, "_xmm_xmmm32");
+            yield return Packed(op + "pd", Lanes.Double, "_xmm_xmmm128");
+            yield return Packed(op + "sd", Lanes.Double, "_xmm_xmmm64");
+        }
+        for (int p = 0; p < 8; p++)
+        {
+            yield return Packed("Cmpps", Lanes.Single, "_xmm_xmmm128_imm8", p);
+            yield return Packed("Cmpss", Lanes.Single, "_xmm_xmmm32_imm8", p);
+            yield return Packed("Cmppd", Lanes.Double, "_xmm_xmmm128_imm8", p);
+            yield return Packed("Cmpsd", Lanes.Double, "_xmm_xmmm64_imm8", p);
+        }
+        foreach (string op in new[] { "Addsubps", "Haddps", "Hsubps" })
+        {
+            yield return Packed(op, Lanes.Single, "_xmm_xmmm128");
+        }
+        foreach (string op in new[] { "Addsubpd", "Haddpd", "Hsubpd" })
+        {
+            yield return Packed(op, Lanes.Double, "_xmm_xmmm128");
+        }
+        yield return Packed("Unpcklps", Lanes.Single, "_xmm_xmmm128");
+        yield return Packed("Unpckhps", Lanes.Single, "_xmm_xmmm128");
+        yield return Packed("Unpcklpd", Lanes.Double, "_xmm_xmmm128");
+        yield return Packed("Unpckhpd", Lanes.Double, "_xmm_xmmm128");
+        foreach (int imm in new[] { 0x1B, 0xE4, 0x4E, 0x00, 0xFF })
+        {
+            yield return Packed("Shufps", Lanes.Single, "_xmm_xmmm128_imm8", imm);
+        }
+        for (int imm = 0; imm < 4; imm++)
+        {
+            yield return Packed("Shufpd", Lanes.Double, "_xmm_xmmm128_imm8", imm);
+        }
+        yield return new("movddup/movshdup/movsldup", Lanes.Single, a =>
+        {
+            a.movddup(xmm1, xmm2);
+            a.movddup(xmm3, __qword_ptr[rsi + 0x84]);
+            a.movshdup(xmm4, xmm5);
+            a.movsldup(xmm6, __xmmword_ptr[rsi + 0x80]);
+        });
+        foreach ((string name, Lanes kind) in new[] { ("comiss", Lanes.Single), ("ucomiss", Lanes.Single), ("comisd", Lanes.Double), ("ucomisd", Lanes.Double) })
+        {
+            Code rr = Enum.Parse<Code>(char.ToUpperInvariant(name[0]) + name[1..] + (kind == Lanes.Single ? "_xmm_xmmm32" : "_xmm_xmmm64"));
+            yield return new(name, kind, a =>
+            {
+                a.AddInstruction(Instruction.Create(rr, Register.XMM1, Register.XMM2));
+                a.pushfq();
+                a.pop(rax);
+                a.and(rax, 0x8D5);
+                a.AddInstruction(Instruction.Create(rr, Register.XMM3, Mem));
+                a.pushfq();
+                a.pop(rcx);
+                a.and(rcx, 0x8D5);
+                a.AddInstruction(Instruction.Create(rr, Register.XMM4, Register.XMM4));
+            });
+        }
+
+        // ---- conversions ----
+        yield return new("cvtsi2ss/sd", Lanes.Int32, a =>
+        {
+            a.cvtsi2ss(xmm1, eax);
+            a.cvtsi2ss(xmm2, rcx);
+            a.cvtsi2sd(xmm3, edx);
+            a.cvtsi2sd(xmm4, rbx);
+            a.cvtsi2ss(xmm5, __dword_ptr[rsi + 0x80]);
+            a.cvtsi2sd(xmm6, __qword_ptr[rsi + 0x88]);
+        });
+        yield return new("cvt(t)ss2si", Lanes.Single, a =>
+        {
+            a.cvtss2si(eax, xmm1);
+            a.cvtss2si(rcx, xmm2);
+            a.cvttss2si(edx, xmm3);
+            a.cvttss2si(rbx, __dword_ptr[rsi + 0x84]);
+            a.cvtss2si(r8, __dword_ptr[rsi + 0x88]);
+        });
+        yield return new("cvt(t)sd2si", Lanes.Double, a =>
+        {
+            a.cvtsd2si(eax, xmm1);
+            a.cvtsd2si(rcx, xmm2);
+            a.cvttsd2si(edx, xmm3);
+            a.cvttsd2si(rbx, __qword_ptr[rsi + 0x80]);
+            a.cvtsd2si(r8, __qword_ptr[rsi + 0x88]);
+        });
+        yield return new("cvtss2sd/cvtps2pd", Lanes.Single, a =>
+        {
+            a.cvtss2sd(xmm1, xmm2);
+            a.cvtss2sd(xmm3, __dword_ptr[rsi + 0x84]);
+            a.cvtps2pd(xmm4, xmm5);
+            a.cvtps2pd(xmm6, __qword_ptr[rsi + 0x88]);
+        });
+        yield return new("cvtsd2ss/cvtpd2ps", Lanes.Double, a =>
+        {
+            a.cvtsd2ss(xmm1, xmm2);
+            a.cvtsd2ss(xmm3, __qword_ptr[rsi + 0x88]);
+            a.cvtpd2ps(xmm4, xmm5);
+            a.cvtpd2ps(xmm6, __xmmword_ptr[rsi + 0x80]);
+        });
+        yield return new("cvtdq2ps/cvtdq2pd", Lanes.Int32, a =>
+        {
+            a.cvtdq2ps(xmm1, xmm2);
+            a.cvtdq2ps(xmm3, __xmmword_ptr[rsi + 0x80]);
+            a.cvtdq2pd(xmm4, xmm5);
+            a.cvtdq2pd(xmm6, __qword_ptr[rsi + 0x88]);
+        });
+        yield return new("cvt(t)ps2dq", Lanes.Single, a =>
+        {
+            a.cvtps2dq(xmm1, xmm2);
+            a.cvttps2dq(xmm3, __xmmword_ptr[rsi + 0x80]);
+            a.cvttps2dq(xmm4, xmm5);
+        });
+        yield return new("cvt(t)pd2dq", Lanes.Double, a =>
+        {
+            a.cvtpd2dq(xmm1, xmm2);
+            a.cvttpd2dq(xmm3, __xmmword_ptr[rsi + 0x80]);
+            a.cvttpd2dq(xmm4, xmm5);
+        });
+        foreach (FloatCase x in X87Cases())
+        {
+            yield return x;
+        }
+    }
+
+    /// <summary>x87 cases (added with the x87 arithmetic).</summary>
+    private static IEnumerable<FloatCase> X87Cases()
+    {
+        yield break;
+    }
+}
