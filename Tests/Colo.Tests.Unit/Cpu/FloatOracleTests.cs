@@ -23,6 +23,7 @@ public sealed class FloatOracleTests
     /// <summary>x87: the FCW each run loads, and where FSW is stored at the end.</summary>
     private const int FcwInAt = 0x3E0;
     private const int FswOutAt = 0x3E2;
+    private const int EnvOutAt = 0x380;
 
     private NativeOracle? _oracle;
     private GuestHarness? _guest;
@@ -36,7 +37,7 @@ public sealed class FloatOracleTests
         Extended,
     }
 
-    public sealed record FloatCase(string Name, Lanes Kind, Action<Assembler> Body, bool X87 = false)
+    public sealed record FloatCase(string Name, Lanes Kind, Action<Assembler> Body, bool X87 = false, (int Start, int Length)[]? Ignore = null)
     {
         public override string ToString() => Name;
     }
@@ -68,6 +69,11 @@ public sealed class FloatOracleTests
         c.Body(a);
         a.stmxcsr(__dword_ptr[rsi + MxcsrOutAt]);
         a.fnstsw(__word_ptr[rsi + FswOutAt]);
+        if (c.X87)
+        {
+            // The tag word (and control/status again) through FNSTENV; its pointer fields are ignored.
+            a.fnstenv(__[rsi + EnvOutAt]);
+        }
         for (int i = 0; i < 8; i++)
         {
             a.movdqu(__xmmword_ptr[rsi + 0x100 + i * 16], Xmm(i));
@@ -140,6 +146,41 @@ public sealed class FloatOracleTests
         _ => r.Next(int.MinValue, int.MaxValue) >> r.Next(31),
     };
 
+    /// <summary>An 80-bit extended value: zeros, denormals, extremes, infinities, NaNs, ordinary values, rare unnormals.</summary>
+    private static void Extended(Random r, byte[] d, int at)
+    {
+        ulong sig = (ulong)r.NextInt64() | (1UL << 63);
+        int sign = r.Next(2) << 15;
+        int exp = r.Next(12) switch
+        {
+            0 => 0,
+            1 => 1,
+            2 => 0x7FFE,
+            3 => 0x7FFF,
+            4 => r.Next(0x3FFF - 70, 0x3FFF + 70),
+            5 => r.Next(0x3FFF - 3, 0x3FFF + 3),
+            _ => r.Next(0x3F00, 0x4100),
+        };
+        if (exp == 0)
+        {
+            sig = r.Next(3) == 0 ? 0 : sig >> r.Next(1, 64);
+        }
+        else if (exp == 0x7FFF && r.Next(3) == 0)
+        {
+            sig = 1UL << 63; // infinity
+        }
+        else if (r.Next(32) == 0)
+        {
+            sig &= ~(1UL << 63); // unnormal / pseudo-NaN: an invalid operand
+        }
+        else if (r.Next(4) == 0)
+        {
+            sig &= ~0xFFFF_FFFFUL; // short significand: exact sums and products
+        }
+        BitConverter.GetBytes(sig).CopyTo(d, at);
+        BitConverter.GetBytes((ushort)(sign | exp)).CopyTo(d, at + 8);
+    }
+
     /// <summary>Fills XMM0–7 inputs and the memory operand area (window 0..0xFF) with lanes of one kind.</summary>
     private static void Fill(byte[] d, Lanes kind, Random r)
     {
@@ -155,6 +196,9 @@ public sealed class FloatOracleTests
                     break;
                 case Lanes.Int32:
                     BitConverter.GetBytes(Int32(r)).CopyTo(d, at);
+                    break;
+                case Lanes.Extended when at % 16 == 0:
+                    Extended(r, d, at);
                     break;
                 default:
                     break;
@@ -242,6 +286,11 @@ public sealed class FloatOracleTests
             }
             byte[] guestData = new byte[Window];
             g.Memory.Read(NativeOracle.DataAddress, guestData);
+            foreach ((int start, int length) in (c.Ignore ?? []).Concat(c.X87 ? [(EnvOutAt + 12, 16)] : []))
+            {
+                guestData.AsSpan(start, length).Clear();
+                nativeData.AsSpan(start, length).Clear();
+            }
             for (int i = 0; i < Window; i++)
             {
                 if (guestData[i] != nativeData[i])
@@ -425,9 +474,228 @@ public sealed class FloatOracleTests
         }
     }
 
-    /// <summary>x87 cases (added with the x87 arithmetic).</summary>
+    private static MemoryOperand M(int offset) => new(Register.RSI, offset, 1);
+
+    private static void Emit(Assembler a, string code, params object[] ops)
+    {
+        Code c = Enum.Parse<Code>(code);
+        Instruction ins = ops.Length switch
+        {
+            0 => Instruction.Create(c),
+            1 => ops[0] is MemoryOperand m ? Instruction.Create(c, m) : Instruction.Create(c, (Register)ops[0]),
+            _ => Instruction.Create(c, (Register)ops[0], (Register)ops[1]),
+        };
+        a.AddInstruction(ins);
+    }
+
+    /// <summary>x87 cases: every result is stored as m80 (or m32/m64/integers) in the window; FSW and the tag word are compared.</summary>
     private static IEnumerable<FloatCase> X87Cases()
     {
-        yield break;
+        foreach (Lanes kind in new[] { Lanes.Double, Lanes.Extended })
+        {
+            string k = kind == Lanes.Double ? "m64" : "m80";
+            foreach (string op in new[] { "Fadd", "Fsub", "Fsubr", "Fmul", "Fdiv", "Fdivr" })
+            {
+                string iop = "Fi" + op[1..];
+                yield return new($"{op.ToLowerInvariant()} {k}", kind, a =>
+                {
+                    if (kind == Lanes.Double)
+                    {
+                        a.fld(__qword_ptr[rsi]);
+                        a.fld(__qword_ptr[rsi + 8]);
+                    }
+                    else
+                    {
+                        a.fld(__tword_ptr[rsi]);
+                        a.fld(__tword_ptr[rsi + 0x10]);
+                    }
+                    Emit(a, op + "_st0_sti", Register.ST0, Register.ST1);
+                    Emit(a, op + "_sti_st0", Register.ST1, Register.ST0);
+                    Emit(a, op + "_m64fp", M(0x28));
+                    Emit(a, op + "_m32fp", M(0x34));
+                    Emit(a, iop + "_m32int", M(0x44));
+                    Emit(a, iop + "_m16int", M(0x52));
+                    Emit(a, op + "p_sti_st0", Register.ST1, Register.ST0);
+                    a.fstp(__tword_ptr[rsi + 0x200]);
+                }, X87: true);
+            }
+            yield return new($"fld/fst/fist {k}", kind, a =>
+            {
+                if (kind == Lanes.Double)
+                {
+                    a.fld(__qword_ptr[rsi]);
+                }
+                else
+                {
+                    a.fld(__tword_ptr[rsi]);
+                }
+                a.fst(__dword_ptr[rsi + 0x200]);
+                a.fst(__qword_ptr[rsi + 0x208]);
+                a.fist(__dword_ptr[rsi + 0x210]);
+                a.fist(__word_ptr[rsi + 0x214]);
+                a.fisttp(__qword_ptr[rsi + 0x218]);
+                a.fld(kind == Lanes.Double ? __qword_ptr[rsi + 8] : __tword_ptr[rsi + 0x10]);
+                a.fistp(__qword_ptr[rsi + 0x220]);
+                a.fld(__dword_ptr[rsi + 0x24]);
+                a.fisttp(__dword_ptr[rsi + 0x228]);
+                a.fld(kind == Lanes.Double ? __qword_ptr[rsi + 0x28] : __tword_ptr[rsi + 0x20]);
+                a.fisttp(__word_ptr[rsi + 0x22C]);
+                a.fld(kind == Lanes.Double ? __qword_ptr[rsi + 0x38] : __tword_ptr[rsi + 0x30]);
+                a.fistp(__word_ptr[rsi + 0x22E]);
+                a.fld(kind == Lanes.Double ? __qword_ptr[rsi + 0x40] : __tword_ptr[rsi + 0x40]);
+                a.fistp(__dword_ptr[rsi + 0x230]);
+                a.fld(kind == Lanes.Double ? __qword_ptr[rsi + 0x48] : __tword_ptr[rsi + 0x50]);
+                a.fld(st0);
+                a.fstp(__tword_ptr[rsi + 0x240]);
+                a.fstp(__dword_ptr[rsi + 0x250]);
+                a.fld(kind == Lanes.Double ? __qword_ptr[rsi + 0x58] : __tword_ptr[rsi + 0x60]);
+                a.fstp(__qword_ptr[rsi + 0x258]);
+                a.fld(__dword_ptr[rsi + 0x64]);
+                a.fstp(__tword_ptr[rsi + 0x260]);
+            }, X87: true);
+            yield return new($"compares {k}", kind, a =>
+            {
+                if (kind == Lanes.Double)
+                {
+                    a.fld(__qword_ptr[rsi + 8]);
+                    a.fld(__qword_ptr[rsi]);
+                }
+                else
+                {
+                    a.fld(__tword_ptr[rsi + 0x10]);
+                    a.fld(__tword_ptr[rsi]);
+                }
+                a.fcom(st0, st1);
+                a.fnstsw(__word_ptr[rsi + 0x200]);
+                a.fucom(st0, st1);
+                a.fnstsw(__word_ptr[rsi + 0x202]);
+                a.fcom(__qword_ptr[rsi + 0x28]);
+                a.fnstsw(__word_ptr[rsi + 0x204]);
+                a.fcom(__dword_ptr[rsi + 0x34]);
+                a.fnstsw(__word_ptr[rsi + 0x206]);
+                a.ficom(__dword_ptr[rsi + 0x44]);
+                a.fnstsw(__word_ptr[rsi + 0x208]);
+                a.ficom(__word_ptr[rsi + 0x52]);
+                a.fnstsw(__word_ptr[rsi + 0x20A]);
+                a.ftst();
+                a.fnstsw(__word_ptr[rsi + 0x20C]);
+                a.fxam();
+                a.fnstsw(__word_ptr[rsi + 0x20E]);
+                a.fcomi(st0, st1);
+                a.pushfq();
+                a.pop(rax);
+                a.and(rax, 0x8D5);
+                a.fucomi(st0, st1);
+                a.pushfq();
+                a.pop(rcx);
+                a.and(rcx, 0x8D5);
+                a.fcomp(st0, st1);
+                a.fnstsw(__word_ptr[rsi + 0x210]);
+                a.fld(kind == Lanes.Double ? __qword_ptr[rsi + 0x58] : __tword_ptr[rsi + 0x60]);
+                a.fucompp();
+                a.fnstsw(__word_ptr[rsi + 0x212]);
+                a.fld(kind == Lanes.Double ? __qword_ptr[rsi + 0x60] : __tword_ptr[rsi + 0x70]);
+                a.fld(kind == Lanes.Double ? __qword_ptr[rsi + 0x68] : __tword_ptr[rsi + 0x80]);
+                a.fld(kind == Lanes.Double ? __qword_ptr[rsi + 0x70] : __tword_ptr[rsi + 0x90]);
+                a.fcomip(st0, st1);
+                a.pushfq();
+                a.pop(rdx);
+                a.and(rdx, 0x8D5);
+                a.fucomip(st0, st1);
+                a.pushfq();
+                a.pop(rbx);
+                a.and(rbx, 0x8D5);
+                a.fcompp();
+                a.fnstsw(__word_ptr[rsi + 0x214]);
+                a.fld(kind == Lanes.Double ? __qword_ptr[rsi + 0x78] : __tword_ptr[rsi + 0xA0]);
+                a.fxam();
+                a.fnstsw(__word_ptr[rsi + 0x216]);
+                a.ffree(st0);
+                a.fxam();
+                a.fnstsw(__word_ptr[rsi + 0x218]);
+                a.fincstp();
+            }, X87: true);
+            foreach (string op in new[] { "fsqrt", "fabs", "fchs", "frndint", "fxtract", "fscale", "fprem", "fprem1" })
+            {
+                yield return new($"{op} {k}", kind, a =>
+                {
+                    if (kind == Lanes.Double)
+                    {
+                        a.fld(__qword_ptr[rsi + 8]);
+                        a.fld(__qword_ptr[rsi]);
+                    }
+                    else
+                    {
+                        a.fld(__tword_ptr[rsi + 0x10]);
+                        a.fld(__tword_ptr[rsi]);
+                    }
+                    Emit(a, char.ToUpperInvariant(op[0]) + op[1..]);
+                    a.fstp(__tword_ptr[rsi + 0x200]);
+                    a.fstp(__tword_ptr[rsi + 0x210]);
+                    a.fstp(__tword_ptr[rsi + 0x220]);
+                }, X87: true);
+            }
+        }
+        yield return new("constants", Lanes.Double, a =>
+        {
+            a.fld1();
+            a.fldz();
+            a.fldpi();
+            a.fldl2e();
+            a.fldl2t();
+            a.fldlg2();
+            a.fldln2();
+            for (int i = 0; i < 7; i++)
+            {
+                a.fstp(__tword_ptr[rsi + 0x200 + i * 16]);
+            }
+        }, X87: true);
+        yield return new("fxch/fincstp/ffree/fcmov", Lanes.Double, a =>
+        {
+            a.fld(__qword_ptr[rsi]);
+            a.fld(__qword_ptr[rsi + 8]);
+            a.fld(__qword_ptr[rsi + 0x10]);
+            a.fxch(st0, st2);
+            a.fincstp();
+            a.fdecstp();
+            a.cmp(eax, ecx);
+            a.fcmovb(st0, st1);
+            a.fcmove(st0, st2);
+            a.fcmovnbe(st0, st1);
+            a.fcmovu(st0, st2);
+            a.ffree(st1);
+            a.fstp(__tword_ptr[rsi + 0x200]);
+            a.fstp(__tword_ptr[rsi + 0x210]);
+            a.fxch(st0, st1);
+            a.fstp(__tword_ptr[rsi + 0x220]);
+            a.fstp(__tword_ptr[rsi + 0x230]);
+        }, X87: true);
+        yield return new("stack overflow and underflow", Lanes.Double, a =>
+        {
+            for (int i = 0; i < 9; i++)
+            {
+                a.fld(__qword_ptr[rsi + i * 8]);
+            }
+            a.fnstsw(__word_ptr[rsi + 0x2F0]);
+            for (int i = 0; i < 9; i++)
+            {
+                a.fstp(__tword_ptr[rsi + 0x200 + i * 16]);
+            }
+            a.fadd(st0, st1);
+            a.fst(__qword_ptr[rsi + 0x2A0]);
+        }, X87: true);
+        yield return new("fnsave/frstor/fnstenv/fldenv", Lanes.Double, a =>
+        {
+            a.fld(__qword_ptr[rsi]);
+            a.fld(__qword_ptr[rsi + 8]);
+            a.fnsave(__[rsi + 0x200]);
+            a.fld1();
+            a.frstor(__[rsi + 0x200]);
+            a.fnstenv(__[rsi + 0x280]);
+            a.fldenv(__[rsi + 0x280]);
+            a.faddp(st1, st0);
+            a.fstp(__tword_ptr[rsi + 0x2A0]);
+            a.fnstenv(__[rsi + 0x2C0]);
+        }, X87: true, Ignore: [(0x20C, 16), (0x28C, 16), (0x2CC, 16)]);
     }
 }

@@ -63,6 +63,8 @@ internal struct FpEnv
     public bool Daz;
     public bool UnderflowUnmasked;
     public int Flags;
+    /// <summary>Set when an inexact result was rounded away from zero (x87 reports it in C1).</summary>
+    public bool RoundedUp;
 }
 
 /// <summary>
@@ -344,7 +346,7 @@ internal static class SoftFloat
         bool tiny = exp < f.Emin;
         if (exp == f.Emin - 1)
         {
-            RoundedKeep(sig, mask, half, one, sign, env.Rounding, out bool wrapped);
+            RoundedKeep(sig, mask, half, one, sign, env.Rounding, out bool wrapped, out _);
             tiny = !wrapped;
         }
         if (tiny)
@@ -358,9 +360,10 @@ internal static class SoftFloat
             int d = f.Emin - exp;
             UInt128 denorm = d >= 128 ? (sig != 0 ? UInt128.One : UInt128.Zero) : (sig >> d) | ((sig & ((UInt128.One << d) - 1)) != 0 ? UInt128.One : UInt128.Zero);
             bool inexact = (denorm & mask) != 0;
-            UInt128 kept = RoundedKeep(denorm, mask, half, one, sign, env.Rounding, out _);
+            UInt128 kept = RoundedKeep(denorm, mask, half, one, sign, env.Rounding, out _, out bool upDenormal);
             if (inexact)
             {
+                env.RoundedUp |= upDenormal;
                 env.Flags |= FpFlags.Precision | FpFlags.Underflow;
             }
             else if (env.UnderflowUnmasked)
@@ -383,7 +386,8 @@ internal static class SoftFloat
         }
         {
             bool inexact = (sig & mask) != 0;
-            UInt128 kept = RoundedKeep(sig, mask, half, one, sign, env.Rounding, out bool carry);
+            UInt128 kept = RoundedKeep(sig, mask, half, one, sign, env.Rounding, out bool carry, out bool upNormal);
+            env.RoundedUp |= upNormal;
             if (carry)
             {
                 exp++;
@@ -403,6 +407,7 @@ internal static class SoftFloat
                     2 => !sign,
                     _ => false,
                 };
+                env.RoundedUp = toInf;
                 if (toInf)
                 {
                     r.Class = FpClass.Inf;
@@ -422,11 +427,11 @@ internal static class SoftFloat
 
     /// <summary>Clears the bits under <paramref name="mask"/>, rounding per mode; carry when it overflows bit 127.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static UInt128 RoundedKeep(UInt128 sig, UInt128 mask, UInt128 half, UInt128 one, bool sign, int rounding, out bool carry)
+    private static UInt128 RoundedKeep(UInt128 sig, UInt128 mask, UInt128 half, UInt128 one, bool sign, int rounding, out bool carry, out bool up)
     {
         UInt128 rest = sig & mask;
         UInt128 kept = sig & ~mask;
-        bool up = rounding switch
+        up = rounding switch
         {
             0 => rest > half || (rest == half && (kept & one) != 0),
             1 => sign && rest != 0,
