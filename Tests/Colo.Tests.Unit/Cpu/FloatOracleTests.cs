@@ -14,7 +14,8 @@ namespace Colo.Tests.Unit.Cpu;
 [NonParallelizable]
 public sealed class FloatOracleTests
 {
-    private const int RunsPerCase = 64;
+    /// <summary>Runs per case; COLO_FP_RUNS raises it for a longer soak.</summary>
+    private static readonly int RunsPerCase = int.TryParse(Environment.GetEnvironmentVariable("COLO_FP_RUNS"), out int n) ? n : 64;
     private const int Window = 1024;
     private const int MxcsrDefaultAt = 0x3FC;
     /// <summary>The MXCSR each run starts with, and where the case's final MXCSR is stored.</summary>
@@ -686,6 +687,15 @@ public sealed class FloatOracleTests
         }, X87: true);
         yield return new("fnsave/frstor/fnstenv/fldenv", Lanes.Double, a =>
         {
+            // Empty registers keep stale contents that FNSAVE shows: make them the same (zero) on both sides.
+            for (int i = 0; i < 8; i++)
+            {
+                a.fldz();
+            }
+            for (int i = 0; i < 8; i++)
+            {
+                a.fstp(st0);
+            }
             a.fld(__qword_ptr[rsi]);
             a.fld(__qword_ptr[rsi + 8]);
             a.fnsave(__[rsi + 0x200]);

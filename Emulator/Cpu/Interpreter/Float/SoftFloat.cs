@@ -316,6 +316,11 @@ internal static class SoftFloat
         }
         if (a.IsNaN && b.IsNaN)
         {
+            // An SNaN meeting a QNaN yields the QNaN; two of a kind, the larger significand.
+            if (a.Class != b.Class)
+            {
+                return a.Class == FpClass.QNaN ? Quiet(a) : Quiet(b);
+            }
             ulong sa = a.Sig | QuietBit;
             ulong sb = b.Sig | QuietBit;
             if (sa != sb)
@@ -473,7 +478,16 @@ internal static class SoftFloat
     }
 
     /// <summary>The exact operand as a result (no rounding): for moves that must not change the value.</summary>
-    public static FpResult Exact(in FpNum n) => new() { Class = n.Class, Sign = n.Sign, Exp = n.Exp, Sig = n.Sig };
+    /// <remarks>Values below extended's normal range (x87 denormals) are re-denormalized for <see cref="Pack80"/>.</remarks>
+    public static FpResult Exact(in FpNum n)
+    {
+        if (n.Class == FpClass.Finite && n.Exp < FpFormat.Extended.Emin)
+        {
+            int d = FpFormat.Extended.Emin - n.Exp;
+            return new FpResult { Class = FpClass.Finite, Sign = n.Sign, Exp = FpFormat.Extended.Emin, Sig = d >= 64 ? 0 : n.Sig >> d };
+        }
+        return new FpResult { Class = n.Class, Sign = n.Sign, Exp = n.Exp, Sig = n.Sig };
+    }
 
     // ---------------- arithmetic on finite/special operands (NaNs handled by the caller) ----------------
 

@@ -356,7 +356,8 @@ internal static class X87Arith
         bool overflow = !Empty(ref s, 7);
         if (overflow)
         {
-            env.Flags |= FpFlags.Invalid | StackFault;
+            // A push onto a full stack reports the stack fault alone (no DE for the lost operand).
+            env.Flags = (env.Flags & ~FpFlags.Denormal) | FpFlags.Invalid | StackFault;
             SoftFloat.Pack80(SoftFloat.DefaultNaN, out sig, out se);
         }
         if (!Commit(ref s, env, c1: overflow))
@@ -886,8 +887,25 @@ internal static class X87Arith
     /// <summary>FNOP (and the obsolete FENI/FDISI/FSETPM encodings): only the #NM/#MF checks.</summary>
     public static ExecStatus Fnop(InterpreterVcpu c, ref DecodedOp op) => Enter(c, out ExecStatus st) ? Ok : st;
 
+    // iced reports no ConditionCode for FCMOVcc, so each gets its own entry (iced numbering: 3 b, 4 ae, 5 e, 6 ne, 7 be, 8 a, 11 p, 12 np).
+    public static ExecStatus Fcmovb(InterpreterVcpu c, ref DecodedOp op) => Fcmov(c, ref op, 3);
+
+    public static ExecStatus Fcmovnb(InterpreterVcpu c, ref DecodedOp op) => Fcmov(c, ref op, 4);
+
+    public static ExecStatus Fcmove(InterpreterVcpu c, ref DecodedOp op) => Fcmov(c, ref op, 5);
+
+    public static ExecStatus Fcmovne(InterpreterVcpu c, ref DecodedOp op) => Fcmov(c, ref op, 6);
+
+    public static ExecStatus Fcmovbe(InterpreterVcpu c, ref DecodedOp op) => Fcmov(c, ref op, 7);
+
+    public static ExecStatus Fcmovnbe(InterpreterVcpu c, ref DecodedOp op) => Fcmov(c, ref op, 8);
+
+    public static ExecStatus Fcmovu(InterpreterVcpu c, ref DecodedOp op) => Fcmov(c, ref op, 11);
+
+    public static ExecStatus Fcmovnu(InterpreterVcpu c, ref DecodedOp op) => Fcmov(c, ref op, 12);
+
     /// <summary>FCMOVcc ST(0), ST(i).</summary>
-    public static ExecStatus Fcmov(InterpreterVcpu c, ref DecodedOp op)
+    private static ExecStatus Fcmov(InterpreterVcpu c, ref DecodedOp op, int cc)
     {
         if (!Enter(c, out ExecStatus st))
         {
@@ -906,7 +924,7 @@ internal static class X87Arith
             return Ok;
         }
         s.Fsw = (ushort)(s.Fsw & ~C1);
-        if (c.Condition(op.Cond))
+        if (c.Condition(cc))
         {
             SetRaw(ref s, 0, Sig(ref s, i), SignExp(ref s, i));
         }
