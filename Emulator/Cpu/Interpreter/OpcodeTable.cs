@@ -345,6 +345,11 @@ internal static unsafe class OpcodeTable
         {
             return &SseFloat.Sd<SseFloat.Cmp>;
         }
+        if (code is Code.Pextrw_r32_xmm_imm8 or Code.Pextrw_r64_xmm_imm8)
+        {
+            // Only SSE2's register form: the SSE4.1 memory form stays #UD (the model does not advertise SSE4.1).
+            return &SseInt.Pextrw;
+        }
         return code.Mnemonic() switch
         {
             Mnemonic.Addps => &SseFloat.Ps<SseFloat.Add>,
@@ -417,6 +422,25 @@ internal static unsafe class OpcodeTable
             Mnemonic.Movddup => &SseFloat.Movddup,
             Mnemonic.Movshdup => &SseFloat.Movshdup,
             Mnemonic.Movsldup => &SseFloat.Movsldup,
+            Mnemonic.Paddusb => &Sse.Binary<SseInt.AddUsB>,
+            Mnemonic.Paddusw => &Sse.Binary<SseInt.AddUsW>,
+            Mnemonic.Psubusb => &Sse.Binary<SseInt.SubUsB>,
+            Mnemonic.Psubusw => &Sse.Binary<SseInt.SubUsW>,
+            Mnemonic.Paddsb => &Sse.Binary<SseInt.AddSB>,
+            Mnemonic.Paddsw => &Sse.Binary<SseInt.AddSW>,
+            Mnemonic.Psubsb => &Sse.Binary<SseInt.SubSB>,
+            Mnemonic.Psubsw => &Sse.Binary<SseInt.SubSW>,
+            Mnemonic.Pmulhw => &Sse.Binary<SseInt.MulHW>,
+            Mnemonic.Pmulhuw => &Sse.Binary<SseInt.MulHUW>,
+            Mnemonic.Pmaddwd => &Sse.Binary<SseInt.MAddWD>,
+            Mnemonic.Pmuludq => &Sse.Binary<SseInt.MulUDQ>,
+            Mnemonic.Psadbw => &Sse.Binary<SseInt.SadBW>,
+            Mnemonic.Pavgb => &Sse.Binary<SseInt.AvgB>,
+            Mnemonic.Pavgw => &Sse.Binary<SseInt.AvgW>,
+            Mnemonic.Packsswb => &Sse.Binary<SseInt.PackSSWB>,
+            Mnemonic.Packssdw => &Sse.Binary<SseInt.PackSSDW>,
+            Mnemonic.Packuswb => &Sse.Binary<SseInt.PackUSWB>,
+            Mnemonic.Pinsrw => &SseInt.Pinsrw,
             Mnemonic.Fadd => &X87Arith.Fadd,
             Mnemonic.Faddp => &X87Arith.Faddp,
             Mnemonic.Fiadd => &X87Arith.Fiadd,
