@@ -25,6 +25,8 @@ public sealed class FloatOracleTests
     private const int FcwInAt = 0x3E0;
     private const int FswOutAt = 0x3E2;
     private const int EnvOutAt = 0x380;
+    /// <summary>MXCSR 0x1FA0 (defaults with PE already set), which selects the interpreter's host-arithmetic fast path.</summary>
+    private const int MxcsrFastAt = 0x3F8;
 
     private NativeOracle? _oracle;
     private GuestHarness? _guest;
@@ -252,6 +254,7 @@ public sealed class FloatOracleTests
             // x87: every exception masked, random rounding and precision control.
             BitConverter.GetBytes((ushort)(0x007F | ((run & 3) << 10) | ((rng.Next(4) switch { 0 => 0, 1 => 2, _ => 3 }) << 8))).CopyTo(data, FcwInAt);
             BitConverter.GetBytes(0x1F80u).CopyTo(data, MxcsrDefaultAt);
+            BitConverter.GetBytes(0x1FA0u).CopyTo(data, MxcsrFastAt);
 
             data.CopyTo(_oracle.Data);
             inputs.CopyTo(native, 0);
@@ -365,6 +368,18 @@ public sealed class FloatOracleTests
             yield return Packed("Cmpss", Lanes.Single, "_xmm_xmmm32_imm8", p);
             yield return Packed("Cmppd", Lanes.Double, "_xmm_xmmm128_imm8", p);
             yield return Packed("Cmpsd", Lanes.Double, "_xmm_xmmm64_imm8", p);
+        }
+        foreach (string op in new[] { "Add", "Sub", "Mul", "Div" })
+        {
+            foreach ((string suffix, Lanes kind, string form) in new[] { ("ps", Lanes.Single, "_xmm_xmmm128"), ("ss", Lanes.Single, "_xmm_xmmm32"), ("pd", Lanes.Double, "_xmm_xmmm128"), ("sd", Lanes.Double, "_xmm_xmmm64") })
+            {
+                FloatCase inner = Packed(op + suffix, kind, form);
+                yield return new($"{inner.Name} (PE already set)", kind, a =>
+                {
+                    a.ldmxcsr(__dword_ptr[rsi + MxcsrFastAt]);
+                    inner.Body(a);
+                });
+            }
         }
         foreach (string op in new[] { "Addsubps", "Haddps", "Hsubps" })
         {
@@ -707,5 +722,26 @@ public sealed class FloatOracleTests
             a.fstp(__tword_ptr[rsi + 0x2A0]);
             a.fnstenv(__[rsi + 0x2C0]);
         }, X87: true, Ignore: [(0x20C, 16), (0x28C, 16), (0x2CC, 16)]);
+        yield return new("16-bit fnsave/frstor/fnstenv/fldenv", Lanes.Double, a =>
+        {
+            for (int i = 0; i < 8; i++)
+            {
+                a.fldz();
+            }
+            for (int i = 0; i < 8; i++)
+            {
+                a.fstp(st0);
+            }
+            a.fld(__qword_ptr[rsi]);
+            a.fld(__qword_ptr[rsi + 8]);
+            Emit(a, "Fnsave_m94byte", M(0x200));
+            a.fld1();
+            Emit(a, "Frstor_m94byte", M(0x200));
+            Emit(a, "Fnstenv_m14byte", M(0x280));
+            Emit(a, "Fldenv_m14byte", M(0x280));
+            a.fdivp(st1, st0);
+            a.fstp(__tword_ptr[rsi + 0x2A0]);
+            Emit(a, "Fnstenv_m14byte", M(0x2C0));
+        }, X87: true, Ignore: [(0x206, 8), (0x286, 8), (0x2C6, 8)]);
     }
 }

@@ -63,6 +63,11 @@ internal struct FpEnv
     public bool Daz;
     public bool UnderflowUnmasked;
     public int Flags;
+    /// <summary>
+    /// MXCSR is the default (nearest, all masked, no DAZ/FTZ) with PE already set: an operation on two normal operands
+    /// whose host result is normal can only raise PE, so the host's IEEE result is exact and nothing else is needed.
+    /// </summary>
+    public bool HostExact;
     /// <summary>Set when an inexact result was rounded away from zero (x87 reports it in C1).</summary>
     public bool RoundedUp;
 }

@@ -29,6 +29,7 @@ internal static class SseFloat
         Ftz = (mxcsr & 0x8800) == 0x8800,
         Daz = (mxcsr & 0x40) != 0,
         UnderflowUnmasked = (mxcsr & 0x800) == 0,
+        HostExact = (mxcsr & 0xFFE0) == 0x1FA0,
     };
 
     /// <summary>Merges the flags into MXCSR; false (with <paramref name="status"/> set) when one is unmasked.</summary>
@@ -68,6 +69,31 @@ internal static class SseFloat
     /// <summary>imm 0 add, 1 sub, 2 mul, 3 div.</summary>
     internal static ulong Arith(ulong a, ulong b, bool dbl, int kind, ref FpEnv env)
     {
+        if (env.HostExact)
+        {
+            // Fast path (see FpEnv.HostExact): normal operands and a normal result need no software rounding.
+            if (dbl)
+            {
+                if (((a >> 52) & 0x7FF) - 1 < 0x7FE && ((b >> 52) & 0x7FF) - 1 < 0x7FE)
+                {
+                    double dx = BitConverter.UInt64BitsToDouble(a), dy = BitConverter.UInt64BitsToDouble(b);
+                    ulong dr = BitConverter.DoubleToUInt64Bits(kind switch { 0 => dx + dy, 1 => dx - dy, 2 => dx * dy, _ => dx / dy });
+                    if (((dr >> 52) & 0x7FF) - 1 < 0x7FE)
+                    {
+                        return dr;
+                    }
+                }
+            }
+            else if (((uint)(a >> 23) & 0xFF) - 1 < 0xFE && ((uint)(b >> 23) & 0xFF) - 1 < 0xFE)
+            {
+                float sx = BitConverter.UInt32BitsToSingle((uint)a), sy = BitConverter.UInt32BitsToSingle((uint)b);
+                uint sr = BitConverter.SingleToUInt32Bits(kind switch { 0 => sx + sy, 1 => sx - sy, 2 => sx * sy, _ => sx / sy });
+                if (((sr >> 23) & 0xFF) - 1 < 0xFE)
+                {
+                    return sr;
+                }
+            }
+        }
         FpNum x = Unpack(a, dbl, env.Daz);
         FpNum y = Unpack(b, dbl, env.Daz);
         FpResult r;
