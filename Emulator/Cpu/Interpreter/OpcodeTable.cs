@@ -463,6 +463,8 @@ internal static unsafe class OpcodeTable
             Mnemonic.Fst => &X87Arith.Fst,
             Mnemonic.Fstp or Mnemonic.Fstpnce => &X87Arith.Fstp,
             Mnemonic.Fist => &X87Arith.Fist,
+            Mnemonic.Fbld => &X87Arith.Fbld,
+            Mnemonic.Fbstp => &X87Arith.Fbstp,
             Mnemonic.Fistp => &X87Arith.Fistp,
             Mnemonic.Fisttp => &X87Arith.Fisttp,
             Mnemonic.Fcom => &X87Arith.Fcom,

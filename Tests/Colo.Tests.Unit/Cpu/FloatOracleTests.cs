@@ -652,6 +652,20 @@ public sealed class FloatOracleTests
                 }, X87: true);
             }
         }
+        yield return new("fbld/fbstp", Lanes.Double, a =>
+        {
+            // BCD round trips through values of every size, then stores of random doubles (range, NaN, rounding).
+            a.fld(__qword_ptr[rsi]);
+            a.fbstp(__tword_ptr[rsi + 0x200]);
+            a.fld(__qword_ptr[rsi + 8]);
+            a.fbstp(__tword_ptr[rsi + 0x210]);
+            a.fbld(__tword_ptr[rsi + 0x200]);
+            a.fstp(__tword_ptr[rsi + 0x220]);
+            a.fild(__qword_ptr[rsi + 0x10]);
+            a.fbstp(__tword_ptr[rsi + 0x230]);
+            a.fbld(__tword_ptr[rsi + 0x230]);
+            a.fbstp(__tword_ptr[rsi + 0x240]);
+        }, X87: true);
         yield return new("constants", Lanes.Double, a =>
         {
             a.fld1();

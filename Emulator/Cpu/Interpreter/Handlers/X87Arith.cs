@@ -532,6 +532,113 @@ internal static class X87Arith
     /// <summary>floor(|a|) for a finite value below 2^64.</summary>
     private static ulong Magnitude(in FpNum a) => a.Exp < 0 ? 0 : a.Exp >= 63 ? a.Sig : a.Sig >> (63 - a.Exp);
 
+    /// <summary>FBLD m80: pushes an 18-digit packed-BCD integer (sign in bit 79), exactly. Invalid digits are not checked (undefined on hardware).</summary>
+    public static ExecStatus Fbld(InterpreterVcpu c, ref DecodedOp op)
+    {
+        if (!Enter(c, out ExecStatus st))
+        {
+            return st;
+        }
+        ulong linear = c.LinearAddress(ref op);
+        st = c.ReadMem(linear, 8, out ulong lo);
+        if (st != Ok)
+        {
+            return st;
+        }
+        st = c.ReadMem(c.WrapAddress(linear + 8), 2, out ulong hi);
+        if (st != Ok)
+        {
+            return st;
+        }
+        long value = 0;
+        for (int i = 8; i >= 0; i--)
+        {
+            int pair = (int)(i == 8 ? hi & 0xFF : (lo >> (8 * i)) & 0xFF);
+            value = value * 100 + ((pair >> 4) * 10) + (pair & 0xF);
+        }
+        bool negative = (hi & 0x8000) != 0;
+        ref X86CpuState s = ref c.State;
+        FpEnv exact = default;
+        FpResult r = SoftFloat.FromInt(value, FpFormat.Extended, ref exact);
+        if (value == 0)
+        {
+            r.Class = FpClass.Zero;
+        }
+        r.Sign = negative;
+        SoftFloat.Pack80(r, out ulong sig, out ushort se);
+        return PushValue(ref s, Env(ref s), sig, se);
+    }
+
+    /// <summary>FBSTP m80: ST(0) rounded per FCW.RC to an 18-digit packed-BCD integer, then pop; out of range or NaN stores the BCD indefinite.</summary>
+    public static ExecStatus Fbstp(InterpreterVcpu c, ref DecodedOp op)
+    {
+        if (!Enter(c, out ExecStatus st))
+        {
+            return st;
+        }
+        ref X86CpuState s = ref c.State;
+        FpEnv env = Env(ref s);
+        ulong lo = 0, hi;
+        bool invalid;
+        long v = 0;
+        bool negative = false;
+        if (Empty(ref s, 0))
+        {
+            env.Flags |= FpFlags.Invalid | StackFault;
+            invalid = true;
+        }
+        else
+        {
+            FpNum a = Get(ref s, 0);
+            negative = a.Sign;
+            v = SoftFloat.ToInt(a, 64, env.Rounding, ref env);
+            invalid = (env.Flags & FpFlags.Invalid) != 0 || v > 999_999_999_999_999_999L || v < -999_999_999_999_999_999L;
+            if (invalid)
+            {
+                env.Flags = (env.Flags & ~FpFlags.Precision) | FpFlags.Invalid;
+            }
+        }
+        if (invalid)
+        {
+            lo = 0xC000_0000_0000_0000;
+            hi = 0xFFFF;
+        }
+        else
+        {
+            ulong m = (ulong)(v < 0 ? -v : v);
+            for (int i = 0; i < 8; i++)
+            {
+                lo |= ((m % 10) | ((m / 10 % 10) << 4)) << (8 * i);
+                m /= 100;
+            }
+            hi = (m % 10) | ((m / 10 % 10) << 4);
+            hi |= negative ? 0x8000UL : 0;
+        }
+        ulong linear = c.LinearAddress(ref op);
+        if (!c.ProbeWritable(linear) || !c.ProbeWritable(c.WrapAddress(linear + 9)))
+        {
+            return ExecStatus.Fault;
+        }
+        bool unmasked = (env.Flags & ~s.Fcw & 0x3F) != 0;
+        Commit(ref s, env);
+        if (unmasked)
+        {
+            return Ok;
+        }
+        st = c.WriteMem(linear, 8, lo);
+        if (st != Ok)
+        {
+            return st;
+        }
+        st = c.WriteMem(c.WrapAddress(linear + 8), 2, hi);
+        if (st != Ok)
+        {
+            return st;
+        }
+        Pop(ref s);
+        return Ok;
+    }
+
     // ---------------- comparisons ----------------
 
     public static ExecStatus Fcom(InterpreterVcpu c, ref DecodedOp op) => Compare(c, ref op, false, 0, false, false);
