@@ -96,11 +96,16 @@ public class InterpreterBenchmarks : IDisposable
             // Scalar and packed SSE arithmetic, an x87 add and a truncating conversion: the soft-float paths.
             Label top = a.CreateLabel();
             a.mov(ecx, Iterations);
-            a.mov(rax, 0x3FF8_0000_0000_0000); // 1.5
+            // Inexact sums and products (so MXCSR.PE is set, as in real code) that stay finite and normal.
+            a.mov(rax, BitConverter.DoubleToInt64Bits(0.1));
             a.movq(xmm0, rax);
             a.movq(xmm1, rax);
-            a.movddup(xmm2, xmm0);
-            a.movddup(xmm3, xmm1);
+            a.mov(rax, BitConverter.DoubleToInt64Bits(1.5));
+            a.movq(xmm2, rax);
+            a.movddup(xmm2, xmm2);
+            a.mov(rax, BitConverter.DoubleToInt64Bits(1.0000001));
+            a.movq(xmm3, rax);
+            a.movddup(xmm3, xmm3);
             a.fld1();
             a.fldpi();
             a.Label(ref top);
