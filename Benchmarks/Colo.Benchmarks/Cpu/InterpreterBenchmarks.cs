@@ -20,6 +20,7 @@ public class InterpreterBenchmarks : IDisposable
     private const ulong AluCode = 0x10000;
     private const ulong MemoryCode = 0x11000;
     private const ulong CallCode = 0x12000;
+    private const ulong FloatCode = 0x13000;
 
     private sealed class NullBus : IIoBus
     {
@@ -90,6 +91,32 @@ public class InterpreterBenchmarks : IDisposable
             a.pop(rbx);
             a.ret();
         }));
+        memory.Write(FloatCode, Assemble(FloatCode, a =>
+        {
+            // Scalar and packed SSE arithmetic, an x87 add and a truncating conversion: the soft-float paths.
+            Label top = a.CreateLabel();
+            a.mov(ecx, Iterations);
+            // Inexact sums and products (so MXCSR.PE is set, as in real code) that stay finite and normal.
+            a.mov(rax, BitConverter.DoubleToInt64Bits(0.1));
+            a.movq(xmm0, rax);
+            a.movq(xmm1, rax);
+            a.mov(rax, BitConverter.DoubleToInt64Bits(1.5));
+            a.movq(xmm2, rax);
+            a.movddup(xmm2, xmm2);
+            a.mov(rax, BitConverter.DoubleToInt64Bits(1.0000001));
+            a.movq(xmm3, rax);
+            a.movddup(xmm3, xmm3);
+            a.fld1();
+            a.fldpi();
+            a.Label(ref top);
+            a.addsd(xmm0, xmm1);
+            a.mulpd(xmm2, xmm3);
+            a.fadd(st0, st1);
+            a.cvttsd2si(rax, xmm0);
+            a.dec(ecx);
+            a.jnz(top);
+            a.hlt();
+        }));
     }
 
     private static byte[] Assemble(ulong address, Action<Assembler> emit)
@@ -115,6 +142,20 @@ public class InterpreterBenchmarks : IDisposable
 
     [Benchmark(OperationsPerInvoke = Instructions)]
     public VcpuExit CallRetLoop() => RunFrom(CallCode);
+
+    /// <summary>The FP mix (ADDSD, MULPD, FADD, CVTTSD2SI, DEC, JNZ) with SSE enabled and a fresh x87/MXCSR state.</summary>
+    [Benchmark(OperationsPerInvoke = Instructions)]
+    public VcpuExit FloatLoop()
+    {
+        ref X86CpuState s = ref _vcpu!.State;
+        s.SetFlatLongMode(FloatCode, 0xF0000);
+        s.Cr4 |= X86CpuState.Cr4Osfxsr | X86CpuState.Cr4Osxmmexcpt;
+        s.Fcw = 0x037F;
+        s.Fsw = 0;
+        s.Ftw = 0;
+        s.Mxcsr = 0x1F80;
+        return _vcpu.Run();
+    }
 
     [GlobalCleanup]
     public void Dispose()

@@ -22,6 +22,8 @@ internal unsafe struct DecodedOp
     public const byte XmmBase = 64;
     /// <summary>Register indices 80..95 name DR0..DR15 (only for MOV to/from debug registers).</summary>
     public const byte DrBase = 80;
+    /// <summary>Register indices 96..103 name ST(0)..ST(7) (x87 instructions).</summary>
+    public const byte StBase = 96;
 
     public delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> Handler;
     /// <summary>Address of this instruction (linear RIP as decoded).</summary>

@@ -441,6 +441,10 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
                     {
                         reg = (byte)(DecodedOp.DrBase + (r - Register.DR0));
                     }
+                    else if (r >= Register.ST0 && r <= Register.ST7)
+                    {
+                        reg = (byte)(DecodedOp.StBase + (r - Register.ST0));
+                    }
                     else
                     {
                         ok = false;

@@ -174,6 +174,8 @@ public sealed class SseOracleTests
             "paddb", "paddw", "paddd", "paddq", "psubb", "psubw", "psubd", "psubq",
             "pminub", "pmaxub", "pminsw", "pmaxsw", "pmullw",
             "punpcklbw", "punpcklwd", "punpckldq", "punpcklqdq", "punpckhbw", "punpckhwd", "punpckhdq", "punpckhqdq",
+            "paddusb", "paddusw", "psubusb", "psubusw", "paddsb", "paddsw", "psubsb", "psubsw",
+            "pmulhw", "pmulhuw", "pmaddwd", "pmuludq", "psadbw", "pavgb", "pavgw", "packsswb", "packssdw", "packuswb",
         })
         {
             Code rr = Enum.Parse<Code>(char.ToUpperInvariant(name[0]) + name[1..] + "_xmm_xmmm128");
@@ -184,6 +186,14 @@ public sealed class SseOracleTests
                 a.AddInstruction(Instruction.Create(rr, Register.XMM3, Aligned));
             });
         }
+
+        yield return new("pinsrw/pextrw", a =>
+        {
+            a.pinsrw(xmm1, eax, 3);
+            a.pinsrw(xmm2, __word_ptr[rsi + 0x86], 7);
+            a.pextrw(ecx, xmm3, 5);
+            a.pextrw(rdx, xmm4, 0);
+        });
 
         // ---- shuffles ----
         foreach (byte imm in new byte[] { 0x1B, 0xE4, 0x00, 0xB1, 0x4E })
