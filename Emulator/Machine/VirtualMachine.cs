@@ -46,6 +46,8 @@ public sealed class VirtualMachine : IDisposable
     private TimerThread? _timers;
     private VcpuRunner? _cpu;
     private readonly List<VcpuRunner> _aps = [];
+    private readonly List<DeviceObject> _cpuObjects = [];
+    private readonly List<DeviceObject> _devices = [];
     private TextWriter? _qtestLog;
     private int _anonymousDevices;
     private bool _autostart;
@@ -95,6 +97,12 @@ public sealed class VirtualMachine : IDisposable
 
     /// <summary>The pc board, once built (null for <c>-M none</c>).</summary>
     public PcBoard? Board => _board;
+
+    /// <summary>The machine type in use, once <see cref="Build"/> has checked it.</summary>
+    public MachineTypeInfo? MachineType { get; private set; }
+
+    /// <summary>The plugged <c>-device</c>/<c>device_add</c> instances, oldest first.</summary>
+    public IReadOnlyList<DeviceObject> UserDevices => _devices;
 
     /// <summary>The configured accelerator that is in use.</summary>
     public string Accelerator { get; private set; } = "tcg";
@@ -330,14 +338,11 @@ public sealed class VirtualMachine : IDisposable
 
     private void CheckMachineAndAccelerator()
     {
-        switch (_config.MachineType)
+        MachineType = MachineTypes.Find(_config.MachineType)
+            ?? throw new StartupException(null, "unsupported machine type\nUse -machine help to list supported machines");
+        if (_config.MaxCpus > MachineType.CpuMax)
         {
-            case "none":
-                break;
-            case "pc" or "pc-i440fx-7.2":
-                break;
-            default:
-                throw new StartupException(null, "unsupported machine type\nUse -machine help to list supported machines");
+            throw new StartupException(null, $"Invalid SMP CPUs {_config.MaxCpus}. The max CPUs supported by machine '{MachineType.Name}' is {MachineType.CpuMax}");
         }
 
         string[] accels = _config.Accelerators.Count == 0 ? ["tcg"] : [.. _config.Accelerators];
@@ -429,6 +434,7 @@ public sealed class VirtualMachine : IDisposable
         {
             throw new StartupException("-serial", e.Message);
         }
+        AddCpuObjects();
         _board.ResetRequested += () => MainLoop.Post(() => Reset(guest: true, "guest-reset"));
         _board.ExitRequested += status => MainLoop.Post(() =>
         {
@@ -479,6 +485,38 @@ public sealed class VirtualMachine : IDisposable
             var server = new QtestServer(chardev, _board, _qtestClock, _qtestLog);
             At($"-qtest chardev:{qtestId}", () => chardev.Attach(server, MainLoop));
         }
+    }
+
+    /// <summary>
+    /// The vCPUs as QOM objects where QEMU's pc puts them: <c>/machine/unattached/device[0]</c> for CPU 0, then
+    /// <c>device[N+1]</c> for CPU N (QEMU creates the boot CPU's kvmvapic in between).
+    /// </summary>
+    private void AddCpuObjects()
+    {
+        var unattached = new QomContainer();
+        Tree.Machine.AddChild("unattached", unattached);
+        ObjectTypeInfo cpuType = Types.Find(ObjectCategory.Device, MachineTypes.DefaultCpuType)!;
+        for (int i = 0; i < _config.Cpus; i++)
+        {
+            var cpu = new DeviceObject(cpuType, new PropertyValues(cpuType));
+            unattached.AddChild($"device[{(i == 0 ? 0 : i + 1)}]", cpu);
+            _cpuObjects.Add(cpu);
+        }
+    }
+
+    /// <summary>
+    /// The vCPUs for query-cpus-fast and <c>info cpus</c>: index, QOM path and host thread. Under qtest no vCPU
+    /// thread exists (QEMU's are dummies that never run guest code), so the main loop's thread stands in.
+    /// </summary>
+    internal IReadOnlyList<(int Index, string QomPath, int ThreadId)> DescribeCpus()
+    {
+        var list = new List<(int, string, int)>();
+        for (int i = 0; i < _cpuObjects.Count; i++)
+        {
+            VcpuRunner? runner = i == 0 ? _cpu : i - 1 < _aps.Count ? _aps[i - 1] : null;
+            list.Add((i, _cpuObjects[i].CanonicalPath, runner?.ThreadId ?? NativeThread.CurrentId()));
+        }
+        return list;
     }
 
     /// <summary>The <c>-kernel</c>/<c>-initrd</c>/<c>-append</c> files, read up front so errors come at startup.</summary>
@@ -704,6 +742,7 @@ public sealed class VirtualMachine : IDisposable
         string path = device.CanonicalPath;
         string? name = device.Parent == Tree.Peripheral ? device.Name : null;
         device.Parent!.RemoveChild(device);
+        _devices.Remove(device);
         device.Dispose();
         Events.Emit("DEVICE_DELETED", new DeviceDeletedEvent(name, path), MachineQmpJsonContext.Default.DeviceDeletedEvent);
     }
@@ -760,6 +799,7 @@ public sealed class VirtualMachine : IDisposable
         {
             Tree.PeripheralAnon.AddChild($"device[{_anonymousDevices++}]", device);
         }
+        _devices.Add(device);
         return device;
     }
 
