@@ -549,6 +549,19 @@ public sealed class PcBoard : IIoBus, IDisposable
         return text.ToString();
     }
 
+    /// <summary>
+    /// The output GPIO lines of a board part, in QEMU's order for its model (what qtest's <c>irq_intercept_out</c>
+    /// numbers): the RTC's and PIT's interrupt, the 8042's keyboard and mouse interrupts, the master PIC's INTR.
+    /// </summary>
+    public IReadOnlyList<IrqLine> GpioOutputs(object model) => model switch
+    {
+        Mc146818Rtc => [Interrupts.Isa(RtcIrq)],
+        I8254Pit => [Interrupts.Isa(PitIrq)],
+        I8042 => [Interrupts.Isa(KeyboardIrq), Interrupts.Isa(MouseIrq)],
+        I8259Pic => [_cpuInterrupt],
+        _ => [],
+    };
+
     /// <summary>HMP <c>info mtree</c>: the I/O and memory maps.</summary>
     public string DescribeMemoryTree()
     {

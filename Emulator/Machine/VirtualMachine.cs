@@ -434,7 +434,7 @@ public sealed class VirtualMachine : IDisposable
         {
             throw new StartupException("-serial", e.Message);
         }
-        AddCpuObjects();
+        AddBoardObjects(_board);
         _board.ResetRequested += () => MainLoop.Post(() => Reset(guest: true, "guest-reset"));
         _board.ExitRequested += status => MainLoop.Post(() =>
         {
@@ -482,26 +482,52 @@ public sealed class VirtualMachine : IDisposable
                 "none" => null,
                 string path => OpenQtestLog(path),
             };
-            var server = new QtestServer(chardev, _board, _qtestClock, _qtestLog);
+            var server = new QtestServer(chardev, _board, Tree, _qtestClock, _qtestLog);
             At($"-qtest chardev:{qtestId}", () => chardev.Attach(server, MainLoop));
         }
     }
 
     /// <summary>
-    /// The vCPUs as QOM objects where QEMU's pc puts them: <c>/machine/unattached/device[0]</c> for CPU 0, then
-    /// <c>device[N+1]</c> for CPU N (QEMU creates the boot CPU's kvmvapic in between).
+    /// The board's parts as QOM objects where QEMU's pc puts them, so QOM paths, <c>device_del</c> refusals and
+    /// qtest's interception name them as in QEMU: CPU 0 at <c>/machine/unattached/device[0]</c>, CPU N at
+    /// <c>device[N+1]</c> (QEMU creates the boot CPU's kvmvapic in between), then the chipset parts in QEMU's
+    /// creation order, skipping the indices of the parts Colo does not model (DMA controllers, HPET, speaker,
+    /// floppy, vmport, vmmouse) so the ones it has keep QEMU's numbers; the host bridge and fw_cfg under /machine.
     /// </summary>
-    private void AddCpuObjects()
+    private void AddBoardObjects(PcBoard board)
     {
         var unattached = new QomContainer();
         Tree.Machine.AddChild("unattached", unattached);
-        ObjectTypeInfo cpuType = Types.Find(ObjectCategory.Device, MachineTypes.DefaultCpuType)!;
         for (int i = 0; i < _config.Cpus; i++)
         {
-            var cpu = new DeviceObject(cpuType, new PropertyValues(cpuType));
-            unattached.AddChild($"device[{(i == 0 ? 0 : i + 1)}]", cpu);
-            _cpuObjects.Add(cpu);
+            _cpuObjects.Add(AddBoardObject(unattached, $"device[{(i == 0 ? 0 : i + 1)}]", MachineTypes.DefaultCpuType, null));
         }
+        int next = _config.Cpus + 1;
+        int serials = board.Serials.Count;
+        AddBoardObject(unattached, $"device[{next}]", "i440FX", board.Host);
+        AddBoardObject(unattached, $"device[{next + 1}]", "PIIX3", board.Isa);
+        AddBoardObject(unattached, $"device[{next + 4}]", "isa-i8259", board.Pic);
+        AddBoardObject(unattached, $"device[{next + 5}]", "isa-i8259", null);
+        AddBoardObject(unattached, $"device[{next + 7}]", "mc146818rtc", board.Rtc);
+        AddBoardObject(unattached, $"device[{next + 8}]", "isa-pit", board.Pit);
+        for (int i = 0; i < serials; i++)
+        {
+            AddBoardObject(unattached, $"device[{next + 10 + i}]", "isa-serial", board.Serials[i]);
+        }
+        AddBoardObject(unattached, $"device[{next + 11 + serials}]", "i8042", board.Keyboard);
+        AddBoardObject(unattached, $"device[{next + 14 + serials}]", "port92", board.Port92);
+        AddBoardObject(unattached, $"device[{next + 15 + serials}]", "piix3-ide", board.Ide);
+        DeviceObject host = AddBoardObject(Tree.Machine, "i440fx", "i440FX-pcihost", null);
+        AddBoardObject(host, "ioapic", "ioapic", board.IoApic);
+        AddBoardObject(Tree.Machine, "fw_cfg", "fw_cfg_io", board.FwCfg);
+    }
+
+    private DeviceObject AddBoardObject(QomObject parent, string name, string type, object? model)
+    {
+        ObjectTypeInfo info = Types.Find(ObjectCategory.Device, type)!;
+        var device = new DeviceObject(info, new PropertyValues(info)) { Model = model };
+        parent.AddChild(name, device);
+        return device;
     }
 
     /// <summary>
@@ -728,6 +754,10 @@ public sealed class VirtualMachine : IDisposable
         {
             throw new QmpException($"Bus of device '{id}' does not support hotplugging");
         }
+        if (!_devices.Contains(device))
+        {
+            throw new QmpException(BoardPartUnplugRefusal(device));
+        }
         try
         {
             lock (_board.Lock)
@@ -745,6 +775,27 @@ public sealed class VirtualMachine : IDisposable
         _devices.Remove(device);
         device.Dispose();
         Events.Emit("DEVICE_DELETED", new DeviceDeletedEvent(name, path), MachineQmpJsonContext.Default.DeviceDeletedEvent);
+    }
+
+    /// <summary>
+    /// Why a part the board built cannot be unplugged, in QEMU's words: qdev checks the parent bus first (ISA and
+    /// the system bus have no hot-plug), then the device (the chipset's PCI functions are not hot-pluggable).
+    /// </summary>
+    private string BoardPartUnplugRefusal(DeviceObject device)
+    {
+        if (Types.Implements(device.Type, "cpu"))
+        {
+            return _cpuObjects.IndexOf(device) == 0 ? "Boot CPU is unpluggable" : "CPU hot-unplug is not implemented yet in Colo";
+        }
+        if (Types.Implements(device.Type, "isa-device"))
+        {
+            return "Bus 'isa.0' does not support hotplugging";
+        }
+        if (Types.Implements(device.Type, "pci-device"))
+        {
+            return $"Device '{device.TypeName}' does not support hotplugging";
+        }
+        return "Bus 'main-system-bus' does not support hotplugging";
     }
 
     private QomObject? TryResolve(string path)

@@ -178,6 +178,51 @@ public sealed class MonitorSurfaceTests
     }
 
     [Test]
+    public async Task BoardParts_HaveQemuQomPathsAndRefuseUnplugWithQemuTexts()
+    {
+        (QtestClient q, QmpClient qmp) = await StartAsync("-nodefaults");
+        using (q)
+        {
+            string[] expected = ["i440FX", "PIIX3", "mc146818rtc", "isa-pit", "i8042", "port92", "piix3-ide"];
+            int[] indices = [2, 3, 9, 10, 13, 16, 17];
+            for (int i = 0; i < expected.Length; i++)
+            {
+                Assert.That(await qmp.ExecuteAsync($"{{\"execute\":\"qom-get\",\"arguments\":{{\"path\":\"/machine/unattached/device[{indices[i]}]\",\"property\":\"type\"}}}}"),
+                    Is.EqualTo($"{{\"return\": \"{expected[i]}\"}}"), expected[i]);
+            }
+            Assert.That(await qmp.ExecuteAsync("{\"execute\":\"device_del\",\"arguments\":{\"id\":\"/machine/unattached/device[17]\"}}"),
+                Is.EqualTo("{\"error\": {\"class\": \"GenericError\", \"desc\": \"Device 'piix3-ide' does not support hotplugging\"}}"));
+            Assert.That(await qmp.ExecuteAsync("{\"execute\":\"device_del\",\"arguments\":{\"id\":\"/machine/unattached/device[9]\"}}"),
+                Is.EqualTo("{\"error\": {\"class\": \"GenericError\", \"desc\": \"Bus 'isa.0' does not support hotplugging\"}}"));
+            Assert.That(await qmp.ExecuteAsync("{\"execute\":\"device_del\",\"arguments\":{\"id\":\"/machine/i440fx\"}}"),
+                Is.EqualTo("{\"error\": {\"class\": \"GenericError\", \"desc\": \"Bus 'main-system-bus' does not support hotplugging\"}}"));
+        }
+    }
+
+    [Test]
+    public async Task IrqInterceptOut_ReportsTheRtcOutputAndStillDeliversIt()
+    {
+        using QtestClient q = await QtestClient.StartAsync("-nodefaults");
+        Assert.That(await q.CommandAsync("irq_intercept_out /machine/unattached/device[404]"), Is.EqualTo("FAIL Unknown device"));
+        Assert.That(await q.CommandAsync("irq_intercept_out /machine/unattached/device[9]"), Is.EqualTo("OK"));
+        Assert.That(await q.CommandAsync("irq_intercept_out /machine/unattached/device[9]"), Is.EqualTo("OK"), "again on the same device");
+        Assert.That(await q.CommandAsync("irq_intercept_in ioapic"), Is.EqualTo("FAIL IRQ intercept already enabled"));
+        // Periodic interrupt at 1024 Hz: register A rate 6, register B PIE.
+        await q.OutAsync('b', 0x70, 0x0A);
+        await q.OutAsync('b', 0x71, 0x26);
+        await q.OutAsync('b', 0x70, 0x0B);
+        await q.OutAsync('b', 0x71, 0x42);
+        await q.ClockStepAsync(2_000_000);
+        Assert.That(q.GetIrq(0), Is.True, "the RTC's output (its GPIO 0) raised");
+        await q.OutAsync('b', 0x20, 0x0A); // OCW3: read IRR of the master PIC
+        Assert.That(await q.InAsync('b', 0x20) & 0x04, Is.EqualTo(0x04u), "still delivered: cascade IRQ 2 pending for IRQ 8");
+        await q.OutAsync('b', 0x70, 0x0C);
+        await q.InAsync('b', 0x71);
+        await q.OkAsync("endianness");
+        Assert.That(q.GetIrq(0), Is.False, "reading register C lowers it");
+    }
+
+    [Test]
     public async Task Sigterm_EndsTheQtestMachineWithStatusZero()
     {
         QtestClient q = await QtestClient.StartAsync("-nodefaults");
