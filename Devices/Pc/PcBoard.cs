@@ -382,6 +382,29 @@ public sealed class PcBoard : IIoBus, IDisposable
                 device.Model = model;
                 break;
             }
+            case "pc-testdev":
+            {
+                var model = new PcTestdev(irq => irq < PcInterruptRouter.IsaIrqs ? Interrupts.Isa(irq) : null);
+                Ports.Map(PcTestdev.IoportBase, model.Ioport);
+                Ports.Map(PcTestdev.FlushPort, model.Flush);
+                Ports.Map(PcTestdev.IoportByteBase, model.IoportByte);
+                Ports.Map(PcTestdev.IrqLineBase, model.IrqLines);
+                Mmio.Map(PcTestdev.IomemBase, model.Iomem);
+                device.Model = model;
+                break;
+            }
+            case "pci-testdev":
+            {
+                ulong membar = device.Values.GetUInt("membar");
+                if (membar != 0 && (!ulong.IsPow2(membar) || membar < 16))
+                {
+                    throw new InvalidOperationException($"pci-testdev: membar size 0x{membar:x} is not a power of two of at least 16 bytes");
+                }
+                var model = new PciTestdev(membar);
+                PciBus.Plug(model, PciAddress(device));
+                device.Model = model;
+                break;
+            }
             case "piix3-usb-uhci":
             {
                 var model = new Piix3Uhci(Clock);
@@ -428,9 +451,11 @@ public sealed class PcBoard : IIoBus, IDisposable
                 }
                 return;
             case PciDevice:
+                // QEMU's pc ejects PCI functions through ACPI with the guest's help; Colo's board has no
+                // hot-plug controller yet, which is QEMU's text when root-bus hot-plug is off.
                 throw new InvalidOperationException("Bus 'pci.0' does not support hotplugging");
             default:
-                throw new InvalidOperationException($"Bus of device '{device.TypeName}' does not support hotplugging");
+                throw new InvalidOperationException("Bus 'isa.0' does not support hotplugging");
         }
     }
 
@@ -442,7 +467,7 @@ public sealed class PcBoard : IIoBus, IDisposable
         {
             throw new InvalidOperationException($"Bus '{bus}' not found");
         }
-        if (device.Values.GetString("addr") is not string addr)
+        if (device.Values.GetString("addr") is not string addr || addr == "-1")
         {
             int slot = PciBus.FreeSlot();
             return slot >= 0 ? slot << 3 : throw new InvalidOperationException($"PCI: no slot/function available for {device.TypeName}, all in use or reserved");
@@ -486,15 +511,20 @@ public sealed class PcBoard : IIoBus, IDisposable
         return free >= 0 ? (controller, free) : throw new InvalidOperationException("no free USB port on usb-bus.0 (Colo has no usb-hub to add more)");
     }
 
-    /// <summary>HMP <c>info pci</c> in QEMU's layout.</summary>
-    public string DescribePci()
+    /// <summary>
+    /// HMP <c>info pci</c> in QEMU's layout (including its quirk of printing unnamed classes in decimal);
+    /// <paramref name="idOf"/> gives a function's <c>-device</c> id.
+    /// </summary>
+    public string DescribePci(Func<PciDevice, string?>? idOf = null)
     {
         var text = new StringBuilder();
         foreach (PciDevice d in PciBus.Devices)
         {
             text.Append($"  Bus  0, device {d.DevFn >> 3,3}, function {d.DevFn & 7}:\n");
             uint cls = d.ConfigRead(PciDevice.ClassDevice, 2);
-            text.Append($"    {ClassName(cls)}: PCI device {d.ReadConfigWord(PciDevice.VendorId):x4}:{d.ReadConfigWord(PciDevice.DeviceId):x4}\n");
+            string name = ClassName(cls) ?? $"Class {cls:D4}";
+            text.Append($"    {name}: PCI device {d.ReadConfigWord(PciDevice.VendorId):x4}:{d.ReadConfigWord(PciDevice.DeviceId):x4}\n");
+            text.Append($"      PCI subsystem {d.ReadConfigWord(PciDevice.SubsystemVendorId):x4}:{d.ReadConfigWord(PciDevice.SubsystemId):x4}\n");
             byte pin = d.Config[PciDevice.InterruptPin];
             if (pin != 0)
             {
@@ -506,15 +536,31 @@ public sealed class PcBoard : IIoBus, IDisposable
                 {
                     continue;
                 }
-                ulong? at = d.BarAddress(bar);
-                string range = at is ulong a ? $"0x{a:x} [0x{a + bar.Region.Size - 1:x}]" : $"0x{ulong.MaxValue:x} [0x{bar.Region.Size - 2:x}]";
-                string kind = bar.Kind == PciBarKind.Io ? "I/O at" : bar.Kind == PciBarKind.Memory64 ? "64 bit memory at" : "32 bit memory at";
-                text.Append($"      BAR{bar.Index}: {kind} {range}.\n");
+                // Unmapped BARs show address all-ones and, wrapping, size - 2 as the end, as QEMU prints them.
+                ulong a = d.BarAddress(bar) ?? ulong.MaxValue;
+                ulong end = unchecked(a + bar.Region.Size - 1);
+                string line = bar.Kind == PciBarKind.Io
+                    ? $"I/O at 0x{a:x4} [0x{end:x4}]"
+                    : $"{(bar.Kind == PciBarKind.Memory64 ? 64 : 32)} bit{(bar.Prefetchable ? " prefetchable" : "")} memory at 0x{a:x8} [0x{end:x8}]";
+                text.Append($"      BAR{bar.Index}: {line}.\n");
             }
-            text.Append("      id \"\"\n");
+            text.Append($"      id \"{idOf?.Invoke(d) ?? ""}\"\n");
         }
         return text.ToString();
     }
+
+    /// <summary>
+    /// The output GPIO lines of a board part, in QEMU's order for its model (what qtest's <c>irq_intercept_out</c>
+    /// numbers): the RTC's and PIT's interrupt, the 8042's keyboard and mouse interrupts, the master PIC's INTR.
+    /// </summary>
+    public IReadOnlyList<IrqLine> GpioOutputs(object model) => model switch
+    {
+        Mc146818Rtc => [Interrupts.Isa(RtcIrq)],
+        I8254Pit => [Interrupts.Isa(PitIrq)],
+        I8042 => [Interrupts.Isa(KeyboardIrq), Interrupts.Isa(MouseIrq)],
+        I8259Pic => [_cpuInterrupt],
+        _ => [],
+    };
 
     /// <summary>HMP <c>info mtree</c>: the I/O and memory maps.</summary>
     public string DescribeMemoryTree()
@@ -613,7 +659,8 @@ public sealed class PcBoard : IIoBus, IDisposable
         public void SetReceiveSpaceHandler(Action? handler) => inner.SetReceiveSpaceHandler(handler);
     }
 
-    private static string ClassName(uint cls) => cls switch
+    /// <summary>The names QEMU gives PCI class codes (class and subclass), or null for "Class NNNN".</summary>
+    public static string? ClassName(uint cls) => cls switch
     {
         0x0600 => "Host bridge",
         0x0601 => "ISA bridge",
@@ -622,7 +669,7 @@ public sealed class PcBoard : IIoBus, IDisposable
         0x0680 => "Bridge",
         0x0200 => "Ethernet controller",
         0x0300 => "VGA controller",
-        _ => $"Class {cls:x4}",
+        _ => null,
     };
 
     private static void Store(ulong v, Span<byte> data)

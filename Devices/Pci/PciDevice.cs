@@ -85,6 +85,9 @@ public abstract class PciDevice
         _config[ClassDevice] = (byte)(classCode >> 8);
         _config[ClassDevice + 1] = (byte)(classCode >> 16);
         _config[InterruptPin] = interruptPin;
+        // QEMU gives every type-0 function Red Hat/Qumranet's subsystem ids unless the model overrides them.
+        SetWord(SubsystemVendorId, 0x1AF4);
+        SetWord(SubsystemId, 0x1100);
         // Writable by every driver: command (I/O, memory, master, SERR, INTx disable), cache line, latency, line.
         SetWordMask(Command, CommandIo | CommandMemory | CommandMaster | CommandSerr | CommandIntxDisable);
         _writeMask[CacheLineSize] = 0xFF;

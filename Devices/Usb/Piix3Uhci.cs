@@ -148,9 +148,6 @@ public sealed partial class Piix3Uhci : PciDevice, IUsbHost
         _frameTimer = new ClockTimer(clock, OnFrameTimer);
         Region = new IoRegion("uhci", RegionSize, ReadRegion, WriteRegion, 1, 4);
         DeclareBar(4, PciBarKind.Io, Region);
-        // QEMU's subsystem IDs for its PCI devices.
-        SetWord(SubsystemVendorId, 0x1AF4);
-        SetWord(SubsystemId, 0x1100);
         // Serial bus release number: USB 1.0 (PIIX3 datasheet SBRN). QEMU leaves the byte writable.
         SetByte(Sbrn, 0x10);
         SetByteMask(Sbrn, 0xFF);

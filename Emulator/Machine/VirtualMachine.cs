@@ -46,6 +46,8 @@ public sealed class VirtualMachine : IDisposable
     private TimerThread? _timers;
     private VcpuRunner? _cpu;
     private readonly List<VcpuRunner> _aps = [];
+    private readonly List<DeviceObject> _cpuObjects = [];
+    private readonly List<DeviceObject> _devices = [];
     private TextWriter? _qtestLog;
     private int _anonymousDevices;
     private bool _autostart;
@@ -95,6 +97,12 @@ public sealed class VirtualMachine : IDisposable
 
     /// <summary>The pc board, once built (null for <c>-M none</c>).</summary>
     public PcBoard? Board => _board;
+
+    /// <summary>The machine type in use, once <see cref="Build"/> has checked it.</summary>
+    public MachineTypeInfo? MachineType { get; private set; }
+
+    /// <summary>The plugged <c>-device</c>/<c>device_add</c> instances, oldest first.</summary>
+    public IReadOnlyList<DeviceObject> UserDevices => _devices;
 
     /// <summary>The configured accelerator that is in use.</summary>
     public string Accelerator { get; private set; } = "tcg";
@@ -330,14 +338,11 @@ public sealed class VirtualMachine : IDisposable
 
     private void CheckMachineAndAccelerator()
     {
-        switch (_config.MachineType)
+        MachineType = MachineTypes.Find(_config.MachineType)
+            ?? throw new StartupException(null, "unsupported machine type\nUse -machine help to list supported machines");
+        if (_config.MaxCpus > MachineType.CpuMax)
         {
-            case "none":
-                break;
-            case "pc" or "pc-i440fx-7.2":
-                break;
-            default:
-                throw new StartupException(null, "unsupported machine type\nUse -machine help to list supported machines");
+            throw new StartupException(null, $"Invalid SMP CPUs {_config.MaxCpus}. The max CPUs supported by machine '{MachineType.Name}' is {MachineType.CpuMax}");
         }
 
         string[] accels = _config.Accelerators.Count == 0 ? ["tcg"] : [.. _config.Accelerators];
@@ -429,6 +434,7 @@ public sealed class VirtualMachine : IDisposable
         {
             throw new StartupException("-serial", e.Message);
         }
+        AddBoardObjects(_board);
         _board.ResetRequested += () => MainLoop.Post(OnGuestReset);
         _board.ExitRequested += status => MainLoop.Post(() =>
         {
@@ -476,9 +482,67 @@ public sealed class VirtualMachine : IDisposable
                 "none" => null,
                 string path => OpenQtestLog(path),
             };
-            var server = new QtestServer(chardev, _board, _qtestClock, _qtestLog);
+            var server = new QtestServer(chardev, _board, Tree, _qtestClock, _qtestLog);
             At($"-qtest chardev:{qtestId}", () => chardev.Attach(server, MainLoop));
         }
+    }
+
+    /// <summary>
+    /// The board's parts as QOM objects where QEMU's pc puts them, so QOM paths, <c>device_del</c> refusals and
+    /// qtest's interception name them as in QEMU: CPU 0 at <c>/machine/unattached/device[0]</c>, CPU N at
+    /// <c>device[N+1]</c> (QEMU creates the boot CPU's kvmvapic in between), then the chipset parts in QEMU's
+    /// creation order, skipping the indices of the parts Colo does not model (DMA controllers, HPET, speaker,
+    /// floppy, vmport, vmmouse) so the ones it has keep QEMU's numbers; the host bridge and fw_cfg under /machine.
+    /// </summary>
+    private void AddBoardObjects(PcBoard board)
+    {
+        var unattached = new QomContainer();
+        Tree.Machine.AddChild("unattached", unattached);
+        for (int i = 0; i < _config.Cpus; i++)
+        {
+            _cpuObjects.Add(AddBoardObject(unattached, $"device[{(i == 0 ? 0 : i + 1)}]", MachineTypes.DefaultCpuType, null));
+        }
+        int next = _config.Cpus + 1;
+        int serials = board.Serials.Count;
+        AddBoardObject(unattached, $"device[{next}]", "i440FX", board.Host);
+        AddBoardObject(unattached, $"device[{next + 1}]", "PIIX3", board.Isa);
+        AddBoardObject(unattached, $"device[{next + 4}]", "isa-i8259", board.Pic);
+        AddBoardObject(unattached, $"device[{next + 5}]", "isa-i8259", null);
+        AddBoardObject(unattached, $"device[{next + 7}]", "mc146818rtc", board.Rtc);
+        AddBoardObject(unattached, $"device[{next + 8}]", "isa-pit", board.Pit);
+        for (int i = 0; i < serials; i++)
+        {
+            AddBoardObject(unattached, $"device[{next + 10 + i}]", "isa-serial", board.Serials[i]);
+        }
+        AddBoardObject(unattached, $"device[{next + 11 + serials}]", "i8042", board.Keyboard);
+        AddBoardObject(unattached, $"device[{next + 14 + serials}]", "port92", board.Port92);
+        AddBoardObject(unattached, $"device[{next + 15 + serials}]", "piix3-ide", board.Ide);
+        DeviceObject host = AddBoardObject(Tree.Machine, "i440fx", "i440FX-pcihost", null);
+        AddBoardObject(host, "ioapic", "ioapic", board.IoApic);
+        AddBoardObject(Tree.Machine, "fw_cfg", "fw_cfg_io", board.FwCfg);
+    }
+
+    private DeviceObject AddBoardObject(QomObject parent, string name, string type, object? model)
+    {
+        ObjectTypeInfo info = Types.Find(ObjectCategory.Device, type)!;
+        var device = new DeviceObject(info, new PropertyValues(info)) { Model = model };
+        parent.AddChild(name, device);
+        return device;
+    }
+
+    /// <summary>
+    /// The vCPUs for query-cpus-fast and <c>info cpus</c>: index, QOM path and host thread. Under qtest no vCPU
+    /// thread exists (QEMU's are dummies that never run guest code), so the main loop's thread stands in.
+    /// </summary>
+    internal IReadOnlyList<(int Index, string QomPath, int ThreadId)> DescribeCpus()
+    {
+        var list = new List<(int, string, int)>();
+        for (int i = 0; i < _cpuObjects.Count; i++)
+        {
+            VcpuRunner? runner = i == 0 ? _cpu : i - 1 < _aps.Count ? _aps[i - 1] : null;
+            list.Add((i, _cpuObjects[i].CanonicalPath, runner?.ThreadId ?? NativeThread.CurrentId()));
+        }
+        return list;
     }
 
     /// <summary>The <c>-kernel</c>/<c>-initrd</c>/<c>-append</c> files, read up front so errors come at startup.</summary>
@@ -696,6 +760,10 @@ public sealed class VirtualMachine : IDisposable
         {
             throw new QmpException($"Bus of device '{id}' does not support hotplugging");
         }
+        if (!_devices.Contains(device))
+        {
+            throw new QmpException(BoardPartUnplugRefusal(device));
+        }
         try
         {
             lock (_board.Lock)
@@ -710,8 +778,30 @@ public sealed class VirtualMachine : IDisposable
         string path = device.CanonicalPath;
         string? name = device.Parent == Tree.Peripheral ? device.Name : null;
         device.Parent!.RemoveChild(device);
+        _devices.Remove(device);
         device.Dispose();
         Events.Emit("DEVICE_DELETED", new DeviceDeletedEvent(name, path), MachineQmpJsonContext.Default.DeviceDeletedEvent);
+    }
+
+    /// <summary>
+    /// Why a part the board built cannot be unplugged, in QEMU's words: qdev checks the parent bus first (ISA and
+    /// the system bus have no hot-plug), then the device (the chipset's PCI functions are not hot-pluggable).
+    /// </summary>
+    private string BoardPartUnplugRefusal(DeviceObject device)
+    {
+        if (Types.Implements(device.Type, "cpu"))
+        {
+            return _cpuObjects.IndexOf(device) == 0 ? "Boot CPU is unpluggable" : "CPU hot-unplug is not implemented yet in Colo";
+        }
+        if (Types.Implements(device.Type, "isa-device"))
+        {
+            return "Bus 'isa.0' does not support hotplugging";
+        }
+        if (Types.Implements(device.Type, "pci-device"))
+        {
+            return $"Device '{device.TypeName}' does not support hotplugging";
+        }
+        return "Bus 'main-system-bus' does not support hotplugging";
     }
 
     private QomObject? TryResolve(string path)
@@ -766,6 +856,7 @@ public sealed class VirtualMachine : IDisposable
         {
             Tree.PeripheralAnon.AddChild($"device[{_anonymousDevices++}]", device);
         }
+        _devices.Add(device);
         return device;
     }
 

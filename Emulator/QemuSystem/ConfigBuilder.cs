@@ -259,9 +259,5 @@ internal sealed class ConfigBuilder
         Config.Display = type;
     }
 
-    public const string MachineHelp =
-        "Supported machines are:\n" +
-        "pc                   Standard PC (i440FX + PIIX, 1996) (alias of pc-i440fx-7.2)\n" +
-        "pc-i440fx-7.2        Standard PC (i440FX + PIIX, 1996) (default)\n" +
-        "none                 empty machine\n";
+    public static string MachineHelp => Colo.Machine.MachineTypes.Help();
 }

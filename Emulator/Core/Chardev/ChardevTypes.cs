@@ -22,7 +22,7 @@ public static class ChardevTypes
     /// <summary>Options that exist in the schema but whose behaviour Colo lacks, per backend.</summary>
     private static readonly Dictionary<string, string[]> Unimplemented = new(StringComparer.Ordinal)
     {
-        ["socket"] = ["mux", "telnet", "tn3270", "websocket", "tls-creds", "tls-authz", "fd"],
+        ["socket"] = ["mux", "telnet", "tn3270", "websocket", "tls-creds", "tls-authz"],
         ["stdio"] = ["mux"],
         ["file"] = ["mux"],
         ["null"] = ["mux"],

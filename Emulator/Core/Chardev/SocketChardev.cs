@@ -46,6 +46,7 @@ public sealed class SocketChardev : Chardev, IChardevInfo
     private string _port = "";
     private string _path = "";
     private bool _createdSocketFile;
+    private int? _fd;
     private ChardevLog? _log;
     private volatile bool _disposed;
 
@@ -104,7 +105,7 @@ public sealed class SocketChardev : Chardev, IChardevInfo
         _log = ChardevLog.Open(Values);
         if (_server)
         {
-            _listener = _unix ? ListenUnix() : ListenTcp();
+            _listener = _fd is int fd ? AdoptListener(fd) : _unix ? ListenUnix() : ListenTcp();
             SetFilename(connected: null);
             Socket? first = null;
             if (Values.GetBool("wait"))
@@ -128,7 +129,7 @@ public sealed class SocketChardev : Chardev, IChardevInfo
             Socket? connection = null;
             try
             {
-                connection = ConnectAsync(CancellationToken.None).GetAwaiter().GetResult();
+                connection = _fd is int fd ? Adopt(fd) : ConnectAsync(CancellationToken.None).GetAwaiter().GetResult();
             }
             catch (QmpException e) when (_reconnect > 0)
             {
@@ -219,7 +220,16 @@ public sealed class SocketChardev : Chardev, IChardevInfo
         _abstract = v.GetBool("abstract");
         string? path = v.GetString("path");
         string? host = v.GetString("host");
-        if (path is not null)
+        string? fd = v.GetString("fd");
+        if (fd is not null)
+        {
+            if (path is not null || host is not null)
+            {
+                throw new QmpException("None or one of 'path', 'fd' or 'host' option required.");
+            }
+            _fd = int.TryParse(fd, NumberStyles.None, CultureInfo.InvariantCulture, out int n) ? n : throw new QmpException($"Unable to parse FD number {fd}");
+        }
+        else if (path is not null)
         {
             _unix = true;
             _path = path;
@@ -260,6 +270,55 @@ public sealed class SocketChardev : Chardev, IChardevInfo
                 throw new QmpException("Parameter 'reconnect' expects an uint64 value");
             }
         }
+    }
+
+    /// <summary>
+    /// Takes over an inherited socket (<c>fd=N</c>, as libvirt and test harnesses pass them): its family decides
+    /// unix or TCP, and its address what query-chardev shows.
+    /// </summary>
+    private Socket Adopt(int fd)
+    {
+        var handle = new SafeSocketHandle(fd, ownsHandle: true);
+        Socket socket;
+        try
+        {
+            socket = new Socket(handle);
+            // The constructor accepts any descriptor; SO_TYPE fails with ENOTSOCK on a file or pipe.
+            _ = socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.Type);
+        }
+        catch (SocketException e)
+        {
+            // Not ours to close: the number names no socket (or nothing at all).
+            handle.SetHandleAsInvalid();
+            throw new QmpException($"File descriptor '{fd}' is not a socket", e);
+        }
+        _unix = socket.AddressFamily == AddressFamily.Unix;
+        if (_unix)
+        {
+            _path = (socket.LocalEndPoint as UnixDomainSocketEndPoint)?.ToString() ?? "";
+        }
+        else if (socket.LocalEndPoint is IPEndPoint local)
+        {
+            _host = Numeric(local.Address);
+            _port = local.Port.ToString(CultureInfo.InvariantCulture);
+        }
+        return socket;
+    }
+
+    /// <summary>An inherited socket in server mode: QEMU listens on it (harmless if it already listens).</summary>
+    private Socket AdoptListener(int fd)
+    {
+        Socket socket = Adopt(fd);
+        try
+        {
+            socket.Listen(4);
+        }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new QmpException($"Failed to listen on fd socket: {e.Message}", e);
+        }
+        return socket;
     }
 
     private Socket ListenTcp()

@@ -17,6 +17,9 @@ public sealed class IrqLine
         _sink = sink;
     }
 
+    /// <summary>The connected sink (null: unconnected); qtest's output interception wraps it.</summary>
+    public Action<bool>? Sink => _sink;
+
     /// <summary>The level the driving device last set.</summary>
     public bool Level { get; private set; }
 

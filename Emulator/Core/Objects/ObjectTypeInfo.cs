@@ -48,6 +48,18 @@ public sealed class ObjectTypeInfo
 
     public string? Bus { get; init; }
 
+    /// <summary>The QOM parent type (e.g. <c>pci-device</c>), for <c>qom-list-types</c>; null at the root.</summary>
+    public string? Parent { get; init; }
+
+    /// <summary>An abstract QOM type (<c>device</c>, <c>pci-device</c>): listed, never created.</summary>
+    public bool Abstract { get; init; }
+
+    /// <summary>
+    /// False for parts the board builds itself (QEMU's <c>user_creatable = false</c>, e.g. <c>i440FX</c>): described
+    /// by <c>qom-list-types</c> and <c>device-list-properties</c>, but not offered by <c>-device help</c>.
+    /// </summary>
+    public bool UserCreatable { get; init; } = true;
+
     /// <summary>What is missing, e.g. "the rtl8139 NIC model"; shown when creation is refused.</summary>
     public string? NotImplemented { get; init; }
 

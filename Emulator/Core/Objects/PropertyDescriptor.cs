@@ -41,6 +41,12 @@ public sealed record PropertyDescriptor(
     /// <summary>Largest accepted value of an unsigned property (uint8/16/32 in QEMU).</summary>
     public ulong Max { get; init; } = ulong.MaxValue;
 
+    /// <summary>
+    /// Accepted but left out of help and property listings (qdev's own <c>bus</c> option, which QEMU consumes
+    /// before the device's properties).
+    /// </summary>
+    public bool Hidden { get; init; }
+
     /// <summary>The type as qom-list reports it.</summary>
     public string QomTypeName => TypeName ?? Kind switch
     {

@@ -27,15 +27,40 @@ public sealed class TypeRegistry
 
     public ObjectTypeInfo? Find(ObjectCategory category, string name) => _types.GetValueOrDefault((category, name));
 
-    /// <exception cref="QmpException">Unknown type, with the category's QEMU text.</exception>
-    public ObjectTypeInfo Get(ObjectCategory category, string name) =>
-        Find(category, name) ?? throw new QmpException(category switch
+    /// <summary>A creatable type by name.</summary>
+    /// <exception cref="QmpException">Unknown type with the category's QEMU text, or an abstract or board-only device type.</exception>
+    public ObjectTypeInfo Get(ObjectCategory category, string name)
+    {
+        ObjectTypeInfo type = Find(category, name) ?? throw new QmpException(category switch
         {
             ObjectCategory.Object => $"Parameter 'qom-type' does not accept value '{name}'",
             ObjectCategory.Device => $"'{name}' is not a valid device model name",
             ObjectCategory.Netdev => $"Parameter 'type' does not accept value '{name}'",
             _ => $"'{name}' is not a valid char driver name",
         });
+        if (type.Abstract)
+        {
+            throw new QmpException("Parameter 'driver' expects a non-abstract device type");
+        }
+        if (!type.UserCreatable)
+        {
+            throw new QmpException("Parameter 'driver' expects a pluggable device type");
+        }
+        return type;
+    }
+
+    /// <summary>Whether <paramref name="type"/> is <paramref name="ancestor"/> or derives from it (QOM's implements).</summary>
+    public bool Implements(ObjectTypeInfo type, string ancestor)
+    {
+        for (ObjectTypeInfo? t = type; t is not null; t = t.Parent is null ? null : Find(t.Category, t.Parent))
+        {
+            if (t.Name == ancestor)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
 
     /// <summary>Checks the type and every property value without creating anything; returns the type.</summary>
     public ObjectTypeInfo Validate(ObjectCategory category, string typeName, IEnumerable<KeyValuePair<string, string>> properties) =>
@@ -107,7 +132,7 @@ public sealed class TypeRegistry
         switch (category)
         {
             case ObjectCategory.Device:
-                foreach (IGrouping<string, ObjectTypeInfo> group in TypesOf(category).GroupBy(t => t.HelpGroup ?? "Uncategorized devices").OrderBy(g => g.Key, StringComparer.Ordinal))
+                foreach (IGrouping<string, ObjectTypeInfo> group in TypesOf(category).Where(t => !t.Abstract && t.UserCreatable).GroupBy(t => t.HelpGroup ?? "Uncategorized devices").OrderBy(g => g.Key, StringComparer.Ordinal))
                 {
                     sb.Append(group.Key).Append(":\n");
                     foreach (ObjectTypeInfo t in group)
@@ -151,26 +176,33 @@ public sealed class TypeRegistry
         return sb.ToString();
     }
 
-    /// <summary>The text of <c>-device NAME,help</c> / <c>-object NAME,help</c>.</summary>
+    /// <summary>
+    /// The text of <c>-device NAME,help</c> / <c>-object NAME,help</c> in QEMU's layout: <c>name=&lt;type&gt;</c>
+    /// padded to 24 columns, then <c>- description (default: value)</c> when there is either.
+    /// </summary>
     public static string PropertyHelp(ObjectTypeInfo type)
     {
         var sb = new StringBuilder();
-        sb.Append(type.Name).Append(type.Category == ObjectCategory.Device ? " options:\n" : " options:\n");
-        foreach (PropertyDescriptor p in type.Properties.OrderBy(p => p.Name, StringComparer.Ordinal))
+        PropertyDescriptor[] listed = [.. type.Properties.Where(p => !p.Hidden).OrderBy(p => p.Name, StringComparer.Ordinal)];
+        if (listed.Length == 0 && type.Category == ObjectCategory.Device)
+        {
+            return $"There are no options for {type.Name}.\n";
+        }
+        sb.Append(type.Name).Append(" options:\n");
+        foreach (PropertyDescriptor p in listed)
         {
             string left = $"  {p.Name}=<{p.QomTypeName}>";
-            sb.Append(left.PadRight(24)).Append(" - ");
-            if (p.Description is not null)
+            string? enumText = p.EnumValues is null ? null : $"({string.Join('/', p.EnumValues)})";
+            string description = string.Join(' ', new[] { p.Description, enumText }.Where(t => t is not null));
+            if (description.Length == 0 && p.Default is null)
             {
-                sb.Append(p.Description).Append(' ');
+                sb.Append(left).Append('\n');
+                continue;
             }
-            if (p.EnumValues is not null)
-            {
-                sb.Append('(').Append(string.Join('/', p.EnumValues)).Append(") ");
-            }
+            sb.Append(left.PadRight(24)).Append(" - ").Append(description);
             if (p.Default is not null)
             {
-                sb.Append("(default: ").Append(p.Default).Append(')');
+                sb.Append(" (default: ").Append(p.Default).Append(')');
             }
             sb.Append('\n');
         }

@@ -20,7 +20,9 @@ public static class MachineHmpCommands
         r.RegisterInfo("name", "", "show the current VM name", _ => vm.Name is null ? "" : vm.Name + "\n");
         r.RegisterInfo("iothreads", "", "show iothreads", _ => IoThreads(vm));
         r.RegisterInfo("chardev", "", "show the character devices", _ => Chardevs(vm));
-        r.RegisterInfo("pci", "", "show PCI info", _ => BoardText(vm, b => b.DescribePci()));
+        r.RegisterInfo("pci", "", "show PCI info", _ => BoardText(vm, b => b.DescribePci(f => vm.UserDevices.FirstOrDefault(d => d.Model == f) is { Parent.Name: "peripheral" } d ? d.Name : null)));
+        r.RegisterInfo("qtree", "", "show device tree", _ => Qtree(vm));
+        r.RegisterInfo("cpus", "", "show infos for each CPU", _ => Cpus(vm));
         r.RegisterInfo("mtree", "[-f][-d][-o][-D]", "show memory tree", _ => BoardText(vm, b => b.DescribeMemoryTree()));
         r.Register("device_add", "driver[,prop=value][,...]", "add device, like -device on the command line",
             args => Run(() => vm.AddDevice(KeyValParser.Parse(args.Trim(), "driver"))));
@@ -51,6 +53,30 @@ public static class MachineHmpCommands
         {
             return describe(board);
         }
+    }
+
+    /// <summary><c>info qtree</c>; <c>-M none</c> has only the empty system bus.</summary>
+    private static string Qtree(VirtualMachine vm)
+    {
+        if (vm.Board is not { } board)
+        {
+            return "bus: main-system-bus\n  type System\n";
+        }
+        lock (board.Lock)
+        {
+            return QtreeText.Describe(vm, board, vm.UserDevices);
+        }
+    }
+
+    /// <summary><c>info cpus</c>: the monitor's current CPU (always CPU 0 here) is starred.</summary>
+    private static string Cpus(VirtualMachine vm)
+    {
+        var sb = new StringBuilder();
+        foreach ((int index, string _, int threadId) in vm.DescribeCpus())
+        {
+            sb.Append(index == 0 ? "* " : "  ").Append($"CPU #{index}: thread_id={threadId}\n");
+        }
+        return sb.ToString();
     }
 
     /// <summary>QEMU's <c>info status</c>: "running", "paused", or "paused (STATE)" for the other stopped states.</summary>

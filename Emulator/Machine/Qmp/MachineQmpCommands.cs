@@ -27,6 +27,92 @@ public static class MachineQmpCommands
         r.Register("qom-get", j.QomGetArgs, j.JsonElement, a => QomGet(vm.Tree.Resolve(a.Path), a.Property));
         r.Register("qom-set", j.QomSetArgs, j.QmpEmpty, a => Done(() => vm.Tree.Resolve(a.Path).SetProperty(a.Property, a.Value)));
         r.Register("query-iothreads", j.QmpNoArgs, j.IoThreadInfoArray, _ => IoThreads(vm));
+        r.Register("query-machines", j.QmpNoArgs, j.MachineInfoArray, _ => Machines());
+        r.Register("query-cpus-fast", j.QmpNoArgs, j.CpuInfoFastArray, _ => CpusFast(vm));
+        r.Register("qom-list-types", j.QomListTypesArgs, j.QomTypeInfoArray, a => ListTypes(vm.Types, a));
+        r.Register("device-list-properties", j.DeviceListPropertiesArgs, j.ObjectPropertyInfoArray, a => DeviceProperties(vm.Types, a.TypeName));
+    }
+
+    private static MachineInfo[] Machines()
+    {
+        var list = new List<MachineInfo>();
+        foreach (MachineTypeInfo m in MachineTypes.All)
+        {
+            list.Add(new MachineInfo(m.Name, m.Alias, m.IsDefault ? true : null, m.CpuMax, m.HotpluggableCpus, NumaMemSupported: false,
+                Deprecated: false, m.DefaultCpuType, m.DefaultRamId));
+        }
+        return [.. list];
+    }
+
+    /// <summary>The pc machine's default topology puts every CPU in socket 0 as its own core (QEMU 7.2 prefers cores).</summary>
+    private static CpuInfoFast[] CpusFast(VirtualMachine vm)
+    {
+        var list = new List<CpuInfoFast>();
+        foreach ((int index, string path, int threadId) in vm.DescribeCpus())
+        {
+            list.Add(new CpuInfoFast(index, path, threadId, new CpuInstanceProperties(null, 0, null, null, index, 0), "x86_64"));
+        }
+        return [.. list];
+    }
+
+    /// <summary>
+    /// qom-list-types over the device registry: the types implementing <c>implements</c> (itself included), abstract
+    /// ones only when asked. Colo's QOM knows device types; its other objects are not QOM classes.
+    /// </summary>
+    private static QomTypeInfo[] ListTypes(TypeRegistry types, QomListTypesArgs args)
+    {
+        var list = new List<QomTypeInfo>();
+        foreach (ObjectTypeInfo t in types.TypesOf(ObjectCategory.Device))
+        {
+            if ((t.Abstract && args.Abstract != true) || (args.Implements is string i && !types.Implements(t, i)))
+            {
+                continue;
+            }
+            list.Add(new QomTypeInfo(t.Name, t.Abstract ? true : null, t.Parent));
+        }
+        return [.. list];
+    }
+
+    /// <summary>device-list-properties: a concrete device type's qdev properties with their defaults, QEMU's errors otherwise.</summary>
+    private static ObjectPropertyInfo[] DeviceProperties(TypeRegistry types, string typeName)
+    {
+        ObjectTypeInfo? type = types.Find(ObjectCategory.Device, typeName);
+        if (type is null)
+        {
+            bool other = types.Find(ObjectCategory.Object, typeName) is not null;
+            throw other
+                ? new QmpException("Parameter 'typename' expects a non-abstract device type")
+                : new QmpException($"Device '{typeName}' not found", QmpErrorClass.DeviceNotFound);
+        }
+        if (type.Abstract)
+        {
+            throw new QmpException("Parameter 'typename' expects a non-abstract device type");
+        }
+        var list = new List<ObjectPropertyInfo>();
+        foreach (PropertyDescriptor p in type.Properties)
+        {
+            if (!p.Hidden)
+            {
+                list.Add(new ObjectPropertyInfo(p.Name, p.QomTypeName, p.Description, DefaultValue(p)));
+            }
+        }
+        return [.. list];
+    }
+
+    /// <summary>A property's default as QEMU's JSON value: numbers for integer types, booleans, strings.</summary>
+    private static JsonElement? DefaultValue(PropertyDescriptor p)
+    {
+        if (p.Default is not string d)
+        {
+            return null;
+        }
+        bool numeric = p.Kind is PropertyKind.Int or PropertyKind.UInt or PropertyKind.Size
+            || (p.TypeName is string t && (t.StartsWith("int", StringComparison.Ordinal) || t.StartsWith("uint", StringComparison.Ordinal)));
+        string json = p.Kind == PropertyKind.Bool ? (d is "true" or "on" ? "true" : "false")
+            : numeric ? d
+            : JsonSerializer.Serialize(d, MachineQmpJsonContext.Default.String);
+        using JsonDocument doc = JsonDocument.Parse(json);
+        return doc.RootElement.Clone();
     }
 
     public static VersionInfo Version() =>

@@ -105,7 +105,59 @@ public sealed record QomSetArgs
 
 public sealed record ObjectPropertyInfo(
     [property: JsonPropertyName("name")] string Name,
-    [property: JsonPropertyName("type")] string Type);
+    [property: JsonPropertyName("type")] string Type,
+    [property: JsonPropertyName("description")] string? Description = null,
+    [property: JsonPropertyName("default-value")] JsonElement? DefaultValue = null);
+
+/// <summary>query-machines' MachineInfo (QAPI order).</summary>
+public sealed record MachineInfo(
+    [property: JsonPropertyName("name")] string Name,
+    [property: JsonPropertyName("alias")] string? Alias,
+    [property: JsonPropertyName("is-default")] bool? IsDefault,
+    [property: JsonPropertyName("cpu-max")] int CpuMax,
+    [property: JsonPropertyName("hotpluggable-cpus")] bool HotpluggableCpus,
+    [property: JsonPropertyName("numa-mem-supported")] bool NumaMemSupported,
+    [property: JsonPropertyName("deprecated")] bool Deprecated,
+    [property: JsonPropertyName("default-cpu-type")] string? DefaultCpuType,
+    [property: JsonPropertyName("default-ram-id")] string? DefaultRamId);
+
+/// <summary>CpuInstanceProperties: the topology ids a CPU was placed at (QAPI order).</summary>
+public sealed record CpuInstanceProperties(
+    [property: JsonPropertyName("node-id")] long? NodeId,
+    [property: JsonPropertyName("socket-id")] long? SocketId,
+    [property: JsonPropertyName("die-id")] long? DieId,
+    [property: JsonPropertyName("cluster-id")] long? ClusterId,
+    [property: JsonPropertyName("core-id")] long? CoreId,
+    [property: JsonPropertyName("thread-id")] long? ThreadId);
+
+/// <summary>query-cpus-fast's CpuInfoFast for x86 (QAPI order; the x86 target adds no members).</summary>
+public sealed record CpuInfoFast(
+    [property: JsonPropertyName("cpu-index")] int CpuIndex,
+    [property: JsonPropertyName("qom-path")] string QomPath,
+    [property: JsonPropertyName("thread-id")] int ThreadId,
+    [property: JsonPropertyName("props")] CpuInstanceProperties Props,
+    [property: JsonPropertyName("target")] string Target);
+
+public sealed record QomListTypesArgs
+{
+    [JsonPropertyName("implements")]
+    public string? Implements { get; init; }
+
+    [JsonPropertyName("abstract")]
+    public bool? Abstract { get; init; }
+}
+
+/// <summary>qom-list-types' ObjectTypeInfo: <c>abstract</c> appears only on abstract types, as QEMU sends it.</summary>
+public sealed record QomTypeInfo(
+    [property: JsonPropertyName("name")] string Name,
+    [property: JsonPropertyName("abstract")] bool? Abstract,
+    [property: JsonPropertyName("parent")] string? Parent);
+
+public sealed record DeviceListPropertiesArgs
+{
+    [JsonPropertyName("typename")]
+    public required string TypeName { get; init; }
+}
 
 public sealed record ShutdownEvent(
     [property: JsonPropertyName("guest")] bool Guest,
@@ -130,4 +182,9 @@ public sealed record ShutdownEvent(
 [JsonSerializable(typeof(ObjectPropertyInfo[]))]
 [JsonSerializable(typeof(JsonElement))]
 [JsonSerializable(typeof(ShutdownEvent))]
+[JsonSerializable(typeof(MachineInfo[]))]
+[JsonSerializable(typeof(CpuInfoFast[]))]
+[JsonSerializable(typeof(QomListTypesArgs))]
+[JsonSerializable(typeof(QomTypeInfo[]))]
+[JsonSerializable(typeof(DeviceListPropertiesArgs))]
 internal sealed partial class MachineQmpJsonContext : JsonSerializerContext;

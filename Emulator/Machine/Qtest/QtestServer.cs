@@ -2,6 +2,10 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Colo.Core.Chardev;
+using Colo.Core.Irq;
+using Colo.Core.Objects;
+using Colo.Devices;
+using Colo.Devices.Interrupt;
 using Colo.Core.Memory;
 using Colo.Core.Time;
 using Colo.Devices.Pc;
@@ -23,16 +27,19 @@ public sealed class QtestServer : ICharFrontend
     private readonly TextWriter? _log;
     private readonly Stopwatch _sinceStart = Stopwatch.StartNew();
     private readonly StringBuilder _line = new();
-    private bool _interceptIn;
+    private readonly ObjectTree _tree;
+    private QomObject? _interceptDevice;
 
     /// <param name="chardev">The transport (<c>-qtest</c>).</param>
     /// <param name="board">The machine's board.</param>
+    /// <param name="tree">The QOM tree the interception commands resolve device paths in.</param>
     /// <param name="clock">The virtual clock when the qtest accelerator owns it (clock_step/clock_set); null otherwise.</param>
     /// <param name="log">Where <c>-qtest-log</c> goes (null: none).</param>
-    public QtestServer(Chardev chardev, PcBoard board, ManualClock? clock, TextWriter? log)
+    public QtestServer(Chardev chardev, PcBoard board, ObjectTree tree, ManualClock? clock, TextWriter? log)
     {
         _chardev = chardev;
         _board = board;
+        _tree = tree;
         _clock = clock;
         _log = log;
     }
@@ -220,22 +227,7 @@ public sealed class QtestServer : ICharFrontend
             case "irq_intercept_in" or "irq_intercept_out":
             {
                 Args(w, 1);
-                if (!IsIoApic(w[1]))
-                {
-                    return "FAIL Unknown device";
-                }
-                if (w[0] == "irq_intercept_out")
-                {
-                    // The IOAPIC's outputs are APIC messages, not lines; QEMU's pc has no named output GPIOs there.
-                    return "FAIL No IRQs to intercept";
-                }
-                if (_interceptIn)
-                {
-                    return "FAIL Interception already enabled";
-                }
-                _interceptIn = true;
-                _board.Interrupts.IoApicInterceptor = (pin, level) => Send($"IRQ {(level ? "raise" : "lower")} {pin}");
-                return "OK";
+                return Intercept(w[1], outputs: w[0] == "irq_intercept_out");
             }
             case "set_irq_in":
             {
@@ -259,7 +251,55 @@ public sealed class QtestServer : ICharFrontend
         }
     }
 
-    private static bool IsIoApic(string path) => path is "ioapic" or "/machine/ioapic";
+    private bool IsIoApic(string path) => Resolve(path) is DeviceObject { Model: IoApic };
+
+    private QomObject? Resolve(string path) => _tree.TryResolve(path, out _);
+
+    /// <summary>
+    /// <c>irq_intercept_in|out PATH</c>: one device at a time, as in QEMU (again on the same device is OK). Its
+    /// input pins (the IOAPIC's) or output lines are reported as <c>IRQ raise|lower N</c>, N numbering the
+    /// device's unnamed GPIOs; an intercepted output still reaches what it is wired to, as QEMU forwards it.
+    /// </summary>
+    private string Intercept(string path, bool outputs)
+    {
+        if (Resolve(path) is not DeviceObject device)
+        {
+            return "FAIL Unknown device";
+        }
+        if (_interceptDevice is not null)
+        {
+            return _interceptDevice == device ? "OK" : "FAIL IRQ intercept already enabled";
+        }
+        if (!outputs)
+        {
+            if (device.Model is not IoApic)
+            {
+                return $"FAIL intercepting the inputs of {device.TypeName} is not implemented yet in Colo";
+            }
+            _board.Interrupts.IoApicInterceptor = (pin, level) => Send($"IRQ {(level ? "raise" : "lower")} {pin}");
+        }
+        else
+        {
+            IReadOnlyList<IrqLine> lines = device.Model is null ? [] : _board.GpioOutputs(device.Model);
+            for (int i = 0; i < lines.Count; i++)
+            {
+                int n = i;
+                Action<bool>? forward = lines[i].Sink;
+                bool reported = lines[i].Level;
+                lines[i].Connect(level =>
+                {
+                    forward?.Invoke(level);
+                    if (level != reported)
+                    {
+                        reported = level;
+                        Send($"IRQ {(level ? "raise" : "lower")} {n}");
+                    }
+                });
+            }
+        }
+        _interceptDevice = device;
+        return "OK";
+    }
 
     private void Send(string reply)
     {

@@ -20,6 +20,7 @@ public sealed class VcpuRunner : IDisposable
     private bool _waitForSipi;
     private bool _pendingInit;
     private int _pendingSipi = -1;
+    private int _threadId;
 
     public VcpuRunner(IVcpu vcpu, string threadName)
     {
@@ -27,6 +28,9 @@ public sealed class VcpuRunner : IDisposable
         _thread = new Thread(Loop) { IsBackground = true, Name = threadName };
         _thread.Start();
     }
+
+    /// <summary>The host thread's kernel id (0 until the thread has started).</summary>
+    public int ThreadId => Volatile.Read(ref _threadId);
 
     /// <summary>The vCPU this runner drives.</summary>
     public IVcpu Vcpu => _vcpu;
@@ -145,6 +149,7 @@ public sealed class VcpuRunner : IDisposable
 
     private void Loop()
     {
+        Volatile.Write(ref _threadId, Colo.Core.Loop.NativeThread.CurrentId());
         while (true)
         {
             lock (_gate)

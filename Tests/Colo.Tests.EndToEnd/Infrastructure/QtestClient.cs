@@ -74,6 +74,38 @@ internal sealed class QtestClient : IDisposable
         }
     }
 
+    /// <summary>
+    /// Pipelines many commands (sent in large writes, replies read afterwards) and returns the replies in order;
+    /// the reader task drains the socket meanwhile, so the server never blocks on a full buffer.
+    /// </summary>
+    public async Task<List<string>> BatchAsync(IReadOnlyList<string> commands)
+    {
+        var text = new StringBuilder();
+        foreach (string c in commands)
+        {
+            text.Append(c).Append('\n');
+            if (text.Length > 1 << 16)
+            {
+                await _socket.SendAsync(Encoding.ASCII.GetBytes(text.ToString())).ConfigureAwait(false);
+                text.Clear();
+            }
+        }
+        await _socket.SendAsync(Encoding.ASCII.GetBytes(text.ToString())).ConfigureAwait(false);
+        var replies = new List<string>(commands.Count);
+        while (replies.Count < commands.Count)
+        {
+            string line = await _lines.NextAsync(QemuProcess.Timeout).ConfigureAwait(false)
+                ?? throw new AssertionException($"qtest connection closed after {replies.Count} of {commands.Count} replies (last command sent: '{commands[replies.Count]}'); stderr:\n{Process.Stderr}");
+            if (line.StartsWith("IRQ ", StringComparison.Ordinal))
+            {
+                RecordIrq(line);
+                continue;
+            }
+            replies.Add(line);
+        }
+        return replies;
+    }
+
     /// <summary>Sends a command that must answer <c>OK [value]</c>; returns the value part.</summary>
     public async Task<string> OkAsync(string command)
     {
