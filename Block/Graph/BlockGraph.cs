@@ -14,7 +14,7 @@ namespace Colo.Block.Graph;
 /// <c>backing</c> children given inline as dotted options or by reference to an existing node), and
 /// closes everything (after a flush) when disposed. Not thread-safe: the main loop owns it.
 /// </summary>
-public sealed class BlockGraph : IDisposable
+public sealed partial class BlockGraph : IDisposable
 {
     /// <summary>Drivers QEMU 7.2 has that Colo does not build yet: refused naming the driver, not as unknown.</summary>
     public static readonly IReadOnlySet<string> PlannedDrivers = new HashSet<string>(StringComparer.Ordinal)
@@ -276,6 +276,7 @@ public sealed class BlockGraph : IDisposable
     public void DeleteDrive(string id)
     {
         BlockBackend backend = FindBackend(id) ?? throw new BlockException(QmpErrorClass.DeviceNotFound, $"Device '{id}' not found");
+        CheckNoJob(backend);
         foreach (BlockNode other in _nodes)
         {
             if (!IsInTree(backend.Root, other) && ChildrenOf(other).Any(c => c.Node == backend.Root))
@@ -287,7 +288,7 @@ public sealed class BlockGraph : IDisposable
         var owned = new List<BlockNode>();
         CollectOwned(backend.Root, owned);
         // An export must not outlive its node: its clients are dropped (QEMU would keep the node alive instead).
-        Nbd.RemoveExportsOf(owned.Contains);
+        Nbd.RemoveExportsOf(n => owned.Contains(n) || (n is BackendNode d && d.Backend == backend));
         FlushQuietly(backend.Root);
         backend.Root.Dispose();
         foreach (BlockNode n in owned)
@@ -313,6 +314,7 @@ public sealed class BlockGraph : IDisposable
             return;
         }
         _disposed = true;
+        Jobs.CancelAll(TimeSpan.FromSeconds(5));
         Nbd.Dispose();
         FlushAll();
         // Parents first: a parent's Dispose closes the children it owns; BlockNode.Dispose is idempotent.

@@ -23,6 +23,7 @@ public static class BlockQmpCommands
         r.Register("nbd-server-stop", j.QmpNoArgs, j.QmpEmpty, _ => Done(graph.Nbd.Stop));
         r.Register("x-blockdev-change", j.XBlockdevChangeArgs, j.QmpEmpty, a => Done(() => graph.ChangeChild(a.Parent, a.Child, a.Node)));
         r.Register("query-block-exports", j.QmpNoArgs, j.BlockExportInfoArray, _ => QueryBlockExports(graph.Nbd));
+        JobQmpCommands.Register(r, graph, events);
     }
 
     /// <summary>QEMU's query-block: one entry per drive, in creation order.</summary>
