@@ -88,24 +88,25 @@ public sealed partial class BlockGraph
                 : $"Unknown file format '{format}'");
         }
         bool nbdTarget = IsNbdFilename(r.Target);
-        if (mode == "absolute-paths" && !nbdTarget)
+        bool created = mode == "absolute-paths" && !nbdTarget;
+        if (created)
         {
             CreateMirrorTarget(r.Target, format, r.Sync, source);
         }
 
-        var created = new List<BlockNode>();
+        var opened = new List<BlockNode>();
         BlockNode target;
         try
         {
             var options = OptionTree.FromFlat([new("filename", r.Target)]);
-            target = OpenTop(options, r.Format ?? (mode == "existing" ? null : format), readOnly: false, aio: null, BlockNodeSettings.Default, created);
+            target = OpenTop(options, r.Format ?? (mode == "existing" ? null : format), readOnly: false, aio: null, BlockNodeSettings.Default, opened);
         }
         catch
         {
-            Discard(created);
+            Discard(opened);
             throw;
         }
-        _nodes.AddRange(created);
+        _nodes.AddRange(opened);
         try
         {
             if (target.Size < source.Size)
@@ -114,7 +115,8 @@ public sealed partial class BlockGraph
             }
             (int granularity, long bufSize) = MirrorJob.CheckSizes(r.Granularity, r.BufSize, target);
             var mirrorOptions = new MirrorOptions(r.Sync, r.Speed ?? 0, granularity, bufSize, r.OnSourceError ?? "report", r.OnTargetError ?? "report");
-            var job = new MirrorJob(this, jobId, backend, target, mirrorOptions, r.AutoFinalize ?? true, r.AutoDismiss ?? true);
+            var job = new MirrorJob(this, jobId, backend, target, mirrorOptions, r.AutoFinalize ?? true, r.AutoDismiss ?? true,
+                targetZeroed: created && BackingOf(target) is null);
             job.Insert();
             Jobs.Start(job);
             return job;

@@ -314,6 +314,8 @@ public sealed partial class BlockGraph : IDisposable
             return;
         }
         _disposed = true;
+        // The loop is stopping: jobs end here, on this thread, announcing it as QEMU does at quit.
+        Jobs.Loop = null;
         Jobs.CancelAll(TimeSpan.FromSeconds(5));
         Nbd.Dispose();
         FlushAll();

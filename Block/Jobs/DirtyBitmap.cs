@@ -64,6 +64,19 @@ public sealed class DirtyBitmap
 
     public void SetAll() => Set(0, Size);
 
+    /// <summary>True when a chunk touching [offset, offset+length) is set.</summary>
+    public bool AnySet(long offset, long length)
+    {
+        if (length <= 0 || offset >= Size)
+        {
+            return false;
+        }
+        long first = offset >> _shift;
+        long last = Math.Min((offset + length - 1) >> _shift, Chunks - 1);
+        long hit = Scan(first, last + 1);
+        return hit >= 0;
+    }
+
     public bool IsSet(long chunk) => (_words[chunk >> 6] & (1UL << (int)(chunk & 63))) != 0;
 
     /// <summary>Clears chunks [first, first+count).</summary>

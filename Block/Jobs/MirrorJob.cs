@@ -33,9 +33,12 @@ public sealed class MirrorJob : BlockJob
     private readonly MirrorOptions _options;
     private readonly DirtyBitmap _dirty;
     private readonly MirrorTopNode _filter;
+    private readonly DirtyBitmap? _written;
     private bool _pivoted;
 
-    internal MirrorJob(BlockGraph graph, string id, BlockBackend backend, BlockNode target, MirrorOptions options, bool autoFinalize, bool autoDismiss)
+    /// <param name="targetZeroed">The job created the target without a backing file: it reads as zeroes, so zero
+    /// chunks never written to it need no copy (keeps a new qcow2 target sparse, as QEMU's does).</param>
+    internal MirrorJob(BlockGraph graph, string id, BlockBackend backend, BlockNode target, MirrorOptions options, bool autoFinalize, bool autoDismiss, bool targetZeroed)
         : base(graph.Jobs, id, "mirror", backend.Name, options.Speed, autoFinalize, autoDismiss)
     {
         _graph = graph;
@@ -45,6 +48,7 @@ public sealed class MirrorJob : BlockJob
         _options = options;
         _dirty = new DirtyBitmap(_source.Size, options.Granularity);
         _filter = new MirrorTopNode(_source, _dirty, OnDirtied);
+        _written = targetZeroed ? new DirtyBitmap(_source.Size, options.Granularity) : null;
     }
 
     /// <summary>The node the job copies to.</summary>
@@ -207,15 +211,20 @@ public sealed class MirrorJob : BlockJob
     {
         try
         {
-            // Zero chunks become zero writes: a sparse target stays sparse, NBD sends WRITE_ZEROES.
+            // Zero chunks become zero writes (NBD sends WRITE_ZEROES), or nothing where the target still reads as zeroes.
             if (!data.ContainsAnyExcept((byte)0))
             {
+                if (_written is not null && !_written.AnySet(offset, data.Length))
+                {
+                    return null;
+                }
                 _target.WriteZeroes(offset, data.Length);
             }
             else
             {
                 _target.Write(offset, data);
             }
+            _written?.Set(offset, data.Length);
             return null;
         }
         catch (BlockException e)

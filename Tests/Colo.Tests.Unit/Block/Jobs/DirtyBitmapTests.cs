@@ -35,6 +35,17 @@ public sealed class DirtyBitmapTests
     }
 
     [Test]
+    public void AnySet_RangeTouchingADirtyChunk_True()
+    {
+        var b = new DirtyBitmap(1 << 20, 65536);
+        b.Set(3 * 65536 + 10, 1);
+        Assert.That(b.AnySet(0, 3 * 65536), Is.False);
+        Assert.That(b.AnySet(3 * 65536 - 1, 2), Is.True);
+        Assert.That(b.AnySet(4 * 65536, 65536 * 12), Is.False);
+        Assert.That(b.AnySet(0, 1 << 20), Is.True);
+    }
+
+    [Test]
     public void Range_ClipsToSize()
     {
         var b = new DirtyBitmap(5000, 4096);
