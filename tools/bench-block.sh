@@ -57,7 +57,7 @@ prepare() {
     rm -f "$work/img.qcow2"
     "$real_img" create -q -f qcow2 "$work/img.qcow2" "$size"
     if [[ $1 == filled ]]; then
-        "$real_img" bench -q -w -f qcow2 -c "$count1m" -s 1M --pattern=0x5a "$work/img.qcow2"
+        "$real_img" bench -w -f qcow2 -c "$count1m" -s 1M --pattern=0x5a "$work/img.qcow2" >/dev/null
     fi
 }
 

@@ -79,7 +79,7 @@ internal static class BenchCommand
         long step = s.Step < 0 ? s.BufSize : s.Step;
         using BlockNode node = ConvertCommand.Open(s.File, s.Format, readOnly: !s.Write);
         long size = node.Size;
-        if (!s.Quiet)
+        // QEMU 7.2 prints both lines even with -q (only other messages are quietened); so does Colo.
         {
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"Sending {s.Count} {(s.Write ? "write" : "read")} requests, {s.BufSize} bytes each, {s.Depth} in parallel (starting at offset {s.Offset}, step size {step})"));
@@ -122,7 +122,6 @@ internal static class BenchCommand
             throw new QemuImgException("Failed request: Input/output error");
         }
         clock.Stop();
-        if (!s.Quiet)
         {
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Run completed in {clock.Elapsed.TotalSeconds:F3} seconds."));
         }
