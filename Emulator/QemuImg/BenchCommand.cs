@@ -64,6 +64,10 @@ internal static class BenchCommand
         {
             throw new QemuImgException("--flush-interval is only available in write tests");
         }
+        if (s.FlushInterval > 0 && s.FlushInterval < s.Depth)
+        {
+            throw new QemuImgException("Flush interval can't be smaller than depth");
+        }
         if (s.Cache is not (null or "writeback" or "writethrough" or "none" or "directsync" or "unsafe"))
         {
             throw new QemuImgException("Invalid cache mode");

@@ -26,6 +26,7 @@ public sealed partial class QemuImgBenchTests
     [TestCase("bench", "-w", "-c", "300", "-f", "qcow2", "--pattern=0xab", "b.qcow2")]
     [TestCase("bench", "-c", "100", "-S", "1M", "-s", "4096", "b.qcow2")]
     [TestCase("bench", "-c", "8", "-s", "1M", "-d", "4", "-w", "-t", "none", "-n", "--flush-interval=2", "b.qcow2")]
+    [TestCase("bench", "-c", "8", "-s", "1M", "-d", "2", "-w", "--flush-interval=2", "b.qcow2")]
     [TestCase("bench", "-q", "-c", "10", "b.qcow2")]
     [TestCase("bench", "--pattern=0x1ff", "-w", "b.qcow2")]
     [TestCase("bench", "--flush-interval=5", "b.qcow2")]
