@@ -125,9 +125,9 @@ public sealed class DriveMirrorEndToEndTests
             Assert.That(await ExecAsync(pqmp, """{"execute":"nbd-server-add","arguments":{"device":"colo-disk0","writable":true}}""", ignored), Is.EqualTo("{\"return\": {}}"));
 
             var events = new List<string>();
-            // 4 MiB/s over 8 MiB: the copy takes about two seconds, long enough for writes to land during it.
+            // 2 MiB/s over 8 MiB: the copy takes about four seconds, long enough for writes to land during it.
             string mirror = "{\"execute\":\"drive-mirror\",\"arguments\":{\"device\":\"colo-disk0\",\"job-id\":\"resync\",\"target\":\"nbd://127.0.0.1:"
-                + secondaryPort + "/parent0\",\"mode\":\"existing\",\"sync\":\"full\",\"format\":\"raw\",\"speed\":4194304}}";
+                + secondaryPort + "/parent0\",\"mode\":\"existing\",\"sync\":\"full\",\"format\":\"raw\",\"speed\":2097152}}";
             Assert.That(await ExecAsync(pqmp, mirror, events), Is.EqualTo("{\"return\": {}}"));
             Assert.That(await ExecAsync(pqmp, mirror, events), Is.EqualTo("{\"error\": {\"class\": \"GenericError\", \"desc\": \"Need a root block node\"}}"));
 
@@ -139,7 +139,7 @@ public sealed class DriveMirrorEndToEndTests
             Assert.That(job.GetProperty("type").GetString(), Is.EqualTo("mirror"));
             Assert.That(job.GetProperty("status").GetString(), Is.EqualTo("running"), jobs);
             Assert.That(job.GetProperty("ready").GetBoolean(), Is.False);
-            Assert.That(job.GetProperty("speed").GetInt64(), Is.EqualTo(4194304));
+            Assert.That(job.GetProperty("speed").GetInt64(), Is.EqualTo(2097152));
 
             JsonElement ready = await WaitEventAsync(pqmp, "BLOCK_JOB_READY", events);
             Assert.That(ready.GetProperty("device").GetString(), Is.EqualTo("resync"));

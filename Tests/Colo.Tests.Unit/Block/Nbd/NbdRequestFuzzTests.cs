@@ -44,7 +44,7 @@ public sealed class NbdRequestFuzzTests
     public void Fuzz_RandomRequestStreams_ServerSurvivesAndDiskMatchesModel(int seed)
     {
         var rng = new Random(seed);
-        for (int connection = 0; connection < 50; connection++)
+        for (int connection = 0; connection < 150; connection++)
         {
             using var peer = new RawNbdPeer(_server.Port);
             if (rng.Next(8) == 0)
