@@ -17,7 +17,13 @@ public sealed class BlockBackend
     /// <summary>The drive id (QEMU's device name in <c>query-block</c>).</summary>
     public string Name { get; }
 
-    public BlockNode Root { get; }
+    /// <summary>The node the drive reads and writes now; a block job may change it (filter, pivot).</summary>
+    public BlockNode Root { get; internal set; }
+
+    /// <summary>The node devices and exports of this drive use: it follows <see cref="Root"/> when a job swaps it.</summary>
+    public BlockNode Device => _device ??= new BackendNode(this);
+
+    private BackendNode? _device;
 
     /// <summary>The <c>if=</c> value ("none", "ide").</summary>
     public string InterfaceType { get; }

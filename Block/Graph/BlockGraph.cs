@@ -289,6 +289,7 @@ public sealed partial class BlockGraph : IDisposable
     public void DeleteDrive(string id)
     {
         BlockBackend backend = FindBackend(id) ?? throw new BlockException(QmpErrorClass.DeviceNotFound, $"Device '{id}' not found");
+        CheckNoJob(backend);
         bool usedElsewhere = false;
         foreach (BlockNode other in _nodes)
         {
@@ -313,12 +314,14 @@ public sealed partial class BlockGraph : IDisposable
         _backends.Remove(backend);
         if (usedElsewhere)
         {
-            return; // the node stays, as a node of its own, for the parent that uses it
+            // The node stays, as a node of its own, for the parent that uses it; exports of the drive go with it.
+            Nbd.RemoveExportsOf(n => n is BackendNode d && d.Backend == backend);
+            return;
         }
         var owned = new List<BlockNode>();
         CollectOwned(backend.Root, owned);
         // An export must not outlive its node: its clients are dropped (QEMU would keep the node alive instead).
-        Nbd.RemoveExportsOf(owned.Contains);
+        Nbd.RemoveExportsOf(n => owned.Contains(n) || (n is BackendNode d && d.Backend == backend));
         FlushQuietly(backend.Root);
         backend.Root.Dispose();
         foreach (BlockNode n in owned)
@@ -344,6 +347,9 @@ public sealed partial class BlockGraph : IDisposable
             return;
         }
         _disposed = true;
+        // The loop is stopping: jobs end here, on this thread, announcing it as QEMU does at quit.
+        Jobs.Loop = null;
+        Jobs.CancelAll(TimeSpan.FromSeconds(5));
         Nbd.Dispose();
         FlushAll();
         // Parents first: a parent's Dispose closes the children it owns; BlockNode.Dispose is idempotent.

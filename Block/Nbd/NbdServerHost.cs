@@ -90,7 +90,8 @@ public sealed class NbdServerHost : IDisposable
     {
         NbdServer server = _server ?? throw new BlockException("NBD server not running");
         name ??= device;
-        BlockNode node = _graph.FindNodeOrDevice(device)
+        // A drive is exported through its device view, so a block job's filter or pivot reaches the export too.
+        BlockNode node = _graph.FindBackend(device)?.Device ?? _graph.FindNode(device)
             ?? throw new BlockException($"Cannot find device='{device}' nor node-name='{device}'");
         if (!IsWellFormedId(name))
         {

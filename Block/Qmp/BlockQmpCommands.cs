@@ -27,6 +27,7 @@ public static class BlockQmpCommands
         r.Register("xen-set-replication", j.XenSetReplicationArgs, j.QmpEmpty, a => Done(() => SetReplication(graph.Replication, a)));
         r.Register("query-xen-replication-status", j.QmpNoArgs, j.ReplicationStatusInfo, _ => ReplicationStatus(graph.Replication));
         r.Register("xen-colo-do-checkpoint", j.QmpNoArgs, j.QmpEmpty, _ => Done(graph.Replication.DoCheckpointAll));
+        JobQmpCommands.Register(r, graph, events);
     }
 
     /// <summary>QEMU's query-block: one entry per drive, in creation order.</summary>

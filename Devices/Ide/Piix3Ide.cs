@@ -102,7 +102,7 @@ public sealed class Piix3Ide : PciDevice
     {
         ArgumentNullException.ThrowIfNull(backend);
         BlockNodeSettings settings = backend.Settings;
-        return AttachCore(channel, unit, backend.Root, backend.Root.ReadOnly, serial, model, settings.Writeback,
+        return AttachCore(channel, unit, backend.Device, backend.Root.ReadOnly, serial, model, settings.Writeback,
             honourDiscard: settings.Discard != "ignore", honourFlush: !settings.NoFlush);
     }
 

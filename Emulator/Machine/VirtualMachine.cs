@@ -66,6 +66,7 @@ public sealed class VirtualMachine : IDisposable
         ChardevQmpCommands.Register(Qmp, Types, Tree);
         BlockQmpCommands.Register(Qmp, Blocks, Events);
         Blocks.Warning = stderr.WriteLine;
+        Blocks.Jobs.Loop = MainLoop; // jobs finish (pivot, close) on the loop that owns the graph
     }
 
     /// <summary>Colo's own version, reported as the QMP/version "package".</summary>

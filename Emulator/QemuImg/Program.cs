@@ -63,6 +63,7 @@ internal static class Program
         root.Subcommands.Add(CompareCommand.Build());
         root.Subcommands.Add(ResizeCommand.Build());
         root.Subcommands.Add(CommitCommand.Build());
+        root.Subcommands.Add(BenchCommand.Build());
         foreach (Command c in root.Subcommands)
         {
             c.TreatUnmatchedTokensAsErrors = true;

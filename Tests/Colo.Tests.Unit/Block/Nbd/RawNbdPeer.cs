@@ -16,6 +16,7 @@ internal sealed class RawNbdPeer : IDisposable
         _s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         _s.Connect(new IPEndPoint(IPAddress.Loopback, port));
         _s.ReceiveTimeout = 10_000;
+        _s.NoDelay = true; // a request header and its payload go out as two sends; Nagle would hold the second
     }
 
     public void Dispose() => _s.Dispose();
