@@ -30,8 +30,8 @@ public sealed record Piix4PmState(PciDeviceState Pci, ushort Pm1Status, ushort P
 /// own map) and the APM control/status ports (0xB2/0xB3) whose ACPI_ENABLE/DISABLE values toggle SCI_EN. The SCI is
 /// a level on ISA IRQ 9. SLP_EN with SLP_TYP 0 (S5) or 2 (S4, QEMU's default s4_val) asks the board to power off;
 /// S3 (type 1) is not emulated and is ignored. Not modelled: the SMBus host controller (its base register 0x90 and
-/// enable byte 0xD2 hold QEMU's values, but nothing answers at 0xB100), SMI generation (no SMM), PCI and CPU hot-plug
-/// registers.
+/// enable byte 0xD2 hold QEMU's values, but nothing answers at 0xB100), SMI generation (no SMM: DEVACTB reads as
+/// QEMU's <c>smm=off</c>), PCI and CPU hot-plug registers.
 /// </summary>
 public sealed class Piix4Pm : PciDevice
 {
@@ -99,10 +99,13 @@ public sealed class Piix4Pm : PciDevice
         _overflowTimer = new ClockTimer(clock, OnTimerOverflow);
         SetWord(SubsystemVendorId, 0x1AF4);
         SetWord(SubsystemId, 0x1100);
-        // Values QEMU 7.2 reports at power-on (read over qtest): PMBA's I/O indicator, the device-resource bytes,
+        // Values QEMU 7.2 reports at power-on (read over qtest, smm=off): PMBA's I/O indicator, the device-resource bytes,
         // the SMBus base and host configuration.
         SetByte(Pmba, 0x01);
         SetByte(0x5F, 0x10);
+        // DEVACTB's APMC_EN already set: what QEMU does when the machine has no SMM (Colo has none), so SeaBIOS
+        // skips its SMM relocation, which would wait forever for an SMI handler to answer on port 0xB3.
+        SetByte(0x5B, 0x02);
         SetByte(0x63, 0x60);
         SetWord(SmbBase, DefaultSmbIoBase | 1);
         SetByte(SmbHostConfig, 0x09);

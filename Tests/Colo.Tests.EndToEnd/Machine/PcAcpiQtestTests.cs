@@ -31,7 +31,7 @@ public sealed class PcAcpiQtestTests
         var qmp = QmpClient.OverStdio(q.Process);
         await qmp.HandshakeAsync();
         string pci = await qmp.ExecuteAsync("{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":\"info pci\"}}");
-        Assert.That(pci, Does.Contain("Bus  0, device   1, function 3:\\n    Bridge: PCI device 8086:7113\\n      PCI subsystem 1af4:1100\\n      IRQ 0, pin A\\n"));
+        Assert.That(pci, Does.Contain("Bus  0, device   1, function 3:\\r\\n    Bridge: PCI device 8086:7113\\r\\n      PCI subsystem 1af4:1100\\r\\n      IRQ 0, pin A\\r\\n"));
     }
 
     [Test]
@@ -180,7 +180,7 @@ public sealed class PcAcpiQtestTests
             Assert.That(rc, Is.Zero, output);
             Assert.That(output, Does.Not.Contain("Error"));
             string dsl = File.ReadAllText(Path.Combine(dir2, "dsdt.dsl"));
-            Assert.That(dsl, Does.Contain("Device (LNKA)").And.Contain("Name (_S5, Package (0x04)").And.Contain("Method (_SRS, 1, NotSerialized)"));
+            Assert.That(dsl, Does.Contain("Device (LNKA)").And.Contain("Name (\\_S5, Package (0x04)").And.Contain("Method (_SRS, 1, NotSerialized)"));
             // Recompiling the disassembly must give no errors either (warnings about _STA-less devices are fine).
             (int rc2, string output2) = Run(iasl!, dir2, "-p", "recompiled", "dsdt.dsl");
             Assert.That(rc2, Is.Zero, output2);

@@ -25,8 +25,8 @@ public sealed class AmlTests
     public void NameString_EncodesRootDualAndMultiPaths()
     {
         Assert.That(Aml.NameString("LNKA"), Is.EqualTo("LNKA"u8.ToArray()));
-        Assert.That(Aml.NameString("\\_SB.PCI0"), Is.EqualTo(new byte[] { 0x5C, 0x2E, .. "_SB_PCI0"u8 }));
-        Assert.That(Aml.NameString("PCI0.ISA.P40C"), Is.EqualTo(new byte[] { 0x2F, 3, .. "PCI0ISA_P40C"u8 }));
+        Assert.That(Aml.NameString("\\_SB.PCI0"), Is.EqualTo((byte[])[0x5C, 0x2E, .. "_SB_PCI0"u8]));
+        Assert.That(Aml.NameString("PCI0.ISA.P40C"), Is.EqualTo((byte[])[0x2F, 3, .. "PCI0ISA_P40C"u8]));
         Assert.That(Aml.NameString("\\"), Is.EqualTo(new byte[] { 0x5C, 0x00 }));
     }
 
@@ -60,7 +60,7 @@ public sealed class AmlTests
     {
         // Field (P40C, ByteAcc, NoLock, Preserve) { PRQ0, 8 }
         Assert.That(Aml.Field("P40C", Aml.FieldAccess.Byte, ("PRQ0", 8)),
-            Is.EqualTo(new byte[] { 0x5B, 0x81, 0x0B, .. "P40C"u8, 0x01, .. "PRQ0"u8, 0x08 }));
+            Is.EqualTo((byte[])[0x5B, 0x81, 0x0B, .. "P40C"u8, 0x01, .. "PRQ0"u8, 0x08]));
     }
 
     [Test]

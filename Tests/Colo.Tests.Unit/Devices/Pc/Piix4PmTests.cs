@@ -20,13 +20,14 @@ public sealed class Piix4PmTests
     public void ConfigSpace_MatchesQemu72Defaults()
     {
         (Piix4Pm pm, _, _, _) = Build();
-        // Dwords read from qemu-system-x86_64 7.2 at 00:01.3 before SeaBIOS ran.
+        // Dwords read from qemu-system-x86_64 7.2 -machine smm=off at 00:01.3 before SeaBIOS ran.
         Assert.That(pm.ReadConfigDword(0x00), Is.EqualTo(0x71138086u));
         Assert.That(pm.ReadConfigDword(0x04), Is.EqualTo(0x02800000u));
         Assert.That(pm.ReadConfigDword(0x08), Is.EqualTo(0x06800003u));
         Assert.That(pm.ReadConfigDword(0x2C), Is.EqualTo(0x11001AF4u));
         Assert.That(pm.ReadConfigDword(0x3C), Is.EqualTo(0x00000100u));
         Assert.That(pm.ReadConfigDword(0x40), Is.EqualTo(0x00000001u));
+        Assert.That(pm.ReadConfigDword(0x58), Is.EqualTo(0x02000000u), "APMC_EN preset: QEMU's value without SMM");
         Assert.That(pm.ReadConfigDword(0x5C), Is.EqualTo(0x10000000u));
         Assert.That(pm.ReadConfigDword(0x60), Is.EqualTo(0x60000000u));
         Assert.That(pm.ReadConfigDword(0x90), Is.EqualTo(0x0000B101u));
