@@ -6,6 +6,7 @@ packages=(
     qemu-utils   # real qemu-img/qemu-io: interop checks of the images Colo writes and reads
     libnbd-bin   # nbdinfo/nbdcopy/nbdsh: real NBD clients for Colo's NBD server
     seabios      # bios-256k.bin: the pc machine's default firmware (qtest and SeaBIOS boot tests)
+    acpica-tools # iasl: disassembles and recompiles the DSDT Colo builds (ACPI end-to-end test)
 )
 
 missing=()

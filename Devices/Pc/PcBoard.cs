@@ -7,6 +7,7 @@ using Colo.Core.Loop;
 using Colo.Core.Memory;
 using Colo.Core.Time;
 using Colo.Block.Graph;
+using Colo.Devices.Acpi;
 using Colo.Devices.Char;
 using Colo.Devices.Firmware;
 using Colo.Devices.Pc.Boot;
@@ -71,6 +72,17 @@ public sealed class PcBoard : IIoBus, IDisposable
     public const ushort IdeSecondaryControl = 0x376;
     public const int IdePrimaryIrq = 14;
     public const int IdeSecondaryIrq = 15;
+    public const ushort Gpe0Port = PcAcpiTables.Gpe0Base;
+    public const ushort ApmPort = PcAcpiTables.SmiCommandPort;
+
+    /// <summary>The PM I/O base SeaBIOS programs (its PORT_ACPI_PM_BASE); Colo uses it too for <c>-kernel</c> boots.</summary>
+    public const ushort DefaultPmIoBase = 0x600;
+
+    /// <summary>Where a <c>-kernel</c> boot finds the RSDP: the start of the EBDA, which Linux scans first.</summary>
+    public const ulong DirectBootRsdpAddress = 0x9FC00;
+
+    /// <summary>Size of the ACPI window a <c>-kernel</c> boot reserves at the top of RAM below 4 GiB.</summary>
+    public const ulong DirectBootAcpiSize = PcAcpiTables.TablesBlobSize;
     public static readonly ushort[] SerialPorts = [0x3F8, 0x2F8, 0x3E8, 0x2E8];
     public static readonly int[] SerialIrqs = [4, 3, 4, 3];
 
@@ -81,6 +93,9 @@ public sealed class PcBoard : IIoBus, IDisposable
     private readonly List<Serial16550> _serials = [];
     private readonly RomBlock? _bios;
     private readonly IrqLine _cpuInterrupt = new();
+    private PortIoSpace.Mapping? _pmMapping;
+    private AcpiTableSet? _acpi;
+    private bool _acpiPatched;
 
     public PcBoard(PcBoardOptions options, IClock clock, IEventLoop loop)
     {
@@ -129,6 +144,13 @@ public sealed class PcBoard : IIoBus, IDisposable
         Ports.Map(IdeSecondaryCommand, Ide.SecondaryCommand);
         Ports.Map(IdeSecondaryControl, Ide.SecondaryControl);
 
+        // PIIX4's power-management function, as QEMU's pc puts it at 01.3: SCI on ISA IRQ 9, GPE0 at 0xAFE0, APM at 0xB2.
+        Pm = new Piix4Pm(clock, Interrupts.Isa(PcAcpiTables.SciIrq), () => PowerOffRequested?.Invoke());
+        Pm.PmIoChanged += RemapPmBlock;
+        PciBus.Plug(Pm, (1 << 3) | 3);
+        Ports.Map(Gpe0Port, Pm.GpeRegion);
+        Ports.Map(ApmPort, Pm.ApmRegion);
+
         Port92 = new Port92(() => ResetRequested?.Invoke());
         Keyboard = new I8042(Interrupts.Isa(KeyboardIrq), Interrupts.Isa(MouseIrq), () => ResetRequested?.Invoke());
         Ports.Map(KeyboardDataPort, new IoRegion("i8042-data", 1, (_, s) => Keyboard.Read(I8042.Data, s), (_, s, v) => Keyboard.Write(I8042.Data, s, (uint)v), 1, 1));
@@ -150,6 +172,92 @@ public sealed class PcBoard : IIoBus, IDisposable
             _serials.Add(uart);
             Ports.Map(SerialPorts[i], new IoRegion("serial", Serial16550.RegionSize, (o, s) => uart.Read((int)o, s), (o, s, v) => uart.Write((int)o, s, (uint)v), 1, 1));
         }
+
+        // ACPI tables for SeaBIOS through the BIOS linker/loader, as QEMU's pc: built now so the files have their
+        // sizes, rebuilt in place on the first read after each reset so the FADT sees the PM base the firmware set.
+        _acpi = PcAcpiTables.Build(AcpiConfig(Pm.PmIoBaseRegister));
+        FwCfg.AddFile(PcAcpiTables.RsdpFile, _acpi.Rsdp, onSelect: RefreshAcpi);
+        FwCfg.AddFile(PcAcpiTables.TablesFile, _acpi.Tables, onSelect: RefreshAcpi);
+        FwCfg.AddFile(PcAcpiTables.LoaderFile, _acpi.Loader, onSelect: RefreshAcpi);
+    }
+
+    /// <summary>The PIIX4 power-management function (00:01.3).</summary>
+    public Piix4Pm Pm { get; }
+
+    /// <summary>Raised (under <see cref="Lock"/>) when the guest enters S5 through PM1a_CNT: QEMU's guest shutdown.</summary>
+    public event Action? PowerOffRequested;
+
+    /// <summary>The ACPI power button (<c>system_powerdown</c>).</summary>
+    public void PressPowerButton() => Pm.PressPowerButton();
+
+    /// <summary>What the tables describe right now.</summary>
+    public PcAcpiConfig AcpiConfig(ushort pmIoBase)
+    {
+        var serials = new List<(ushort, int)>();
+        for (int i = 0; i < _serials.Count; i++)
+        {
+            serials.Add((SerialPorts[i], SerialIrqs[i]));
+        }
+        return new PcAcpiConfig(Options.Cpus, pmIoBase, Memory.LowRamEnd, Memory.HighRamSize, serials);
+    }
+
+    /// <summary>Regenerates the ACPI files in place (same sizes) once per reset, when the firmware first reads one.</summary>
+    private void RefreshAcpi()
+    {
+        if (_acpiPatched || _acpi is null)
+        {
+            return;
+        }
+        _acpiPatched = true;
+        AcpiTableSet fresh = PcAcpiTables.Build(AcpiConfig(Pm.PmIoBaseRegister));
+        fresh.Rsdp.CopyTo(_acpi.Rsdp, 0);
+        fresh.Tables.AsSpan(0, Math.Min(fresh.Tables.Length, _acpi.Tables.Length)).CopyTo(_acpi.Tables);
+        fresh.Loader.AsSpan(0, Math.Min(fresh.Loader.Length, _acpi.Loader.Length)).CopyTo(_acpi.Loader);
+    }
+
+    /// <summary>Moves the PM register block to where PMBA/PMREGMISC now put it (QEMU maps it even at port 0).</summary>
+    private void RemapPmBlock()
+    {
+        ushort? at = Pm.PmIoBase;
+        if (_pmMapping is { } old)
+        {
+            if (at == old.Port)
+            {
+                return;
+            }
+            Ports.Unmap(old);
+            _pmMapping = null;
+        }
+        if (at is ushort port)
+        {
+            _pmMapping = Ports.Map(port, Pm.PmRegion);
+        }
+    }
+
+    /// <summary>
+    /// For a <c>-kernel</c> boot, where no firmware builds the tables: programs the PM base as SeaBIOS would, places
+    /// the tables at the top of RAM below 4 GiB (reserved as ACPI in the returned map) and the RSDP at the EBDA, which
+    /// the BDA word at 0x40E points at, and runs the loader script over those addresses.
+    /// </summary>
+    private List<E820Entry> PlaceAcpiForDirectBoot(IReadOnlyList<E820Entry> map)
+    {
+        Pm.ProgramPmBase(DefaultPmIoBase);
+        if (Memory.LowRamEnd < 0x40_0000)
+        {
+            return [.. map]; // too little RAM to spare a window; the kernel runs without ACPI
+        }
+        AcpiTableSet set = PcAcpiTables.Build(AcpiConfig(DefaultPmIoBase));
+        ulong tablesAt = Memory.LowRamEnd - DirectBootAcpiSize;
+        BiosLinker.Run(set.Loader, new Dictionary<string, (byte[], ulong)>
+        {
+            [PcAcpiTables.TablesFile] = (set.Tables, tablesAt),
+            [PcAcpiTables.RsdpFile] = (set.Rsdp, DirectBootRsdpAddress),
+        });
+        Memory.Write(tablesAt, set.Tables.AsSpan(0, (int)DirectBootAcpiSize));
+        Memory.Write(DirectBootRsdpAddress, set.Rsdp);
+        // BDA 0x40E: the EBDA segment.
+        Memory.Write(0x40E, [(byte)((DirectBootRsdpAddress >> 4) & 0xFF), (byte)(DirectBootRsdpAddress >> 12)]);
+        return PcMemoryMap.Carve(map, tablesAt, DirectBootAcpiSize, E820Type.Acpi);
     }
 
     /// <summary>The options the board was built from.</summary>
@@ -201,12 +309,12 @@ public sealed class PcBoard : IIoBus, IDisposable
             cpu.Reset();
             return null;
         }
-        IReadOnlyList<E820Entry> map = PcMemoryMap.ForDirectBoot(E820);
+        IReadOnlyList<E820Entry> map = PlaceAcpiForDirectBoot(PcMemoryMap.ForDirectBoot(E820));
         ulong ramBelow4G = Memory.LowRamEnd;
         return KernelImage.Detect(k.Image) switch
         {
-            KernelImageKind.LinuxBzImage => LinuxBootLoader.LoadDirect(Memory, k.Image, map, ramBelow4G, new LinuxBootOptions(k.Append, k.Initrd), ref cpu),
-            KernelImageKind.Pvh => PvhLoader.Load(Memory, k.Image, map, ramBelow4G, new LinuxBootOptions(k.Append, k.Initrd), ref cpu),
+            KernelImageKind.LinuxBzImage => LinuxBootLoader.LoadDirect(Memory, k.Image, map, ramBelow4G, new LinuxBootOptions(k.Append, k.Initrd, DirectBootRsdpAddress), ref cpu),
+            KernelImageKind.Pvh => PvhLoader.Load(Memory, k.Image, map, ramBelow4G, new LinuxBootOptions(k.Append, k.Initrd, DirectBootRsdpAddress), ref cpu),
             _ => MultibootLoader.Load(Memory, k.Image, MultibootLoader.QemuCommandLine(k.Path, k.Append), k.Modules, map, ramBelow4G, ref cpu),
         };
     }
@@ -283,6 +391,7 @@ public sealed class PcBoard : IIoBus, IDisposable
         Pic.Reset();
         IoApic.Reset();
         FwCfg.Reset();
+        _acpiPatched = false;
         Pit.Reset();
         Port92.Reset();
         Keyboard.Reset();

@@ -263,6 +263,48 @@ public sealed class VirtualMachine : IDisposable
         MainLoop.Stop();
     }
 
+    /// <summary>
+    /// <c>system_powerdown</c>: the POWERDOWN event, then a press of the ACPI power button (which the guest sees only
+    /// if it enabled PWRBTN_EN), as QEMU.
+    /// </summary>
+    public void Powerdown()
+    {
+        Events.Emit("POWERDOWN");
+        if (_board is not null)
+        {
+            lock (_board.Lock)
+            {
+                _board.PressPowerButton();
+            }
+        }
+    }
+
+    /// <summary><c>system_wakeup</c>: Colo never suspends (no S3), so there is nothing to wake, with QEMU's texts.</summary>
+    public void Wakeup()
+    {
+        throw new QmpException(_board is null
+            ? "wake-up from suspend is not supported by this guest"
+            : "Unable to wake up: guest is not in suspended state");
+    }
+
+    /// <summary>The guest entered S5: SHUTDOWN and exit, or with <c>-no-shutdown</c> stop in the shutdown state (STOP), as QEMU.</summary>
+    private void GuestPowerOff()
+    {
+        if (State == RunState.Shutdown)
+        {
+            return;
+        }
+        if (!_config.NoShutdown)
+        {
+            RequestShutdown(guest: true, "guest-shutdown");
+            return;
+        }
+        Events.Emit("SHUTDOWN", new ShutdownEvent(true, "guest-shutdown"), MachineQmpJsonContext.Default.ShutdownEvent);
+        StopCpus();
+        State = RunState.Shutdown;
+        Events.Emit("STOP");
+    }
+
     public void Dispose()
     {
         foreach (IDisposable monitor in _monitors)
@@ -437,6 +479,7 @@ public sealed class VirtualMachine : IDisposable
         }
         AddBoardObjects(_board);
         _board.ResetRequested += () => MainLoop.Post(OnGuestReset);
+        _board.PowerOffRequested += () => MainLoop.Post(GuestPowerOff);
         _board.ExitRequested += status => MainLoop.Post(() =>
         {
             _exitCode = status;

@@ -132,6 +132,43 @@ public static class PcMemoryMap
     /// areas: conventional memory up to the EBDA, the VGA/BIOS hole reserved, RAM from 1 MiB, then what
     /// <paramref name="e820"/> lists above that. Matches what SeaBIOS reports to a kernel booted through it.
     /// </summary>
+    /// <summary>
+    /// The map with [<paramref name="address"/>, +<paramref name="length"/>) taken out of the RAM entry holding it and
+    /// listed as <paramref name="type"/> (e.g. the ACPI tables of a <c>-kernel</c> boot); sorted by address.
+    /// </summary>
+    /// <exception cref="ArgumentException">No single RAM entry holds the range.</exception>
+    public static List<E820Entry> Carve(IReadOnlyList<E820Entry> map, ulong address, ulong length, E820Type type)
+    {
+        var result = new List<E820Entry>(map.Count + 2);
+        bool done = false;
+        foreach (E820Entry e in map)
+        {
+            if (!done && e.Type == E820Type.Ram && address >= e.Address && address + length <= e.End)
+            {
+                if (address > e.Address)
+                {
+                    result.Add(new E820Entry(e.Address, address - e.Address, E820Type.Ram));
+                }
+                result.Add(new E820Entry(address, length, type));
+                if (address + length < e.End)
+                {
+                    result.Add(new E820Entry(address + length, e.End - address - length, E820Type.Ram));
+                }
+                done = true;
+            }
+            else
+            {
+                result.Add(e);
+            }
+        }
+        if (!done)
+        {
+            throw new ArgumentException($"no RAM entry holds 0x{address:x}+0x{length:x}", nameof(address));
+        }
+        result.Sort((a, b) => a.Address.CompareTo(b.Address));
+        return result;
+    }
+
     public static List<E820Entry> ForDirectBoot(IReadOnlyList<E820Entry> e820)
     {
         var result = new List<E820Entry>(e820.Count + 2);
