@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 tools/install-deps.sh
 tools/build.sh
+tools/guest/build.sh # the Linux guest the guest tests boot (downloads are cached in build/guest/cache)
 
 results=build/test-results
 rm -rf "$results"
