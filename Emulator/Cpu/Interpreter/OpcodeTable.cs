@@ -199,6 +199,10 @@ internal static unsafe class OpcodeTable
             case Mnemonic.Clts: return &SystemRegs.Clts;
             case Mnemonic.Wbinvd or Mnemonic.Invd: return &SystemRegs.Privileged;
             case Mnemonic.Pushf or Mnemonic.Pushfd or Mnemonic.Pushfq: return &StackOps.Pushf;
+            case Mnemonic.Pusha: return &StackOps.Pusha16;
+            case Mnemonic.Pushad: return &StackOps.Pusha32;
+            case Mnemonic.Popa: return &StackOps.Popa16;
+            case Mnemonic.Popad: return &StackOps.Popa32;
             case Mnemonic.Popf or Mnemonic.Popfd or Mnemonic.Popfq: return &StackOps.Popf;
             case Mnemonic.Leave:
                 return code switch

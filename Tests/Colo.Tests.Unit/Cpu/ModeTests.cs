@@ -87,6 +87,50 @@ public sealed class ModeTests
     }
 
     [Test]
+    public void RealMode_PushadPopad_SaveAndRestoreEveryRegister()
+    {
+        // syslinux's MBR brackets its disk reads with PUSHAD/POPAD (66 60 / 66 61 in 16-bit code).
+        using var g = new GuestHarness();
+        g.Memory.Write(0x7C00, GuestHarness.Assemble(16, 0x7C00, a =>
+        {
+            a.mov(eax, 0x11111111);
+            a.mov(ecx, 0x22222222);
+            a.mov(edx, 0x33333333);
+            a.mov(ebx, 0x44444444);
+            a.mov(ebp, 0x55555555);
+            a.mov(esi, 0x66666666);
+            a.mov(edi, 0x77777777);
+            a.pushad();
+            a.pusha();
+            a.xor(eax, eax);
+            a.xor(ecx, ecx);
+            a.xor(edx, edx);
+            a.xor(ebx, ebx);
+            a.xor(ebp, ebp);
+            a.xor(esi, esi);
+            a.xor(edi, edi);
+            a.popa();
+            a.mov(di, 0x1234);
+            a.popad();
+            a.hlt();
+        }));
+        RealMode(g, 0, 0x7C00);
+        Assert.That(g.Vcpu.Run(), Is.EqualTo(VcpuExit.Halted));
+        Assert.Multiple(() =>
+        {
+            Assert.That(g.State.Gpr[0] & 0xFFFF_FFFF, Is.EqualTo(0x11111111UL));
+            Assert.That(g.State.Gpr[1] & 0xFFFF_FFFF, Is.EqualTo(0x22222222UL));
+            Assert.That(g.State.Gpr[3] & 0xFFFF_FFFF, Is.EqualTo(0x44444444UL));
+            Assert.That(g.State.Gpr[7] & 0xFFFF_FFFF, Is.EqualTo(0x77777777UL), "POPAD restores the 32-bit EDI");
+            Assert.That(g.State.Gpr[4] & 0xFFFF, Is.EqualTo(0x8000UL), "the stack is balanced");
+            // PUSHAD's image: EAX at the top (highest address) ... EDI at the bottom; the SP slot holds SP before it.
+            Assert.That(g.ReadU64(0x8000 - 4) & 0xFFFF_FFFF, Is.EqualTo(0x11111111UL));
+            Assert.That(g.ReadU64(0x8000 - 20) & 0xFFFF_FFFF, Is.EqualTo(0x8000UL), "stored ESP");
+            Assert.That(g.ReadU64(0x8000 - 32) & 0xFFFF_FFFF, Is.EqualTo(0x77777777UL));
+        });
+    }
+
+    [Test]
     public void RealMode_FarCallAndRetf_SwitchCodeSegments()
     {
         using var g = new GuestHarness();

@@ -2,7 +2,7 @@ using Colo.Core.Cpu;
 
 namespace Colo.Cpu.Interpreter.Handlers;
 
-/// <summary>PUSH, POP, PUSHF, POPF, LEAVE.</summary>
+/// <summary>PUSH, POP, PUSHA, POPA, PUSHF, POPF, LEAVE.</summary>
 internal static class StackOps
 {
     private const ExecStatus Ok = ExecStatus.Continue;
@@ -72,4 +72,53 @@ internal static class StackOps
     public static ExecStatus Leave32(InterpreterVcpu c, ref DecodedOp op) => Leave(c, 4);
 
     public static ExecStatus Leave64(InterpreterVcpu c, ref DecodedOp op) => Leave(c, 8);
+
+    /// <summary>PUSHA/PUSHAD: AX, CX, DX, BX, the SP before the instruction, BP, SI, DI; all or nothing on a fault.</summary>
+    private static ExecStatus PushAll(InterpreterVcpu c, int size)
+    {
+        ulong old = c.Gpr(4);
+        for (int r = 0; r < 8; r++)
+        {
+            ulong v = r == 4 ? old : c.Gpr(r);
+            ExecStatus s = c.Push(v, size);
+            if (s != Ok)
+            {
+                c.Gpr(4) = old;
+                return s;
+            }
+        }
+        return Ok;
+    }
+
+    /// <summary>POPA/POPAD: the reverse of PUSHA, the stored SP skipped; registers change only if every pop succeeds.</summary>
+    private static ExecStatus PopAll(InterpreterVcpu c, int size)
+    {
+        ulong old = c.Gpr(4);
+        Span<ulong> values = stackalloc ulong[8];
+        for (int r = 7; r >= 0; r--)
+        {
+            ExecStatus s = c.Pop(size, out values[r]);
+            if (s != Ok)
+            {
+                c.Gpr(4) = old;
+                return s;
+            }
+        }
+        for (int r = 0; r < 8; r++)
+        {
+            if (r != 4)
+            {
+                c.SetReg(r, size, values[r]);
+            }
+        }
+        return Ok;
+    }
+
+    public static ExecStatus Pusha16(InterpreterVcpu c, ref DecodedOp op) => PushAll(c, 2);
+
+    public static ExecStatus Pusha32(InterpreterVcpu c, ref DecodedOp op) => PushAll(c, 4);
+
+    public static ExecStatus Popa16(InterpreterVcpu c, ref DecodedOp op) => PopAll(c, 2);
+
+    public static ExecStatus Popa32(InterpreterVcpu c, ref DecodedOp op) => PopAll(c, 4);
 }
