@@ -300,7 +300,7 @@ public sealed class MuxChardev : Chardev, IChardevInfo, ICharFrontend
                 lock (_writeLock)
                 {
                     _timestamps = !_timestamps;
-                    _timestampStart = Stopwatch.GetTimestamp();
+                    _timestampStart = 0; // the clock starts at the first stamp, so it reads 00:00:00.000 as QEMU's
                     _lineStart = false;
                 }
                 break;
@@ -402,6 +402,10 @@ public sealed class MuxChardev : Chardev, IChardevInfo, ICharFrontend
 
     private string TimestampText()
     {
+        if (_timestampStart == 0)
+        {
+            _timestampStart = Stopwatch.GetTimestamp();
+        }
         TimeSpan t = Stopwatch.GetElapsedTime(_timestampStart);
         return string.Create(CultureInfo.InvariantCulture, $"[{(int)t.TotalHours:D2}:{t.Minutes:D2}:{t.Seconds:D2}.{t.Milliseconds:D3}] ");
     }

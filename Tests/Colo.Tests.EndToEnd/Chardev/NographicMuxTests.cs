@@ -37,16 +37,27 @@ public sealed class NographicMuxTests
     }
 
     [Test]
-    public async Task Nographic_QueryChardev_QemuLabels()
+    public async Task Nographic_InfoChardev_QemuLabels()
     {
+        using QemuProcess qemu = QemuProcess.Start("-nographic", "-M", "pc", "-S");
+        await qemu.SendAsync("\u0001cinfo chardev\r");
+        Assert.That(await ReadUntil(qemu, "serial0: filename=mux"), Is.True);
+        Assert.That(await ReadUntil(qemu, "serial0-base: filename=stdio"), Is.True);
+        await qemu.SendAsync("\u0001x");
+        Assert.That(qemu.WaitForExit(), Is.Zero);
+    }
+
+    [Test]
+    public async Task NographicWithQmp_SerialAloneOnStdio()
+    {
+        // Any monitor option drops QEMU's default monitor, so serial0 is plain stdio.
         int port = FreePort.Next();
         using QemuProcess qemu = QemuProcess.Start("-nographic", "-M", "pc", "-S", "-qmp", $"tcp:127.0.0.1:{port},server=on,wait=off");
         using QmpClient qmp = await QmpClient.ConnectTcpAsync(port);
         await qmp.HandshakeAsync();
         string reply = await qmp.ExecuteAsync("""{"execute": "query-chardev"}""");
-        Assert.That(reply, Does.Contain("""{"frontend-open": true, "filename": "mux", "label": "serial0"}"""));
-        Assert.That(reply, Does.Contain("""{"frontend-open": true, "filename": "stdio", "label": "serial0-base"}"""));
-        Assert.That(reply, Does.Not.Contain("compat_monitor0\"}, {\"frontend-open\": true, \"filename\": \"stdio\""));
+        Assert.That(reply, Does.Contain("""{"frontend-open": true, "filename": "stdio", "label": "serial0"}"""));
+        Assert.That(reply, Does.Not.Contain("mux"));
         await qmp.ExecuteAsync("""{"execute": "quit"}""");
         Assert.That(qemu.WaitForExit(), Is.Zero);
     }

@@ -159,7 +159,6 @@ public sealed class ChardevBackendTests
     [TestCase("null,id=a,logfile=/nonexistent-colo-dir/x", "Could not create '/nonexistent-colo-dir/x': No such file or directory")]
     [TestCase("pty,id=a", "chardev backend 'pty' is not implemented yet in Colo (the pty backend)")]
     [TestCase("pipe,id=a,path=/tmp/p", "chardev backend 'pipe' is not implemented yet in Colo (the pipe backend)")]
-    [TestCase("stdio,id=a,signal=off", "chardev 'stdio': option 'signal=off' is not implemented yet in Colo")]
     [TestCase("socket,id=a,server=on,wait=off", "chardev: socket: no host given")]
     public void CreateFromOption_BadInput_QemuText(string option, string expected)
     {

@@ -129,7 +129,7 @@ public sealed class MuxChardevTests
         Type("\u0001tm"); // "m" reaching the serial shows the toggle was processed
         Assert.That(serial.WaitForText("m"), Is.True);
         mux.Write("one\ntwo"u8);
-        Assert.That(_output.Text, Does.Match(@"^one\n\[00:00:00\.\d{3}\] two$"));
+        Assert.That(_output.Text, Does.Match(@"^one\n\[00:00:00\.00\d\] two$"));
         Type("\u0001tn");
         Assert.That(serial.WaitForText("mn"), Is.True);
         mux.Write("\nthree"u8);
