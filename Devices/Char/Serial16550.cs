@@ -282,6 +282,13 @@ public sealed class Serial16550 : ICharFrontend
     /// <inheritdoc/>
     public void OnEvent(CharEvent charEvent)
     {
+        if (charEvent == CharEvent.Break && (_mcr & McrLoop) == 0)
+        {
+            // A break is received as a zero character with the break-interrupt status (16550A datasheet, LSR bit 4).
+            PushRx(0);
+            _lsr |= LsrBi;
+            UpdateIrq();
+        }
     }
 
     /// <summary>

@@ -155,6 +155,20 @@ public sealed class VirtualMachine : IDisposable
         {
             At(spec.Context, () => StartMonitor(spec));
         }
+        foreach (Chardev chardev in ChardevFactory.All(Tree))
+        {
+            if (chardev is MuxChardev mux)
+            {
+                // Ctrl-A x ends the process with status 0 and no SHUTDOWN event, as QEMU's exit(0) there.
+                mux.TerminateHandler = () => MainLoop.Post(() =>
+                {
+                    StopCpus();
+                    _exitCode = 0;
+                    MainLoop.Stop();
+                });
+                mux.Realize();
+            }
+        }
 
         if (_config.Incoming is not null)
         {

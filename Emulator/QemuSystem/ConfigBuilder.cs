@@ -13,6 +13,8 @@ namespace Colo.QemuSystem;
 internal sealed class ConfigBuilder
 {
     private int _monitorCount;
+    private bool _monitorGiven;
+    private bool _serialGiven;
 
     public MachineConfig Config { get; } = new();
 
@@ -38,20 +40,68 @@ internal sealed class ConfigBuilder
     }
 
     /// <summary>
-    /// Defaults QEMU adds after reading the command line: with -nographic (and no -nodefaults) the HMP
-    /// monitor goes to stdio. QEMU multiplexes it with the first serial port there; the board that has
-    /// serial ports comes with the pc-machine issue, and so does that mux.
+    /// Defaults QEMU adds after reading the command line. With -nographic (and no -nodefaults): when neither a serial
+    /// port nor a monitor was given, serial0 is <c>mon:stdio</c> (a mux of the serial port and the HMP monitor);
+    /// otherwise the missing one of them goes to stdio, the monitor's chardev created first.
     /// </summary>
     public void ApplyDefaults()
     {
-        if (Config.NoGraphic && !Config.NoDefaults && !Config.Monitors.Any(m => !m.Control))
+        if (!Config.NoGraphic || Config.NoDefaults)
         {
-            AddMonitor("stdio", control: false, pretty: false, "nographic");
+            return;
         }
+        bool defaultSerial = !_serialGiven;
+        bool defaultMonitor = !_monitorGiven && Config.Monitors.Count == 0;
+        if (defaultSerial && defaultMonitor)
+        {
+            AddSerial("mon:stdio");
+            return;
+        }
+        if (defaultSerial)
+        {
+            AddSerial("stdio");
+        }
+        if (defaultMonitor)
+        {
+            AddMonitor("stdio", control: false, pretty: false, "monitor");
+            CompatChardev monitor = Config.CompatChardevs[^1];
+            Config.CompatChardevs.RemoveAt(Config.CompatChardevs.Count - 1);
+            Config.CompatChardevs.Insert(0, monitor);
+        }
+    }
+
+    /// <summary><c>-echr N</c>: the mux escape character, a number in C notation (QEMU's strtol base 0).</summary>
+    public static void SetEscapeChar(string text)
+    {
+        string t = text.Trim();
+        bool negative = t.StartsWith('-');
+        string digits = negative || t.StartsWith('+') ? t[1..] : t;
+        int radix = digits.StartsWith("0x", StringComparison.OrdinalIgnoreCase) ? 16 : digits.Length > 1 && digits[0] == '0' ? 8 : 10;
+        string body = radix == 16 ? digits[2..] : digits;
+        long value = 0;
+        int used = 0;
+        foreach (char c in body)
+        {
+            int d = char.IsAsciiDigit(c) ? c - '0' : char.IsAsciiHexDigitLower(c) ? c - 'a' + 10 : char.IsAsciiHexDigitUpper(c) ? c - 'A' + 10 : 99;
+            if (d >= radix)
+            {
+                break;
+            }
+            value = (value * radix) + d;
+            used++;
+        }
+        if (used == 0)
+        {
+            // QEMU prints this on stdout and keeps its previous escape character.
+            Console.Out.WriteLine("Bad argument to echr");
+            return;
+        }
+        Colo.Core.Chardev.MuxChardev.EscapeChar = (byte)(negative ? -value : value);
     }
 
     public void AddMonitor(string spec, bool control, bool pretty, string option)
     {
+        _monitorGiven = true;
         if (spec == "none")
         {
             return;
@@ -69,6 +119,7 @@ internal sealed class ConfigBuilder
 
     public void AddSerial(string spec)
     {
+        _serialGiven = true;
         if (spec == "none")
         {
             return;
@@ -81,6 +132,11 @@ internal sealed class ConfigBuilder
         string id = $"serial{Config.Serials.Count}";
         Config.CompatChardevs.Add(new CompatChardev(id, spec, $"-serial {spec}"));
         Config.Serials.Add(id);
+        if (spec.StartsWith("mon:", StringComparison.Ordinal))
+        {
+            // "mon:" puts the HMP monitor on the same (mux) chardev as the serial port.
+            Config.Monitors.Add(new MonitorSpec(id, false, false, $"-serial {spec}"));
+        }
     }
 
     /// <summary><c>-debugcon DEV</c>: an <c>isa-debugcon</c> at 0xE9 on a chardev made from the legacy spec.</summary>

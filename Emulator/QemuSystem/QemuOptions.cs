@@ -41,6 +41,7 @@ internal static class QemuOptions
         new("monitor", "dev", "redirect the HMP monitor to char device 'dev'", (b, v) => b.AddMonitor(v, control: false, pretty: false, "monitor")),
         new("mon", "[chardev=]name[,mode=readline|control][,pretty[=on|off]]", "create a monitor on a chardev", (b, v) => AddMon(b, v)),
         new("serial", "dev", "redirect the serial port to char device 'dev'", (b, v) => b.AddSerial(v)),
+        new("echr", "chr", "set terminal escape character instead of ctrl-a", (_, v) => ConfigBuilder.SetEscapeChar(v)),
         new("nographic", null, "disable graphical output and redirect serial I/Os to console", (b, _) => b.Config.NoGraphic = true),
         new("display", "type", "select display backend type (Colo is headless: none)", (b, v) => b.SetDisplay(v)),
         new("vga", "type", "select video card type (none: Colo has no display)", (b, v) => b.Config.Vga = v),

@@ -21,6 +21,10 @@ public sealed class HmpMonitor : ICharFrontend, IDisposable
     private readonly HmpCommandRegistry _commands;
     private readonly string _banner;
     private readonly List<byte> _line = [];
+    private bool _opened;
+
+    // Output kept while a mux has the focus elsewhere (QEMU's monitor is suspended then); null while focused.
+    private StringBuilder? _held;
 
     /// <summary>Creates the monitor; call <see cref="Start"/> to attach it.</summary>
     /// <param name="chardev">Where the user is.</param>
@@ -57,15 +61,43 @@ public sealed class HmpMonitor : ICharFrontend, IDisposable
     /// <inheritdoc/>
     public void OnEvent(CharEvent charEvent)
     {
-        _line.Clear();
-        if (charEvent == CharEvent.Opened)
+        switch (charEvent)
         {
-            Write(_banner + Prompt);
+            case CharEvent.Opened:
+                _line.Clear();
+                _opened = true;
+                Write(_banner + Prompt);
+                break;
+            case CharEvent.Closed:
+                _line.Clear();
+                break;
+            case CharEvent.MuxOut:
+                // Leaving the focus ends the shown line; later output waits until the monitor has the focus again.
+                if (_opened && _held is null)
+                {
+                    Write("\r\n");
+                }
+                _held ??= new StringBuilder();
+                break;
+            case CharEvent.MuxIn:
+                StringBuilder? held = _held;
+                _held = null;
+                if (held is { Length: > 0 })
+                {
+                    Write(held.ToString());
+                }
+                else if (_opened)
+                {
+                    Write(Prompt);
+                }
+                break;
+            default:
+                break;
         }
     }
 
     /// <summary>Detaches from the chardev.</summary>
-    public void Dispose() => _chardev.Detach();
+    public void Dispose() => _chardev.Detach(this);
 
     private void RunLine()
     {
@@ -84,5 +116,13 @@ public sealed class HmpMonitor : ICharFrontend, IDisposable
         Write(line + "\r\n" + output + Prompt);
     }
 
-    private void Write(string text) => _chardev.Write(Encoding.UTF8.GetBytes(text));
+    private void Write(string text)
+    {
+        if (_held is not null)
+        {
+            _held.Append(text);
+            return;
+        }
+        _chardev.Write(Encoding.UTF8.GetBytes(text));
+    }
 }

@@ -69,6 +69,10 @@ public sealed class QmpMonitor : ICharFrontend, IDisposable
     /// <inheritdoc/>
     public void OnEvent(CharEvent charEvent)
     {
+        if (charEvent is not (CharEvent.Opened or CharEvent.Closed))
+        {
+            return; // mux focus and break events do not touch a QMP session
+        }
         // Every connection starts a fresh session; a half-received message is dropped, as QEMU does.
         _streamer.Reset();
         IsNegotiating = true;
@@ -84,7 +88,7 @@ public sealed class QmpMonitor : ICharFrontend, IDisposable
     public void Dispose()
     {
         _eventSubscription?.Dispose();
-        _chardev.Detach();
+        _chardev.Detach(this);
     }
 
     /// <summary>Called by <c>qmp_capabilities</c> (in negotiation mode) to enter command mode.</summary>

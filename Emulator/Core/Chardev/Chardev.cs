@@ -32,11 +32,11 @@ public abstract class Chardev : QomObject
     /// <summary>True while bytes written reach a peer (always true for file/stdio/null).</summary>
     public abstract bool IsConnected { get; }
 
-    public bool HasFrontend => Volatile.Read(ref _frontend) is not null;
+    public virtual bool HasFrontend => Volatile.Read(ref _frontend) is not null;
 
     /// <summary>Connects the consumer; QEMU allows one per chardev (mux aside).</summary>
     /// <exception cref="QmpException">The chardev already has a frontend.</exception>
-    public void Attach(ICharFrontend frontend, IEventLoop loop)
+    public virtual void Attach(ICharFrontend frontend, IEventLoop loop)
     {
         lock (_frontendLock)
         {
@@ -49,6 +49,15 @@ public abstract class Chardev : QomObject
         }
         frontend.SetReceiveSpaceHandler(() => SchedulePump(frontend, loop));
         OnAttached();
+    }
+
+    /// <summary>Disconnects <paramref name="frontend"/> if it is attached (a mux keeps its other frontends).</summary>
+    public virtual void Detach(ICharFrontend frontend)
+    {
+        if (ReferenceEquals(Volatile.Read(ref _frontend), frontend))
+        {
+            Detach();
+        }
     }
 
     public void Detach()

@@ -70,6 +70,11 @@ public static class ChardevCompat
         if (mux)
         {
             parsed = parsed with { MonitorMux = true, Properties = [.. parsed.Properties, new("mux", "on")] };
+            if (parsed.Backend == "stdio")
+            {
+                // With the monitor muxed on stdio (mon:stdio, -nographic) QEMU passes Ctrl-C to the guest.
+                parsed = parsed with { Properties = [.. parsed.Properties, new("signal", "off")] };
+            }
         }
         return parsed;
     }

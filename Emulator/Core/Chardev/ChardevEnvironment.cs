@@ -21,10 +21,18 @@ public sealed class ChardevEnvironment
     /// <summary>Opens the output the stdio backend writes (process stdout by default).</summary>
     public Func<Stream> OpenStdout { get; init; } = Console.OpenStandardOutput;
 
+    /// <summary>True when stdio is the process's own (a terminal there is switched to raw mode); tests inject streams.</summary>
+    public bool UsesProcessStdio { get; init; }
+
     /// <summary>Messages go to stderr prefixed like QEMU's <c>error_report</c>.</summary>
     public static ChardevEnvironment CreateDefault() => new()
     {
         Report = static message => Console.Error.WriteLine("qemu-system-x86_64: " + message),
+        UsesProcessStdio = true,
+        // Plain descriptor streams: .NET's console streams re-apply their own terminal settings around each read,
+        // which would undo the raw mode, and announce keypad mode on a terminal.
+        OpenStdin = static () => new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(0, ownsHandle: false), FileAccess.Read, bufferSize: 0),
+        OpenStdout = static () => new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(1, ownsHandle: false), FileAccess.Write, bufferSize: 0),
     };
 
     /// <summary>QEMU allows one stdio chardev per process; claims it or returns false.</summary>

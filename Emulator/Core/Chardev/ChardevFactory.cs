@@ -67,10 +67,60 @@ public static class ChardevFactory
     /// <summary>Creates, completes and adds a chardev; the caller has checked the id is free.</summary>
     public static Chardev Create(TypeRegistry types, ObjectTree tree, string backend, string id, IEnumerable<KeyValuePair<string, string>> properties)
     {
-        QomObject created = types.CreateFromStrings(ObjectCategory.Chardev, backend, id, properties);
+        List<KeyValuePair<string, string>> list = [.. properties];
+        int mux = list.FindIndex(p => p.Key == "mux");
+        if (mux >= 0 && backend != "mux")
+        {
+            bool on = list[mux].Value switch
+            {
+                "on" or "yes" or "true" or "y" => true,
+                "off" or "no" or "false" or "n" => false,
+                _ => throw new QmpException("Parameter 'mux' expects 'on' or 'off'"),
+            };
+            list.RemoveAt(mux);
+            if (on)
+            {
+                return CreateMux(types, tree, backend, id, list);
+            }
+        }
+        QomObject created = types.CreateFromStrings(ObjectCategory.Chardev, backend, id, list);
         var chardev = (Chardev)created;
+        if (chardev is MuxChardev muxChardev)
+        {
+            string baseId = chardev.Values.GetString("chardev") is { Length: > 0 } given ? given : throw new QmpException("chardev: mux: no chardev given");
+            Chardev shared = Find(tree, baseId) ?? throw new QmpException($"mux: base chardev {baseId} not found");
+            muxChardev.Bind(shared);
+        }
         tree.Chardevs.AddChild(id, chardev);
         return chardev;
+    }
+
+    /// <summary>
+    /// <c>mux=on</c>: the backend becomes <c>ID-base</c> and a mux chardev takes <c>ID</c>, as QEMU names them
+    /// (listed mux first, as <c>query-chardev</c> shows them in QEMU).
+    /// </summary>
+    private static Chardev CreateMux(TypeRegistry types, ObjectTree tree, string backend, string id, List<KeyValuePair<string, string>> properties)
+    {
+        string baseId = id + "-base";
+        if (Find(tree, baseId) is not null)
+        {
+            throw new QmpException($"Duplicate ID '{baseId}' for chardev");
+        }
+        var mux = (MuxChardev)types.CreateFromStrings(ObjectCategory.Chardev, "mux", id, [new("chardev", baseId)]);
+        tree.Chardevs.AddChild(id, mux);
+        try
+        {
+            var shared = (Chardev)types.CreateFromStrings(ObjectCategory.Chardev, backend, baseId, properties);
+            tree.Chardevs.AddChild(baseId, shared);
+            mux.Bind(shared);
+        }
+        catch
+        {
+            tree.Chardevs.RemoveChild(mux);
+            mux.Dispose();
+            throw;
+        }
+        return mux;
     }
 
     /// <summary>The chardev with this id, or null.</summary>

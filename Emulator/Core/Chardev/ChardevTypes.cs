@@ -22,12 +22,7 @@ public static class ChardevTypes
     /// <summary>Options that exist in the schema but whose behaviour Colo lacks, per backend.</summary>
     private static readonly Dictionary<string, string[]> Unimplemented = new(StringComparer.Ordinal)
     {
-        ["socket"] = ["mux", "telnet", "tn3270", "websocket", "tls-creds", "tls-authz"],
-        ["stdio"] = ["mux"],
-        ["file"] = ["mux"],
-        ["null"] = ["mux"],
-        ["ringbuf"] = ["mux"],
-        ["memory"] = ["mux"],
+        ["socket"] = ["telnet", "tn3270", "websocket", "tls-creds", "tls-authz"],
     };
 
     /// <summary>Registers all chardev types with a default environment (stderr messages, process stdio).</summary>
@@ -81,7 +76,7 @@ public static class ChardevTypes
         AddMissing(registry, "wctablet", "the wctablet backend");
         AddMissing(registry, "testdev", "the testdev backend");
         AddMissing(registry, "qemu-vdagent", "the qemu-vdagent backend", P.Flag("mouse", true), P.Flag("clipboard", false));
-        AddMissing(registry, "mux", "the mux backend", P.Str("chardev"));
+        Add(registry, "mux", (t, _, v) => new MuxChardev(t, v), P.Str("chardev", "id of the chardev the frontends share"));
     }
 
     /// <summary>The text shown when an option Colo lacks is used.</summary>

@@ -7,6 +7,12 @@ public enum CharEvent
     Opened,
     /// <summary>The peer went away; for a server socket, a new peer may connect later.</summary>
     Closed,
+    /// <summary>The user sent a break (mux escape <c>b</c>): a serial port reports a line break.</summary>
+    Break,
+    /// <summary>A mux gave this frontend the input focus.</summary>
+    MuxIn,
+    /// <summary>A mux moved the input focus away from this frontend.</summary>
+    MuxOut,
 }
 
 /// <summary>

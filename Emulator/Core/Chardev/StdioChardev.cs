@@ -5,8 +5,8 @@ namespace Colo.Core.Chardev;
 
 /// <summary>
 /// The <c>stdio</c> backend: the process's standard input and output (one per process, as in QEMU).
-/// Colo never puts the terminal into raw mode, so Ctrl-C always reaches the process as a signal,
-/// which is what <c>signal=on</c> (the default) asks for.
+/// A terminal on stdin is put into raw mode while the chardev exists (keys reach the guest one by one, no local
+/// echo); with <c>signal=on</c> (the default) Ctrl-C still interrupts the process, with <c>signal=off</c> it is a key.
 /// </summary>
 public sealed class StdioChardev : Chardev, IChardevInfo
 {
@@ -16,6 +16,7 @@ public sealed class StdioChardev : Chardev, IChardevInfo
     private ChardevOutput? _output;
     private Thread? _reader;
     private bool _claimed;
+    private bool _raw;
     private volatile bool _disposed;
     private volatile bool _eof;
 
@@ -35,15 +36,13 @@ public sealed class StdioChardev : Chardev, IChardevInfo
     public override void Complete()
     {
         ChardevTypes.RefuseUnimplemented(this);
-        if (Values.Contains("signal") && !Values.GetBool("signal"))
-        {
-            throw new QmpException(ChardevTypes.NotImplementedText("stdio", "signal=off"));
-        }
+        bool signals = !Values.Contains("signal") || Values.GetBool("signal");
         if (!_env.TryClaimStdio())
         {
             throw new QmpException("cannot use stdio by multiple character devices");
         }
         _claimed = true;
+        _raw = _env.UsesProcessStdio && TerminalMode.EnterRaw(signals);
         _output = new ChardevOutput(_env.OpenStdout(), ChardevLog.Open(Values));
         _stdin = _env.OpenStdin();
         // A dedicated thread: console reads cannot be cancelled, so they must not hold a pool thread.
@@ -73,6 +72,10 @@ public sealed class StdioChardev : Chardev, IChardevInfo
             // background thread until the process exits, which is harmless.
             _stdin?.Dispose();
             _reader?.Join(TimeSpan.FromSeconds(1));
+            if (_raw)
+            {
+                TerminalMode.Restore();
+            }
             if (_claimed)
             {
                 _env.ReleaseStdio();

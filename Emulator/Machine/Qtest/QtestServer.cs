@@ -73,7 +73,7 @@ public sealed class QtestServer : ICharFrontend
             _sinceStart.Restart();
             Log($"[I {0.0.ToString("F6", CultureInfo.InvariantCulture)}] OPENED");
         }
-        else
+        else if (charEvent == CharEvent.Closed)
         {
             Log($"[I +{Elapsed()}] CLOSED");
             _line.Clear();

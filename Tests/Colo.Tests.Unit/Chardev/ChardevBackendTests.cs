@@ -153,11 +153,12 @@ public sealed class ChardevBackendTests
     [TestCase("socket,id=a,host=127.0.0.1,port=abc", "address resolution failed for 127.0.0.1:abc: Servname not supported for ai_socktype")]
     [TestCase("socket,id=a,host=127.0.0.1,port=1,server=on,telnet=on", "chardev 'socket': option 'telnet' is not implemented yet in Colo")]
     [TestCase("socket,id=a,host=127.0.0.1,port=1,tls-creds=tls0", "chardev 'socket': option 'tls-creds' is not implemented yet in Colo")]
-    [TestCase("null,id=a,mux=on", "chardev 'null': option 'mux' is not implemented yet in Colo")]
+    [TestCase("null,id=a,mux=maybe", "Parameter 'mux' expects 'on' or 'off'")]
+    [TestCase("mux,id=a,chardev=nope", "mux: base chardev nope not found")]
+    [TestCase("mux,id=a", "chardev: mux: no chardev given")]
     [TestCase("null,id=a,logfile=/nonexistent-colo-dir/x", "Could not create '/nonexistent-colo-dir/x': No such file or directory")]
     [TestCase("pty,id=a", "chardev backend 'pty' is not implemented yet in Colo (the pty backend)")]
     [TestCase("pipe,id=a,path=/tmp/p", "chardev backend 'pipe' is not implemented yet in Colo (the pipe backend)")]
-    [TestCase("stdio,id=a,signal=off", "chardev 'stdio': option 'signal=off' is not implemented yet in Colo")]
     [TestCase("socket,id=a,server=on,wait=off", "chardev: socket: no host given")]
     public void CreateFromOption_BadInput_QemuText(string option, string expected)
     {

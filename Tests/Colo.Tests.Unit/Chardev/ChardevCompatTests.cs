@@ -22,7 +22,8 @@ public sealed class ChardevCompatTests
     [TestCase("udp:127.0.0.1:4555@:4556", "udp", "host=127.0.0.1,port=4555,localaddr=,localport=4556")]
     [TestCase("/dev/ttyS0", "serial", "path=/dev/ttyS0")]
     [TestCase("/dev/parport0", "parallel", "path=/dev/parport0")]
-    [TestCase("mon:stdio", "stdio", "mux=on")]
+    [TestCase("mon:stdio", "stdio", "mux=on,signal=off")]
+    [TestCase("mon:null", "null", "mux=on")]
     public void Parse_Backend(string spec, string backend, string properties)
     {
         ChardevSpec parsed = ChardevCompat.Parse(spec);

@@ -43,6 +43,17 @@ public sealed class Serial16550Tests
     }
 
     [Test]
+    public void Break_ReceivesZeroWithBreakStatus_RaisesLineStatusInterrupt()
+    {
+        W(Serial16550.Ier, 0x04); // receiver line status interrupt
+        _uart.OnEvent(CharEvent.Break);
+        Assert.That(R(Serial16550.Lsr) & (Serial16550.LsrBi | Serial16550.LsrDr), Is.EqualTo(Serial16550.LsrBi | Serial16550.LsrDr));
+        Assert.That(_irq.Changes, Is.Not.Empty);
+        Assert.That(R(Serial16550.RbrThr), Is.Zero);
+        Assert.That(R(Serial16550.Lsr) & Serial16550.LsrBi, Is.Zero, "reading LSR clears the break indication");
+    }
+
+    [Test]
     public void Dlab_SelectsDivisorLatch()
     {
         W(Serial16550.Lcr, Serial16550.LcrDlab | 0x03);
