@@ -199,6 +199,11 @@ internal static unsafe class OpcodeTable
             case Mnemonic.Clts: return &SystemRegs.Clts;
             case Mnemonic.Wbinvd or Mnemonic.Invd: return &SystemRegs.Privileged;
             case Mnemonic.Pushf or Mnemonic.Pushfd or Mnemonic.Pushfq: return &StackOps.Pushf;
+            case Mnemonic.Lds: return &SystemRegs.Lds;
+            case Mnemonic.Les: return &SystemRegs.Les;
+            case Mnemonic.Lfs: return &SystemRegs.Lfs;
+            case Mnemonic.Lgs: return &SystemRegs.Lgs;
+            case Mnemonic.Lss: return &SystemRegs.Lss;
             case Mnemonic.Pusha: return &StackOps.Pusha16;
             case Mnemonic.Pushad: return &StackOps.Pusha32;
             case Mnemonic.Popa: return &StackOps.Popa16;

@@ -87,6 +87,38 @@ public sealed class ModeTests
     }
 
     [Test]
+    public void RealMode_LoadFarPointer_SetsSegmentAndRegister()
+    {
+        // syslinux's boot sector: lfs si, [0x78] (the INT 1Eh diskette parameter pointer), then les/lss/lds.
+        using var g = new GuestHarness();
+        g.Memory.Write(0x78, [0x34, 0x12, 0x00, 0xF0]);
+        g.Memory.Write(0x80, [0x78, 0x56, 0x00, 0x20, 0x00, 0x7E, 0x00, 0x10, 0xEF, 0xBE, 0x00, 0x30]);
+        g.Memory.Write(0x7C00, GuestHarness.Assemble(16, 0x7C00, a =>
+        {
+            a.xor(ax, ax);
+            a.mov(ds, ax);
+            a.lfs(si, __dword_ptr[0x78]);
+            a.les(di, __dword_ptr[0x80]);
+            a.lss(sp, __dword_ptr[0x84]);
+            a.lds(bx, __dword_ptr[0x88]);
+            a.hlt();
+        }));
+        RealMode(g, 0, 0x7C00);
+        Assert.That(g.Vcpu.Run(), Is.EqualTo(VcpuExit.Halted));
+        Assert.Multiple(() =>
+        {
+            Assert.That(g.State.Gpr[6] & 0xFFFF, Is.EqualTo(0x1234UL));
+            Assert.That(g.State.Segments[(int)SegmentIndex.Fs].Base, Is.EqualTo(0xF0000UL));
+            Assert.That(g.State.Gpr[7] & 0xFFFF, Is.EqualTo(0x5678UL));
+            Assert.That(g.State.Segments[(int)SegmentIndex.Es].Selector, Is.EqualTo((ushort)0x2000));
+            Assert.That(g.State.Gpr[4] & 0xFFFF, Is.EqualTo(0x7E00UL));
+            Assert.That(g.State.Segments[(int)SegmentIndex.Ss].Base, Is.EqualTo(0x10000UL));
+            Assert.That(g.State.Gpr[3] & 0xFFFF, Is.EqualTo(0xBEEFUL));
+            Assert.That(g.State.Segments[(int)SegmentIndex.Ds].Selector, Is.EqualTo((ushort)0x3000));
+        });
+    }
+
+    [Test]
     public void RealMode_PushadPopad_SaveAndRestoreEveryRegister()
     {
         // syslinux's MBR brackets its disk reads with PUSHAD/POPAD (66 60 / 66 61 in 16-bit code).

@@ -114,6 +114,45 @@ internal static class SystemRegs
     public static ExecStatus PushSreg(InterpreterVcpu c, ref DecodedOp op) =>
         c.Push(c.State.Segments[op.R0 - DecodedOp.SegRegBase].Selector, op.StackSize);
 
+    /// <summary>LDS/LES/LFS/LGS/LSS: loads offset and selector of a far pointer; the register changes only if the segment loads.</summary>
+    private static ExecStatus LoadFarPointer(InterpreterVcpu c, ref DecodedOp op, SegmentIndex seg)
+    {
+        int size = op.Size;
+        ulong linear = c.LinearAddress(ref op);
+        ExecStatus s = c.ReadMem(linear, size, out ulong offset);
+        if (s != Ok)
+        {
+            return s;
+        }
+        s = c.ReadMem(linear + (ulong)size, 2, out ulong selector);
+        if (s != Ok)
+        {
+            return s;
+        }
+        s = c.LoadDataSegment((int)seg, (ushort)selector);
+        if (s != Ok)
+        {
+            return s;
+        }
+        c.SetReg(op.R0, size, offset);
+        if (seg != SegmentIndex.Ss)
+        {
+            return Ok;
+        }
+        c.State.InterruptShadow = true;
+        return ExecStatus.Branch;
+    }
+
+    public static ExecStatus Lds(InterpreterVcpu c, ref DecodedOp op) => LoadFarPointer(c, ref op, SegmentIndex.Ds);
+
+    public static ExecStatus Les(InterpreterVcpu c, ref DecodedOp op) => LoadFarPointer(c, ref op, SegmentIndex.Es);
+
+    public static ExecStatus Lfs(InterpreterVcpu c, ref DecodedOp op) => LoadFarPointer(c, ref op, SegmentIndex.Fs);
+
+    public static ExecStatus Lgs(InterpreterVcpu c, ref DecodedOp op) => LoadFarPointer(c, ref op, SegmentIndex.Gs);
+
+    public static ExecStatus Lss(InterpreterVcpu c, ref DecodedOp op) => LoadFarPointer(c, ref op, SegmentIndex.Ss);
+
     public static ExecStatus PopSreg(InterpreterVcpu c, ref DecodedOp op)
     {
         ulong oldRsp = c.Gpr(4);
