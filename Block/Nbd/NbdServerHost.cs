@@ -111,7 +111,9 @@ public sealed class NbdServerHost : IDisposable
             throw new BlockException($"Bitmap '{bitmap}' is not found");
         }
         NbdExport export = server.AddExport(name, node, writable && !node.ReadOnly, description);
-        export.Node = _graph.WriteFrontOf(node);
+        BlockNode target = Underlying(node);
+        BlockNode front = _graph.WriteFrontOf(target);
+        export.Node = front == target ? node : front;
         _exports.Add(export);
         return export;
     }
@@ -145,15 +147,19 @@ public sealed class NbdServerHost : IDisposable
     {
         foreach (NbdExport e in _exports)
         {
-            if (e.Origin == origin)
+            if (Underlying(e.Origin) == origin)
             {
                 lock (e.Gate)
                 {
-                    e.Node = front;
+                    // Undoing restores what the export named (a drive's device view stays a view).
+                    e.Node = front == origin ? e.Origin : front;
                 }
             }
         }
     }
+
+    /// <summary>The node an export's requests end up at: a drive's device view stands for the drive's root.</summary>
+    public static BlockNode Underlying(BlockNode node) => node is BackendNode view ? view.Backend.Root : node;
 
     /// <summary>QMP <c>nbd-server-stop</c>: closes every export and connection, then the listener.</summary>
     public void Stop()

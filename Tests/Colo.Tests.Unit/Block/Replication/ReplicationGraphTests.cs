@@ -3,6 +3,7 @@ using System.Text.Json;
 using Colo.Block;
 using Colo.Block.File;
 using Colo.Block.Graph;
+using Colo.Block.Nbd;
 using Colo.Block.Qcow2;
 using Colo.Block.Qmp;
 using Colo.Block.Replication;
@@ -255,7 +256,7 @@ public sealed class ReplicationGraphTests
         Assert.That(((ReplicationCopyBeforeWrite)front).CopiedClusters, Is.EqualTo(1));
         _secondary.DeleteDrive("colo-disk0");
         _secondary.DeleteDrive("childs0");
-        Assert.That(_secondary.Nbd.Exports[0].Node, Is.SameAs(Parent0), "the filter leaves with the replication node");
+        Assert.That(NbdServerHost.Underlying(_secondary.Nbd.Exports[0].Node), Is.SameAs(Parent0), "the filter leaves with the replication node");
     }
 
     [Test]
@@ -355,7 +356,7 @@ public sealed class ReplicationGraphTests
         r.Start(ReplicationMode.Secondary);
         _secondary.DeleteDrive("colo-disk0");
         _secondary.DeleteDrive("childs0");
-        Assert.That(_secondary.Nbd.Exports[0].Node, Is.SameAs(Parent0));
+        Assert.That(NbdServerHost.Underlying(_secondary.Nbd.Exports[0].Node), Is.SameAs(Parent0));
         Assert.DoesNotThrow(() => Parent0.Write(0, Pattern(1, 512)));
     }
 
