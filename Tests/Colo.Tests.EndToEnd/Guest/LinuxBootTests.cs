@@ -27,7 +27,7 @@ public sealed class LinuxBootTests
     }
 
     [TestCase("bzImage", 1)]
-    [TestCase("vmlinux", 2)]
+    [TestCase("vmlinux", 1)]
     public async Task Kernel_BootsToReadyMarker_AndTheShellAnswers(string kernel, int cpus)
     {
         string cmdline = File.ReadAllText(GuestFile("cmdline")).Trim();
@@ -48,7 +48,15 @@ public sealed class LinuxBootTests
 
     private static async Task<string> NextLineAsync(QemuProcess vm, List<string> log, TimeSpan timeout)
     {
-        string? line = await vm.Stdout.NextAsync(timeout);
+        string? line;
+        try
+        {
+            line = await vm.Stdout.NextAsync(timeout);
+        }
+        catch (TimeoutException)
+        {
+            line = null;
+        }
         if (line is null)
         {
             Assert.Fail($"no console line within {timeout}; last lines:\n{string.Join('\n', log.TakeLast(30))}\nstderr:\n{vm.Stderr}");
