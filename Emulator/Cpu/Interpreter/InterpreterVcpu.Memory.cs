@@ -255,6 +255,35 @@ public sealed unsafe partial class InterpreterVcpu
         return WriteMemSplit(linear, size, value);
     }
 
+    /// <summary>
+    /// Where a locked read-modify-write's operand lives in host memory, when it is plain RAM inside one page: write
+    /// rights are checked (and A/D set) and decoded code on the page is dropped before the caller's atomic update.
+    /// <paramref name="host"/> is null for MMIO or a page-straddling operand, which the caller updates the plain way.
+    /// </summary>
+    internal ExecStatus LockedTarget(ulong linear, int size, out byte* host)
+    {
+        host = null;
+        if ((linear & PageMask) + (ulong)size > 0x1000)
+        {
+            return ExecStatus.Continue;
+        }
+        ulong phys;
+        if ((_state.Cr0 & X86CpuState.Cr0Pg) == 0 && Bitness != 64)
+        {
+            phys = linear;
+        }
+        else if (!Translate(linear, AccessWrite, out phys))
+        {
+            return ExecStatus.Fault;
+        }
+        if (IsDirect(phys))
+        {
+            CheckCodeWrite(phys);
+            host = _ram + phys;
+        }
+        return ExecStatus.Continue;
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void CheckCodeWrite(ulong phys)
     {

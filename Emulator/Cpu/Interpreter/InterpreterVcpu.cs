@@ -528,6 +528,12 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         if (ok)
         {
             op.Handler = OpcodeTable.Specialize(op.Handler, ref op);
+            // iced refuses LOCK where it is not allowed, so a prefixed op here has a memory destination.
+            if ((ins.HasLockPrefix || (ins.Mnemonic == Mnemonic.Xchg && op.K0 == OperandKind.Mem))
+                && Handlers.Locked.For(ins.Mnemonic) is var locked && locked != null)
+            {
+                op.Handler = locked;
+            }
         }
         if (!ok)
         {

@@ -217,8 +217,11 @@ internal static unsafe class OpcodeTable
                     _ => &StackOps.Leave64,
                 };
             case Mnemonic.Nop: return &SystemOps.Nop;
-            // Ordering and cache hints have no architectural effect on a single interpreted vCPU.
-            case Mnemonic.Lfence or Mnemonic.Sfence or Mnemonic.Mfence or Mnemonic.Prefetchnta or Mnemonic.Prefetcht0
+            // The host is x86 too: its loads and stores already keep x86 order, except a store before a load, which
+            // MFENCE must order across vCPU threads.
+            case Mnemonic.Mfence: return &SystemOps.Mfence;
+            // Ordering and cache hints with no further architectural effect.
+            case Mnemonic.Lfence or Mnemonic.Sfence or Mnemonic.Prefetchnta or Mnemonic.Prefetcht0
                 or Mnemonic.Prefetcht1 or Mnemonic.Prefetcht2 or Mnemonic.Prefetchw or Mnemonic.Clflush or Mnemonic.Clflushopt:
                 return &SystemOps.Nop;
             case Mnemonic.Movnti: return &Alu.Mov;

@@ -609,23 +609,7 @@ internal static class Alu
         }
         else
         {
-            linear = c.LinearAddress(ref op);
-            if (op.K1 == OperandKind.Imm)
-            {
-                bit = (int)(offset & (ulong)(bits - 1));
-            }
-            else
-            {
-                // A register bit offset is signed and may address outside the operand.
-                long signed = (long)SignExtend(offset, size);
-                long units = signed >> BitOperations.Log2((uint)bits);
-                linear += (ulong)(units * size);
-                if (c.Bitness != 64)
-                {
-                    linear = (uint)linear;
-                }
-                bit = (int)(signed & (bits - 1));
-            }
+            linear = BitOperandAddress(c, ref op, out bit);
             s = c.ReadMem(linear, size, out value);
             if (s != Ok)
             {
@@ -650,6 +634,29 @@ internal static class Alu
         }
         c.SetFlags(cf, Cf);
         return Ok;
+    }
+
+    /// <summary>Linear address of the unit a memory bit operation touches, and the bit within it.</summary>
+    internal static ulong BitOperandAddress(InterpreterVcpu c, ref DecodedOp op, out int bit)
+    {
+        int size = op.Size;
+        int bits = size * 8;
+        ulong linear = c.LinearAddress(ref op);
+        if (op.K1 == OperandKind.Imm)
+        {
+            bit = (int)(op.Imm & (ulong)(bits - 1));
+            return linear;
+        }
+        // A register bit offset is signed and may address outside the operand.
+        long signed = (long)SignExtend(c.GetReg(op.R1, size), size);
+        long units = signed >> BitOperations.Log2((uint)bits);
+        linear += (ulong)(units * size);
+        if (c.Bitness != 64)
+        {
+            linear = (uint)linear;
+        }
+        bit = (int)(signed & (bits - 1));
+        return linear;
     }
 
     private static ExecStatus SetRegOk(InterpreterVcpu c, int r, int size, ulong v)

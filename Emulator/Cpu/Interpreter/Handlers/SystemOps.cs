@@ -12,6 +12,12 @@ internal static class SystemOps
 
     public static ExecStatus Nop(InterpreterVcpu c, ref DecodedOp op) => Ok;
 
+    public static ExecStatus Mfence(InterpreterVcpu c, ref DecodedOp op)
+    {
+        Interlocked.MemoryBarrier();
+        return ExecStatus.Continue;
+    }
+
     public static ExecStatus Hlt(InterpreterVcpu c, ref DecodedOp op) => c.State.Cpl != 0 ? c.Raise(Vector.GP, 0) : ExecStatus.Halt;
 
     public static ExecStatus Clc(InterpreterVcpu c, ref DecodedOp op)
