@@ -603,6 +603,31 @@ public sealed class VirtualMachine : IDisposable
         return list;
     }
 
+    /// <summary>
+    /// A copy of vCPU <paramref name="index"/>'s state (false when there is no such vCPU). A running vCPU is parked
+    /// for the copy and resumed at once; it stays halted if it was.
+    /// </summary>
+    internal bool TryReadCpuState(int index, out X86CpuState state)
+    {
+        VcpuRunner? runner = index == 0 ? _cpu : index - 1 >= 0 && index - 1 < _aps.Count ? _aps[index - 1] : null;
+        if (runner is null)
+        {
+            state = default;
+            return false;
+        }
+        bool running = State == RunState.Running;
+        runner.Pause();
+        state = runner.Vcpu.State;
+        if (running)
+        {
+            runner.Resume();
+        }
+        return true;
+    }
+
+    /// <summary>How many vCPUs the machine has.</summary>
+    internal int CpuCount => _cpuObjects.Count;
+
     /// <summary>The <c>-kernel</c>/<c>-initrd</c>/<c>-append</c> files, read up front so errors come at startup.</summary>
     private KernelBoot? LoadKernel()
     {

@@ -285,8 +285,8 @@ public struct X86CpuState
         Tr = new SegmentRegister { Limit = 0xFFFF, Attributes = P | 0xB };
         Gdtr.Limit = 0xFFFF;
         Idtr.Limit = 0xFFFF;
-        // x87 power-on control word (FNINIT would give 0x037F) and the MXCSR reset value.
-        Fcw = 0x0040;
+        // QEMU's reset x87 control word (the FNINIT value; Intel documents 0x0040 after RESET) and the MXCSR reset value.
+        Fcw = 0x037F;
         Mxcsr = 0x1F80;
         McgCtl = ulong.MaxValue;
         for (int i = 0; i < 40; i += 4)

@@ -204,6 +204,31 @@ public sealed unsafe class GuestMemory : IPhysicalMemory
         return ReadPointer(phys);
     }
 
+    /// <summary>
+    /// For a locked read-modify-write outside direct RAM: a host pointer to <paramref name="phys"/> when both reads and
+    /// writes of its page go to RAM (shadowed BIOS pages with PAM read+write, RAM above 4 GiB), valid to the end of
+    /// the page, with decoded code on the page invalidated and the page marked dirty; null otherwise (ROM, MMIO).
+    /// </summary>
+    public byte* GetReadWritePointer(ulong phys)
+    {
+        if (WriteTarget(phys, out ulong ramOffset) != Target.Ram)
+        {
+            return null;
+        }
+        byte* p = ReadPointer(phys);
+        if (p != Ram.HostPointer + ramOffset)
+        {
+            return null; // reads come from elsewhere (a ROM alias) than writes go
+        }
+        ulong page = ramOffset / RamBlock.PageSize;
+        if (Ram.CodePages.TestAndClear(page))
+        {
+            Interlocked.Increment(ref _codeVersions[page]);
+        }
+        Ram.DirtyPages.Set(page);
+        return p;
+    }
+
     /// <summary>Reads 1, 2, 4 or 8 bytes from an address the caller found not direct (slow path of a vCPU).</summary>
     public ulong ReadSlow(ulong phys, int size)
     {

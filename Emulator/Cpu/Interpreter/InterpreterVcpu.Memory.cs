@@ -281,6 +281,12 @@ public sealed unsafe partial class InterpreterVcpu
             CheckCodeWrite(phys);
             host = _ram + phys;
         }
+        else if (LocalApic is not { } apic || (phys & ~PageMask) != apic.MmioBase)
+        {
+            // Shadowed BIOS RAM (SeaBIOS keeps its SMP lock there) and RAM above 4 GiB.
+            host = _memory.GetReadWritePointer(phys);
+            ExitBlock = true; // the write may have been to code
+        }
         return ExecStatus.Continue;
     }
 

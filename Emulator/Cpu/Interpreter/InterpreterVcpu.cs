@@ -139,7 +139,6 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
     /// <inheritdoc/>
     public VcpuExit Run()
     {
-        _state.Halted = false;
         UpdateMode();
         VcpuExit exit;
         while (true)
@@ -150,6 +149,19 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
                 Volatile.Write(ref _kick, 0);
                 exit = VcpuExit.Kicked;
                 break;
+            }
+            if (_state.Halted)
+            {
+                // HLT with interrupts on sleeps until an interrupt request or a kick; a kick (pause, monitor) leaves
+                // the CPU halted, so the next Run sleeps again instead of running past the HLT. A CPU halted with
+                // interrupts off is run again only when its owner means it to (a reset, a test).
+                if (Interrupts is not null && (_state.Rflags & X86CpuState.FlagIf) != 0 && Volatile.Read(ref _interruptRequest) == 0)
+                {
+                    _wake.Wait();
+                    _wake.Reset();
+                    continue;
+                }
+                _state.Halted = false;
             }
             // The shadow of STI / MOV SS covers exactly the first instruction of the block that follows it.
             bool shadow = _state.InterruptShadow;
@@ -216,14 +228,7 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
             {
                 if (Interrupts is not null && (MaterializeFlags() & X86CpuState.FlagIf) != 0)
                 {
-                    // HLT sleeps until an interrupt request or a kick; the loop top then delivers or exits.
                     _state.Halted = true;
-                    while (Volatile.Read(ref _interruptRequest) == 0 && Volatile.Read(ref _kick) == 0)
-                    {
-                        _wake.Wait();
-                        _wake.Reset();
-                    }
-                    _state.Halted = false;
                     continue;
                 }
                 _state.Halted = true;

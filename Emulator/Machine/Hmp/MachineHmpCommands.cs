@@ -23,6 +23,23 @@ public static class MachineHmpCommands
         r.RegisterInfo("pci", "", "show PCI info", _ => BoardText(vm, b => b.DescribePci(f => vm.UserDevices.FirstOrDefault(d => d.Model == f) is { Parent.Name: "peripheral" } d ? d.Name : null)));
         r.RegisterInfo("qtree", "", "show device tree", _ => Qtree(vm));
         r.RegisterInfo("cpus", "", "show infos for each CPU", _ => Cpus(vm));
+        // The monitor's current CPU (QEMU's "cpu N"), which info registers shows without -a.
+        int current = 0;
+        r.RegisterInfo("registers", "[-a|-c]", "show the cpu registers (-a: show register info for all cpus; -c: show register info for current cpu)",
+            args => Registers(vm, args.Trim() == "-a" ? -1 : current));
+        r.Register("cpu", "index:i", "set the default CPU", args =>
+        {
+            if (!int.TryParse(args.Trim(), out int index))
+            {
+                throw new HmpUsageException(args.Trim().Length == 0 ? "missing argument" : "invalid char in expression");
+            }
+            if (index < 0 || index >= vm.CpuCount)
+            {
+                return "invalid CPU index\n";
+            }
+            current = index;
+            return "";
+        });
         r.RegisterInfo("mtree", "[-f][-d][-o][-D]", "show memory tree", _ => BoardText(vm, b => b.DescribeMemoryTree()));
         r.Register("device_add", "driver[,prop=value][,...]", "add device, like -device on the command line",
             args => Run(() => vm.AddDevice(KeyValParser.Parse(args.Trim(), "driver"))));
@@ -68,6 +85,20 @@ public static class MachineHmpCommands
         {
             return QtreeText.Describe(vm, board, vm.UserDevices);
         }
+    }
+
+    /// <summary><c>info registers</c>: CPU <paramref name="index"/>, or every CPU for -1.</summary>
+    private static string Registers(VirtualMachine vm, int index)
+    {
+        var sb = new StringBuilder();
+        for (int i = index < 0 ? 0 : index; i < (index < 0 ? vm.CpuCount : index + 1); i++)
+        {
+            if (vm.TryReadCpuState(i, out Colo.Core.Cpu.X86CpuState state))
+            {
+                sb.Append(CpuRegistersText.Format(i, state));
+            }
+        }
+        return sb.ToString();
     }
 
     /// <summary><c>info cpus</c>: the monitor's current CPU (always CPU 0 here) is starred.</summary>

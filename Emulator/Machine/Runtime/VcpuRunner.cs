@@ -92,6 +92,7 @@ public sealed class VcpuRunner : IDisposable
         lock (_gate)
         {
             _vcpu.State.Reset();
+            _vcpu.State.Halted = true;
             _waitForSipi = true;
             _pendingInit = false;
             _pendingSipi = -1;
@@ -132,6 +133,7 @@ public sealed class VcpuRunner : IDisposable
         {
             _pendingInit = false;
             _vcpu.State.Reset();
+            _vcpu.State.Halted = true; // wait-for-SIPI shows as halted (info registers), as in QEMU
             _waitForSipi = true;
             _haltedForever = false;
         }
@@ -142,6 +144,7 @@ public sealed class VcpuRunner : IDisposable
             cs.Selector = (ushort)(_pendingSipi << 8);
             cs.Base = (ulong)_pendingSipi << 12;
             state.Rip = 0;
+            state.Halted = false;
             _pendingSipi = -1;
             _waitForSipi = false;
         }

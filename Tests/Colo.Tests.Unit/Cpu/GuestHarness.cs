@@ -11,11 +11,12 @@ public sealed class GuestHarness : IDisposable
     public const ulong CodeAddress = 0x10000;
     public const ulong StackTop = 0xF0000;
 
-    public GuestHarness(ulong ramSize = 16 << 20)
+    /// <param name="legacyWindow">Give the address space the PC's legacy window 0xA0000–0xFFFFF (PAM-switched pages).</param>
+    public GuestHarness(ulong ramSize = 16 << 20, bool legacyWindow = false)
     {
         Io = new RecordingIoBus();
         Ram = new RamBlock("pc.ram", ramSize);
-        Memory = new GuestMemory(Ram, Io);
+        Memory = legacyWindow ? new GuestMemory(Ram, Io, ramSize, legacyWindow: true) : new GuestMemory(Ram, Io);
         Vcpu = new InterpreterVcpu(0, Memory, Io);
     }
 

@@ -128,6 +128,30 @@ public sealed class LockedAtomicityTests
     }
 
     [Test]
+    public void BtsSpinLock_InShadowedBiosRam_AdmitsOneOwnerAtATime()
+    {
+        // SeaBIOS keeps SMPLock in its own segment, RAM the PAM registers opened for reads and writes: locked ops
+        // there must be atomic too (else its AP start-up deadlocks: a failed BTS writes back over the release).
+        const ulong shadowLock = 0xF0040;
+        const ulong shadowShared = 0xF0080;
+        using var g = new GuestHarness(legacyWindow: true);
+        g.Memory.SetLegacyPage(0xF0000, Colo.Core.Memory.LegacyPageRead.Ram, writeRam: true);
+        RunOnTwoVcpus(g, a =>
+        {
+            Label acquire = a.CreateLabel();
+            a.Label(ref acquire);
+            a.pause();
+            a.@lock.bts(__dword_ptr[shadowLock], 0);
+            a.jc(acquire);
+            a.mov(rax, __qword_ptr[shadowShared]);
+            a.inc(rax);
+            a.mov(__qword_ptr[shadowShared], rax);
+            a.mov(__dword_ptr[shadowLock], 0);
+        });
+        Assert.That(g.ReadU64(shadowShared), Is.EqualTo(2UL * Iterations));
+    }
+
+    [Test]
     public void XchgSpinLock_AndCmpxchg8b_AreAtomic()
     {
         using var g = new GuestHarness();
