@@ -293,6 +293,16 @@ public sealed class VirtualMachine : IDisposable
         }
     }
 
+    /// <summary><c>inject-nmi</c> / HMP <c>nmi</c>: an NMI to every CPU, as QEMU's x86 machines do.</summary>
+    public void InjectNmi()
+    {
+        _cpu?.Nmi();
+        foreach (VcpuRunner ap in _aps)
+        {
+            ap.Nmi();
+        }
+    }
+
     /// <summary><c>system_wakeup</c>: Colo never suspends (no S3), so there is nothing to wake, with QEMU's texts.</summary>
     public void Wakeup()
     {
@@ -709,6 +719,7 @@ public sealed class VirtualMachine : IDisposable
         vcpu.LocalApic = locked;
         vcpu.Interrupts = locked;
         _cpu = new VcpuRunner(vcpu, "CPU 0/TCG");
+        apic.NmiReceived = _cpu.Nmi;
         _cpu.Exited += exit => MainLoop.Post(() => OnVcpuExit(vcpu, exit));
         for (int i = 1; i < board.Options.Cpus; i++)
         {
@@ -721,8 +732,6 @@ public sealed class VirtualMachine : IDisposable
 
     /// <summary>
     /// An application processor: its own APIC on the APIC bus, parked in wait-for-SIPI until the BSP's INIT-SIPI.
-    /// The interpreter's LOCK-prefixed read-modify-writes are atomic only against one vCPU, so guests that race
-    /// on shared counters across CPUs may see lost updates (SeaBIOS's AP count is serialised by its own lock).
     /// </summary>
     private void CreateApplicationProcessor(PcBoard board, int index)
     {
@@ -733,6 +742,7 @@ public sealed class VirtualMachine : IDisposable
         apic.InterruptRequested = vcpu.NotifyInterruptRequest;
         apic.InitReceived = runner.Init;
         apic.StartupReceived = runner.Startup;
+        apic.NmiReceived = runner.Nmi;
         var locked = new LockedLocalApic(apic, board.Lock);
         vcpu.LocalApic = locked;
         vcpu.Interrupts = locked;

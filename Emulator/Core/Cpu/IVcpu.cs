@@ -16,4 +16,7 @@ public interface IVcpu
 
     /// <summary>Makes a concurrent or the next <see cref="Run"/> return <see cref="VcpuExit.Kicked"/> soon. Thread-safe.</summary>
     void Kick();
+
+    /// <summary>Raises the NMI line (thread-safe): delivered through vector 2 at the next instruction boundary, waking a halted CPU.</summary>
+    void InjectNmi();
 }

@@ -258,6 +258,8 @@ public struct X86CpuState
     public bool InterruptShadow;
     /// <summary>The vCPU is halted waiting for an interrupt (MP state).</summary>
     public bool Halted;
+    /// <summary>An NMI handler runs: further NMIs wait until the next IRET (KVM's <c>nmi.masked</c>).</summary>
+    public bool NmiBlocked;
 
     /// <summary>Current privilege level (from the cached SS DPL, which equals CS.RPL outside conforming transitions).</summary>
     public readonly int Cpl => Segments[(int)SegmentIndex.Ss].Dpl;

@@ -29,6 +29,7 @@ internal static class Vector
 {
     public const byte DE = 0;
     public const byte DB = 1;
+    public const byte NMI = 2;
     public const byte BP = 3;
     public const byte UD = 6;
     public const byte NM = 7;

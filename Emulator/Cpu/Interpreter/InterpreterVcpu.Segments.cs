@@ -259,7 +259,7 @@ public sealed unsafe partial class InterpreterVcpu
             or MsrStar or MsrLstar or MsrCstar or MsrSfmask or MsrFsBase or MsrGsBase or MsrKernelGsBase or MsrTscAux;
     }
 
-    /// <summary>WRMSR; false for MSRs the model lacks (the caller raises #GP).</summary>
+    /// <summary>WRMSR; false for MSRs the model lacks or values it refuses (the caller drops the write, as QEMU's TCG).</summary>
     internal bool TryWriteMsr(uint msr, ulong value)
     {
         switch (msr)

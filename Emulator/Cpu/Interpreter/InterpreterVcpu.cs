@@ -57,6 +57,7 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
     private int _seenCodeGeneration;
     private int _kick;
     private int _interruptRequest;
+    private int _nmiRequest;
     private readonly ManualResetEventSlim _wake = new(false);
     private uint _modeKey;
     private ulong _instructions;
@@ -129,6 +130,13 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
     /// </summary>
     public ILocalApic? LocalApic { get; set; }
 
+    /// <inheritdoc/>
+    public void InjectNmi()
+    {
+        Volatile.Write(ref _nmiRequest, 1);
+        _wake.Set();
+    }
+
     /// <summary>Tells the vCPU an interrupt may be pending (thread-safe); it acknowledges at the next block boundary.</summary>
     public void NotifyInterruptRequest()
     {
@@ -150,12 +158,26 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
                 exit = VcpuExit.Kicked;
                 break;
             }
+            // An NMI ignores IF, wakes HLT, and is held off by a running NMI handler (until IRET) and the interrupt shadow.
+            bool nmiReady = Volatile.Read(ref _nmiRequest) != 0 && !_state.NmiBlocked;
+            if (nmiReady && !_state.InterruptShadow)
+            {
+                Volatile.Write(ref _nmiRequest, 0);
+                _state.Halted = false;
+                if (!TakeNmi())
+                {
+                    exit = VcpuExit.Shutdown;
+                    break;
+                }
+                continue;
+            }
             if (_state.Halted)
             {
                 // HLT with interrupts on sleeps until an interrupt request or a kick; a kick (pause, monitor) leaves
                 // the CPU halted, so the next Run sleeps again instead of running past the HLT. A CPU halted with
-                // interrupts off is run again only when its owner means it to (a reset, a test).
-                if (Interrupts is not null && (_state.Rflags & X86CpuState.FlagIf) != 0 && Volatile.Read(ref _interruptRequest) == 0)
+                // interrupts off is run again only when its owner means it to (a reset, an NMI, a test).
+                if (Interrupts is not null && (_state.Rflags & X86CpuState.FlagIf) != 0 && Volatile.Read(ref _interruptRequest) == 0
+                    && !nmiReady)
                 {
                     _wake.Wait();
                     _wake.Reset();
@@ -635,6 +657,18 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
             return true;
         }
         return DeliverException();
+    }
+
+    /// <summary>Delivers an NMI through vector 2 and blocks further NMIs until IRET; false on a triple fault.</summary>
+    private bool TakeNmi()
+    {
+        MaterializeFlags();
+        bool delivered = TryDeliver(Vector.NMI, hasError: false, error: 0, isInterrupt: false) || DeliverException();
+        if (delivered)
+        {
+            _state.NmiBlocked = true;
+        }
+        return delivered;
     }
 
     /// <summary>INT n / INT3 / INTO: delivered with the next RIP, subject to the gate's DPL.</summary>

@@ -49,6 +49,7 @@ public static class MachineHmpCommands
         r.Register("system_reset", "", "reset the system", _ => Run(() => vm.Reset(false, "host-qmp-system-reset")));
         r.Register("system_powerdown", "", "send system power down event", _ => Run(vm.Powerdown));
         r.Register("system_wakeup", "", "wakeup guest from suspend", _ => Run(vm.Wakeup));
+        r.Register("nmi", "", "inject an NMI", _ => Run(vm.InjectNmi));
         r.Register("quit|q", "", "quit the emulator", _ => Run(() => vm.RequestShutdown(false, "host-qmp-quit")));
         r.Register("object_add", "[qom-type=]type,id=str[,prop=value][,...]", "create QOM object",
             args => Run(() => vm.AddUserObject(KeyValParser.Parse(args.Trim(), "qom-type"))));

@@ -20,6 +20,7 @@ public static class MachineQmpCommands
         r.Register("system_reset", j.QmpNoArgs, j.QmpEmpty, _ => Done(() => vm.Reset(false, "host-qmp-system-reset")));
         r.Register("system_powerdown", j.QmpNoArgs, j.QmpEmpty, _ => Done(vm.Powerdown));
         r.Register("system_wakeup", j.QmpNoArgs, j.QmpEmpty, _ => Done(vm.Wakeup));
+        r.Register("inject-nmi", j.QmpNoArgs, j.QmpEmpty, _ => Done(vm.InjectNmi));
         r.Register("quit", j.QmpNoArgs, j.QmpEmpty, _ => Done(() => vm.RequestShutdown(false, "host-qmp-quit")));
         r.Register("object-add", j.ObjectAddArgs, j.QmpEmpty, a => Done(() => ObjectAdd(vm, a)));
         r.Register("object-del", j.IdArgs, j.QmpEmpty, a => Done(() => vm.DeleteUserObject(a.Id)));

@@ -73,6 +73,21 @@ public sealed class VcpuRunner : IDisposable
         _vcpu.Kick();
     }
 
+    /// <summary>An NMI (LINT1, an NMI IPI, <c>inject-nmi</c>): it also ends a halt with interrupts off. A CPU waiting for SIPI ignores it.</summary>
+    public void Nmi()
+    {
+        lock (_gate)
+        {
+            if (_waitForSipi)
+            {
+                return;
+            }
+            _vcpu.InjectNmi();
+            _haltedForever = false;
+            System.Threading.Monitor.PulseAll(_gate);
+        }
+    }
+
     /// <summary>A startup IPI: if the processor waits for one, it starts in real mode at <c>vector × 0x1000</c>.</summary>
     public void Startup(byte vector)
     {

@@ -28,6 +28,7 @@ public sealed class LinuxBootTests
 
     [TestCase("bzImage", 1)]
     [TestCase("vmlinux", 1)]
+    [TestCase("vmlinux", 2)]
     public async Task Kernel_BootsToReadyMarker_AndTheShellAnswers(string kernel, int cpus)
     {
         string cmdline = File.ReadAllText(GuestFile("cmdline")).Trim();

@@ -19,6 +19,68 @@ public sealed class InterpreterTests
     private static ulong OffsetOf(byte[] code, params byte[] pattern) => (ulong)code.AsSpan().IndexOf(pattern);
 
     [Test]
+    public void Nmi_WakesAHaltWithInterruptsOff_ThroughVector2_AndBlocksTheNextUntilIret()
+    {
+        const ulong nmiHandler = 0x40000;
+        const ulong counter = 0x30000;
+        using var g = new GuestHarness();
+        byte[] main = GuestHarness.Assemble(64, GuestHarness.CodeAddress, a =>
+        {
+            a.cli();
+            a.hlt();
+            a.nop();
+            a.hlt();
+        });
+        g.Load64(main);
+        InstallIdt(g);
+        g.Memory.Write(nmiHandler, GuestHarness.Assemble(64, nmiHandler, a =>
+        {
+            a.inc(__qword_ptr[counter]);
+            a.hlt();
+            a.iretq();
+        }));
+        g.WriteU64(IdtAddress + 2 * 16, (nmiHandler & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | (((nmiHandler >> 16) & 0xFFFF) << 48));
+        g.WriteU64(IdtAddress + 2 * 16 + 8, nmiHandler >> 32);
+
+        Assert.That(g.Vcpu.Run(), Is.EqualTo(VcpuExit.Halted), "CLI; HLT halts for good");
+        g.Vcpu.InjectNmi();
+        Assert.That(g.Vcpu.Run(), Is.EqualTo(VcpuExit.Halted), "the NMI handler halts");
+        Assert.That(g.ReadU64(counter), Is.EqualTo(1UL), "vector 2 ran");
+        Assert.That(g.State.NmiBlocked, Is.True);
+        // A second NMI inside the handler waits for its IRETQ, then arrives before main's NOP.
+        g.Vcpu.InjectNmi();
+        Assert.That(g.Vcpu.Run(), Is.EqualTo(VcpuExit.Halted));
+        Assert.Multiple(() =>
+        {
+            Assert.That(g.ReadU64(counter), Is.EqualTo(2UL), "the second NMI ran");
+            Assert.That(g.ReadU64(g.State.Gpr[4]), Is.EqualTo(GuestHarness.CodeAddress + 2), "taken after IRETQ, at main's NOP (not nested in the handler)");
+        });
+    }
+
+    [Test]
+    public void UnknownMsr_ReadsZero_AndWritesAreDropped_AsQemuTcg()
+    {
+        using var g = new GuestHarness();
+        g.Load64(a =>
+        {
+            a.mov(ecx, 0xC001_1234);
+            a.mov(eax, 0x1111);
+            a.mov(edx, 0x2222);
+            a.wrmsr();
+            a.mov(eax, 0x3333);
+            a.mov(edx, 0x4444);
+            a.rdmsr();
+            a.hlt();
+        });
+        Assert.That(g.Vcpu.Run(), Is.EqualTo(VcpuExit.Halted));
+        Assert.Multiple(() =>
+        {
+            Assert.That(g.State.Gpr[0], Is.Zero, "EAX");
+            Assert.That(g.State.Gpr[2], Is.Zero, "EDX");
+        });
+    }
+
+    [Test]
     public void Div_InRange_Divides()
     {
         using var g = new GuestHarness();

@@ -133,6 +133,7 @@ internal static class Flow
     /// <summary>IRETQ (64-bit mode): pops RIP, CS, RFLAGS, RSP, SS; same or outer privilege.</summary>
     public static ExecStatus Iretq(InterpreterVcpu c, ref DecodedOp op)
     {
+        c.State.NmiBlocked = false; // any IRET ends NMI blocking, even one that faults
         if (c.Bitness != 64)
         {
             return c.Raise(Vector.UD);

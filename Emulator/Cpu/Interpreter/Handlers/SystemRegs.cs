@@ -244,9 +244,15 @@ internal static class SystemRegs
 
     public static ExecStatus Rdmsr(InterpreterVcpu c, ref DecodedOp op)
     {
-        if (!Ring0(c) || !c.TryReadMsr((uint)c.Gpr(1), out ulong value))
+        if (!Ring0(c))
         {
             return c.Raise(Vector.GP, 0);
+        }
+        // An MSR the model lacks reads as zero, and a write to one (or a value it refuses) is dropped: QEMU's TCG
+        // does the same, and guests probing MSRs behave as they do there.
+        if (!c.TryReadMsr((uint)c.Gpr(1), out ulong value))
+        {
+            value = 0;
         }
         c.Gpr(0) = (uint)value;
         c.Gpr(2) = value >> 32;
@@ -256,10 +262,11 @@ internal static class SystemRegs
     public static ExecStatus Wrmsr(InterpreterVcpu c, ref DecodedOp op)
     {
         ulong value = ((c.Gpr(2) & 0xFFFF_FFFF) << 32) | (c.Gpr(0) & 0xFFFF_FFFF);
-        if (!Ring0(c) || !c.TryWriteMsr((uint)c.Gpr(1), value))
+        if (!Ring0(c))
         {
             return c.Raise(Vector.GP, 0);
         }
+        c.TryWriteMsr((uint)c.Gpr(1), value);
         // EFER.NXE/LME and segment bases feed decoded state: refetch.
         return ExecStatus.Branch;
     }
@@ -404,6 +411,7 @@ internal static class SystemRegs
     /// <summary>IRET in real mode (16- or 32-bit operand size); protected-mode IRETW/IRETD are not modelled yet.</summary>
     public static ExecStatus IretReal(InterpreterVcpu c, ref DecodedOp op)
     {
+        c.State.NmiBlocked = false; // any IRET ends NMI blocking, even one that faults
         if (c.ProtectedMode)
         {
             return c.Raise(Vector.UD);
