@@ -409,6 +409,11 @@ internal static class SystemRegs
     public static ExecStatus IretReal(InterpreterVcpu c, ref DecodedOp op)
     {
         int size = op.Instr.Code == Code.Iretd ? 4 : 2;
+        if (c.Bitness == 64)
+        {
+            // 64-bit IRETW/IRETD always pop SS:RSP; only IRETQ is modelled there.
+            return c.Raise(Vector.UD);
+        }
         if (c.ProtectedMode)
         {
             return c.FarReturnProtected(size, true, 0);
