@@ -118,6 +118,148 @@ public sealed unsafe partial class InterpreterVcpu
         return ExecStatus.Branch;
     }
 
+    /// <summary>
+    /// Protected-mode (not 64-bit) IRET and RETF [imm16]: pops IP, CS (and FLAGS for IRET), to the same privilege
+    /// level or, when CS.RPL &gt; CPL, to an outer one, popping SS:SP too and nulling data segments the new CPL may
+    /// not use (SDM vol. 2 IRET/RET). <paramref name="release"/> is RETF's imm16. RSP is untouched on a fault.
+    /// </summary>
+    internal ExecStatus FarReturnProtected(int size, bool iret, ulong release)
+    {
+        ulong oldRsp = _state.Gpr[4];
+        ExecStatus s = FarReturnProtectedCore(size, iret, release);
+        if (s == ExecStatus.Fault)
+        {
+            _state.Gpr[4] = oldRsp;
+        }
+        return s;
+    }
+
+    private ExecStatus FarReturnProtectedCore(int size, bool iret, ulong release)
+    {
+        ulong flags = 0;
+        ExecStatus s = Pop(size, out ulong ip);
+        if (s != ExecStatus.Continue || (s = Pop(size, out ulong popped)) != ExecStatus.Continue ||
+            (iret && (s = Pop(size, out flags)) != ExecStatus.Continue))
+        {
+            return s;
+        }
+        int cpl = _state.Cpl;
+        if (iret && (MaterializeFlags() & (1UL << 14)) != 0)
+        {
+            // NT set: a return through the TSS back-link (task switch), which is not modelled.
+            return Raise(Vector.GP, 0);
+        }
+        if (iret && size == 4 && cpl == 0 && (flags & (1UL << 17)) != 0)
+        {
+            // Return to virtual-8086 mode is not modelled.
+            return Raise(Vector.GP, 0);
+        }
+        ushort selector = (ushort)popped;
+        uint error = (uint)(selector & ~3);
+        int rpl = selector & 3;
+        if ((selector & ~3) == 0)
+        {
+            return Raise(Vector.GP, 0);
+        }
+        if (!ReadDescriptor(selector, out ulong desc))
+        {
+            return ExecStatus.Fault;
+        }
+        int dpl = (int)(desc >> 45) & 3;
+        bool conforming = ((desc >> 42) & 1) != 0;
+        if (((desc >> 43) & 3) != 3 || rpl < cpl || (conforming ? dpl > rpl : dpl != rpl))
+        {
+            return Raise(Vector.GP, error);
+        }
+        if (((desc >> 47) & 1) == 0)
+        {
+            return Raise(Vector.NP, error);
+        }
+        ulong target = size == 2 ? ip & 0xFFFF : ip & 0xFFFF_FFFF;
+        uint limit = (uint)(desc & 0xFFFF) | (uint)((desc >> 32) & 0xF_0000);
+        if (((desc >> 55) & 1) != 0)
+        {
+            limit = (limit << 12) | 0xFFF;
+        }
+        if (target > limit)
+        {
+            return Raise(Vector.GP, 0);
+        }
+        ref SegmentRegister cs = ref _state.Segments[(int)SegmentIndex.Cs];
+        ref SegmentRegister ss = ref _state.Segments[(int)SegmentIndex.Ss];
+        if (rpl == cpl)
+        {
+            if (iret)
+            {
+                WriteFlagsFromGuest(flags, size);
+            }
+            LoadCodeSegmentCache(ref cs, selector, desc);
+            ulong rsp = _state.Gpr[4];
+            _state.Gpr[4] = (rsp & ~StackMask) | ((rsp + release) & StackMask);
+            _state.Rip = target;
+            UpdateMode();
+            return ExecStatus.Branch;
+        }
+        // Outer level: RETF releases its parameters from the inner stack before SS:SP are popped.
+        ulong innerRsp = _state.Gpr[4];
+        _state.Gpr[4] = (innerRsp & ~StackMask) | ((innerRsp + release) & StackMask);
+        if ((s = Pop(size, out ulong newSp)) != ExecStatus.Continue || (s = Pop(size, out ulong ssPopped)) != ExecStatus.Continue)
+        {
+            return s;
+        }
+        ushort ssSelector = (ushort)ssPopped;
+        uint ssError = (uint)(ssSelector & ~3);
+        if ((ssSelector & ~3) == 0)
+        {
+            return Raise(Vector.GP, 0);
+        }
+        if (!ReadDescriptor(ssSelector, out ulong ssDesc))
+        {
+            return ExecStatus.Fault;
+        }
+        bool writableData = ((ssDesc >> 43) & 3) == 2 && ((ssDesc >> 41) & 1) != 0;
+        if ((ssSelector & 3) != rpl || !writableData || (int)((ssDesc >> 45) & 3) != rpl)
+        {
+            return Raise(Vector.GP, ssError);
+        }
+        if (((ssDesc >> 47) & 1) == 0)
+        {
+            return Raise(Vector.SS, ssError);
+        }
+        if (iret)
+        {
+            // The flag rules apply with the privilege the IRET ran at, before CS/SS change it.
+            WriteFlagsFromGuest(flags, size);
+        }
+        LoadCodeSegmentCache(ref cs, selector, desc);
+        LoadCodeSegmentCache(ref ss, ssSelector, ssDesc);
+        ulong sp = size == 2 ? newSp & 0xFFFF : newSp & 0xFFFF_FFFF;
+        if ((ss.Attributes & SegmentRegister.DB) == 0)
+        {
+            sp = (_state.Gpr[4] & ~0xFFFFUL) | (sp & 0xFFFF);
+        }
+        UpdateMode();
+        _state.Gpr[4] = (sp & ~StackMask) | ((sp + (iret ? 0 : release)) & StackMask);
+        _state.Rip = target;
+        NullSegmentsAboveCpl(rpl);
+        return ExecStatus.Branch;
+    }
+
+    /// <summary>After a return to an outer level: data segments (and non-conforming code) more privileged than the new CPL become null.</summary>
+    private void NullSegmentsAboveCpl(int newCpl)
+    {
+        ReadOnlySpan<int> segments = [(int)SegmentIndex.Es, (int)SegmentIndex.Ds, (int)SegmentIndex.Fs, (int)SegmentIndex.Gs];
+        foreach (int i in segments)
+        {
+            ref SegmentRegister seg = ref _state.Segments[i];
+            bool conformingCode = (seg.Attributes & 0xC) == 0xC;
+            if ((seg.Attributes & SegmentRegister.S) != 0 && !conformingCode && seg.Dpl < newCpl)
+            {
+                seg = new SegmentRegister { Selector = 0 };
+            }
+        }
+    }
+
     /// <summary>MOV to CRn, with the mode and TLB consequences.</summary>
     internal ExecStatus WriteControlRegister(int n, ulong value)
     {

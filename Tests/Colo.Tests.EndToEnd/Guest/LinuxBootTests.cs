@@ -47,6 +47,38 @@ public sealed class LinuxBootTests
         Assert.That(cpuCount.TrimEnd('\r'), Is.EqualTo(cpus.ToString(System.Globalization.CultureInfo.InvariantCulture)), "CPUs the guest brought up");
     }
 
+    [TestCase(1)]
+    public async Task DiskImage_BootsThroughSeaBiosAndSyslinux_ToReadyMarker_AndTheShellAnswers(int cpus)
+    {
+        // SeaBIOS reads the MBR, syslinux's boot sector and ldlinux load linux + initrd.gz from the FAT partition.
+        // The guest may write its disk: boot a private copy, never build/guest/disk.img itself.
+        string dir = Path.Combine(TestContext.CurrentContext.WorkDirectory, "guest-disk-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(dir);
+        string disk = Path.Combine(dir, "disk.img");
+        File.Copy(GuestFile("disk.img"), disk);
+        try
+        {
+            using QemuProcess vm = QemuProcess.Start(
+                "-M", "pc", "-nodefaults", "-display", "none", "-no-reboot", "-m", "256", "-smp", cpus.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                "-drive", $"file={disk},format=raw,if=ide", "-serial", "stdio");
+            var log = new List<string>();
+            var clock = Stopwatch.StartNew();
+            await WaitForLineAsync(vm, log, l => l.Contains("SYSLINUX", StringComparison.Ordinal), BootTimeout);
+            await WaitForLineAsync(vm, log, l => l.Contains(ReadyMarker, StringComparison.Ordinal), BootTimeout);
+            TestContext.Out.WriteLine($"disk.img, -smp {cpus}: ready marker after {clock.Elapsed.TotalSeconds:F1} s");
+            Assert.That(log, Has.Some.Contains("BOOT_IMAGE=/linux"), "the kernel command line came from syslinux.cfg");
+
+            await vm.SendAsync("echo colo-$((6*7)); grep -c ^processor /proc/cpuinfo\n");
+            await WaitForLineAsync(vm, log, l => l.TrimEnd('\r') == "colo-42", TimeSpan.FromMinutes(2));
+            string cpuCount = await NextLineAsync(vm, log, TimeSpan.FromMinutes(1));
+            Assert.That(cpuCount.TrimEnd('\r'), Is.EqualTo(cpus.ToString(System.Globalization.CultureInfo.InvariantCulture)), "CPUs the guest brought up");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     private static async Task<string> NextLineAsync(QemuProcess vm, List<string> log, TimeSpan timeout)
     {
         string? line;

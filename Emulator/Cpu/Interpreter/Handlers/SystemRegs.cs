@@ -371,9 +371,13 @@ internal static class SystemRegs
 
     public static ExecStatus FarCallMem64(InterpreterVcpu c, ref DecodedOp op) => FarCallMem(c, ref op, 8);
 
-    /// <summary>RETF [imm16] to the same privilege level; an outer-level return is not modelled and raises #GP.</summary>
+    /// <summary>RETF [imm16]: real mode; protected mode outside 64-bit code through <see cref="InterpreterVcpu.FarReturnProtected"/>; 64-bit code to the same privilege level only (an outer-level return raises #GP).</summary>
     private static ExecStatus FarReturn(InterpreterVcpu c, ref DecodedOp op, int size)
     {
+        if (c.ProtectedMode && c.Bitness != 64)
+        {
+            return c.FarReturnProtected(size, false, op.K0 == OperandKind.Imm ? op.Imm : 0);
+        }
         ulong oldRsp = c.Gpr(4);
         ExecStatus s = c.Pop(size, out ulong offset);
         ulong selector = 0;
@@ -408,15 +412,20 @@ internal static class SystemRegs
 
     public static ExecStatus Retf64(InterpreterVcpu c, ref DecodedOp op) => FarReturn(c, ref op, 8);
 
-    /// <summary>IRET in real mode (16- or 32-bit operand size); protected-mode IRETW/IRETD are not modelled yet.</summary>
+    /// <summary>IRETW/IRETD: real mode here, protected mode (same or outer privilege) in <see cref="InterpreterVcpu.FarReturnProtected"/>.</summary>
     public static ExecStatus IretReal(InterpreterVcpu c, ref DecodedOp op)
     {
         c.State.NmiBlocked = false; // any IRET ends NMI blocking, even one that faults
-        if (c.ProtectedMode)
+        int size = op.Instr.Code == Code.Iretd ? 4 : 2;
+        if (c.Bitness == 64)
         {
+            // 64-bit IRETW/IRETD always pop SS:RSP; only IRETQ is modelled there.
             return c.Raise(Vector.UD);
         }
-        int size = op.Instr.Code == Code.Iretd ? 4 : 2;
+        if (c.ProtectedMode)
+        {
+            return c.FarReturnProtected(size, true, 0);
+        }
         ulong oldRsp = c.Gpr(4);
         ExecStatus s = c.Pop(size, out ulong ip);
         ulong cs = 0;
