@@ -38,22 +38,6 @@ internal static class X87
         return Ok;
     }
 
-    /// <summary>EMMS: marks every x87/MMX register empty (#UD with CR0.EM, #NM with CR0.TS, as an MMX instruction).</summary>
-    public static ExecStatus Emms(InterpreterVcpu c, ref DecodedOp op)
-    {
-        ref X86CpuState s = ref c.State;
-        if ((s.Cr0 & X86CpuState.Cr0Em) != 0)
-        {
-            return c.Raise(Vector.UD);
-        }
-        if ((s.Cr0 & X86CpuState.Cr0Ts) != 0)
-        {
-            return c.Raise(Vector.NM);
-        }
-        s.Ftw = 0;
-        return Ok;
-    }
-
     /// <summary>
     /// FILD m16/m32/m64: pushes the signed integer, converted exactly to extended precision. A push onto a full
     /// register is a stack overflow: IE, SF and C1 set and, with IE masked, the real indefinite is pushed instead.
