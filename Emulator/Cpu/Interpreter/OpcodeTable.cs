@@ -615,6 +615,9 @@ internal static unsafe class OpcodeTable
             Mnemonic.Fincstp => &X87Arith.Fincstp,
             Mnemonic.Fdecstp => &X87Arith.Fdecstp,
             Mnemonic.Fnop => &X87Arith.Fnop,
+            // The 8087/287 control encodings run as no-ops since the 387 (QEMU does the same).
+            Mnemonic.Feni or Mnemonic.Fdisi or Mnemonic.Fsetpm => &X87Arith.Fnop,
+            Mnemonic.Fneni or Mnemonic.Fndisi or Mnemonic.Fnsetpm => &X87.NoWaitNop,
             Mnemonic.Fcmovb => &X87Arith.Fcmovb,
             Mnemonic.Fcmovnb => &X87Arith.Fcmovnb,
             Mnemonic.Fcmove => &X87Arith.Fcmove,

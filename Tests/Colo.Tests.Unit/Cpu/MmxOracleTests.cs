@@ -96,6 +96,7 @@ public sealed class MmxOracleTests
     }
 
     [TestCaseSource(nameof(Cases))]
+    [TestCaseSource(nameof(LegacyX87Cases))]
     public void Instruction_MatchesHostCpu(MmxCase c)
     {
         if (_oracle is null)
@@ -401,6 +402,22 @@ public sealed class MmxOracleTests
             a.movq(mm0, __qword_ptr[esi + MmIn + 8]);
             a.fld(st0);
             a.fstp(__tword_ptr[esi + 0xC0]);
+            a.fnstsw(ax);
+        });
+    }
+
+    /// <summary>The 8087/287 control encodings are no-ops, waiting or not, even with an exception pending.</summary>
+    public static IEnumerable<MmxCase> LegacyX87Cases()
+    {
+        yield return new("fneni/fndisi/fnsetpm", a =>
+        {
+            a.fld1();
+            a.fneni();
+            a.fndisi();
+            a.fnsetpm();
+            a.feni();
+            a.fdisi();
+            a.fsetpm();
             a.fnstsw(ax);
         });
     }

@@ -4,7 +4,7 @@ namespace Colo.Cpu.Interpreter.Handlers;
 
 /// <summary>
 /// The remaining SSE2 integer operations on XMM registers: saturating add/subtract, multiply-high and multiply-add,
-/// PMULUDQ, PSADBW, averages, packs, PINSRW/PEXTRW. (Their MMX forms name MM registers and stay #UD.)
+/// PMULUDQ, PSADBW, averages, packs, PINSRW/PEXTRW. Their MMX forms (Mmx.cs) reuse these structs on the low quadword.
 /// </summary>
 internal static class SseInt
 {

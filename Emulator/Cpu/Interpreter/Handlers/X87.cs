@@ -27,6 +27,9 @@ internal static class X87
         return Ok;
     }
 
+    /// <summary>FNENI/FNDISI/FNSETPM: non-waiting no-ops on a 387 and later (#NM with CR0.EM or CR0.TS).</summary>
+    public static ExecStatus NoWaitNop(InterpreterVcpu c, ref DecodedOp op) => c.FpuOff() ? c.Raise(Vector.NM) : Ok;
+
     /// <summary>FNCLEX: clears the exception flags, stack fault, error summary and busy bits of FSW.</summary>
     public static ExecStatus Fnclex(InterpreterVcpu c, ref DecodedOp op)
     {
