@@ -21,6 +21,7 @@ public class InterpreterBenchmarks : IDisposable
     private const ulong MemoryCode = 0x11000;
     private const ulong CallCode = 0x12000;
     private const ulong FloatCode = 0x13000;
+    private const ulong MmxCode = 0x14000;
 
     private sealed class NullBus : IIoBus
     {
@@ -117,6 +118,24 @@ public class InterpreterBenchmarks : IDisposable
             a.jnz(top);
             a.hlt();
         }));
+        memory.Write(MmxCode, Assemble(MmxCode, a =>
+        {
+            // Saturating add, multiply-add, a shift and a pack on MM registers (each one an x87-state transition).
+            Label top = a.CreateLabel();
+            a.mov(ecx, Iterations);
+            a.mov(rax, 0x0123_4567_89AB_CDEF);
+            a.movq(mm1, rax);
+            a.movq(mm3, rax);
+            a.Label(ref top);
+            a.paddsw(mm0, mm1);
+            a.pmaddwd(mm2, mm3);
+            a.psrlq(mm0, 1);
+            a.packuswb(mm2, mm0);
+            a.dec(ecx);
+            a.jnz(top);
+            a.emms();
+            a.hlt();
+        }));
     }
 
     private static byte[] Assemble(ulong address, Action<Assembler> emit)
@@ -154,6 +173,18 @@ public class InterpreterBenchmarks : IDisposable
         s.Fsw = 0;
         s.Ftw = 0;
         s.Mxcsr = 0x1F80;
+        return _vcpu.Run();
+    }
+
+    /// <summary>The MMX mix (PADDSW, PMADDWD, PSRLQ, PACKUSWB, DEC, JNZ).</summary>
+    [Benchmark(OperationsPerInvoke = Instructions)]
+    public VcpuExit MmxLoop()
+    {
+        ref X86CpuState s = ref _vcpu!.State;
+        s.SetFlatLongMode(MmxCode, 0xF0000);
+        s.Fcw = 0x037F;
+        s.Fsw = 0;
+        s.Ftw = 0;
         return _vcpu.Run();
     }
 

@@ -24,6 +24,8 @@ internal unsafe struct DecodedOp
     public const byte DrBase = 80;
     /// <summary>Register indices 96..103 name ST(0)..ST(7) (x87 instructions).</summary>
     public const byte StBase = 96;
+    /// <summary>Register indices 104..111 name MM0..MM7 (MMX instructions).</summary>
+    public const byte MmBase = 104;
 
     public delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> Handler;
     /// <summary>Address of this instruction (linear RIP as decoded).</summary>

@@ -472,6 +472,11 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
                     {
                         reg = (byte)(DecodedOp.StBase + (r - Register.ST0));
                     }
+                    else if (r >= Register.MM0 && r <= Register.MM7)
+                    {
+                        // Only MMX handlers are mapped to codes with MM operands.
+                        reg = (byte)(DecodedOp.MmBase + (r - Register.MM0));
+                    }
                     else
                     {
                         ok = false;
@@ -521,7 +526,8 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
                     kind = OperandKind.Mem;
                     size = ins.MemorySize.GetSize();
                     op.AddrSize = StringAddressSize(ins.GetOpKind(i));
-                    if (ins.GetOpKind(i) is OpKind.MemorySegSI or OpKind.MemorySegESI or OpKind.MemorySegRSI)
+                    if (ins.GetOpKind(i) is OpKind.MemorySegSI or OpKind.MemorySegESI or OpKind.MemorySegRSI
+                        or OpKind.MemorySegDI or OpKind.MemorySegEDI or OpKind.MemorySegRDI)
                     {
                         op.Seg = SegmentFor(ins.MemorySegment);
                     }

@@ -261,13 +261,18 @@ internal static unsafe class OpcodeTable
     }
 
     /// <summary>
-    /// x87 control, FXSAVE/FXRSTOR and SSE/SSE2 rows, or null for codes handled elsewhere. MMX forms share these
-    /// mnemonics but name MM registers, which <c>Prepare</c> refuses, so they still raise #UD.
+    /// x87 control, FXSAVE/FXRSTOR, MMX and SSE/SSE2 rows, or null for codes handled elsewhere. MMX forms share
+    /// mnemonics with the XMM forms, so codes naming an MM register are routed first.
     /// </summary>
     private static delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> ForVectorCode(Code code)
     {
+        if (NamesMmRegister(code))
+        {
+            return ForMmxCode(code);
+        }
         switch (code)
         {
+            case Code.Maskmovdqu_rDI_xmm_xmm: return &Mmx.Maskmovdqu;
             case Code.Movsd_xmm_xmmm64 or Code.Movsd_xmmm64_xmm: return &Sse.Movsd;
             case Code.Movsd_m32_m32: return null;
             default: break;
@@ -281,7 +286,7 @@ internal static unsafe class OpcodeTable
         {
             Mnemonic.Fninit or Mnemonic.Finit => &X87.Fninit,
             Mnemonic.Fnclex or Mnemonic.Fclex => &X87.Fnclex,
-            Mnemonic.Emms => &X87.Emms,
+            Mnemonic.Emms => &Mmx.Emms,
             Mnemonic.Fild => &X87.Fild,
             Mnemonic.Fnstsw or Mnemonic.Fstsw => &X87.Fnstsw,
             Mnemonic.Fnstcw or Mnemonic.Fstcw => &X87.Fnstcw,
@@ -349,6 +354,100 @@ internal static unsafe class OpcodeTable
             Mnemonic.Pslldq => &Sse.Pslldq,
             Mnemonic.Psrldq => &Sse.Psrldq,
             _ => null,
+        };
+    }
+
+    /// <summary>Whether the code has an MM operand (iced names them <c>mm</c>, <c>mmm32</c>, <c>mmm64</c>).</summary>
+    private static bool NamesMmRegister(Code code)
+    {
+        foreach (string part in code.ToString().Split('_'))
+        {
+            if (part == "mm" || part.StartsWith("mmm", StringComparison.Ordinal))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// MMX and the SSE/SSE2 forms on MM registers (Handlers/Mmx.cs). Anything else naming an MM register (SSSE3's
+    /// MMX forms, Cyrix EMMI) is #UD, as on qemu64.
+    /// </summary>
+    private static delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> ForMmxCode(Code code)
+    {
+        return code.Mnemonic() switch
+        {
+            Mnemonic.Movd or Mnemonic.Movq or Mnemonic.Movntq => &Mmx.Mov,
+            Mnemonic.Movq2dq => &Mmx.Movq2dq,
+            Mnemonic.Movdq2q => &Mmx.Movdq2q,
+            Mnemonic.Pxor => &Mmx.Binary<VecOps.Xor>,
+            Mnemonic.Por => &Mmx.Binary<VecOps.Or>,
+            Mnemonic.Pand => &Mmx.Binary<VecOps.And>,
+            Mnemonic.Pandn => &Mmx.Binary<VecOps.AndNot>,
+            Mnemonic.Pcmpeqb => &Mmx.Binary<VecOps.CmpEqB>,
+            Mnemonic.Pcmpeqw => &Mmx.Binary<VecOps.CmpEqW>,
+            Mnemonic.Pcmpeqd => &Mmx.Binary<VecOps.CmpEqD>,
+            Mnemonic.Pcmpgtb => &Mmx.Binary<VecOps.CmpGtB>,
+            Mnemonic.Pcmpgtw => &Mmx.Binary<VecOps.CmpGtW>,
+            Mnemonic.Pcmpgtd => &Mmx.Binary<VecOps.CmpGtD>,
+            Mnemonic.Paddb => &Mmx.Binary<VecOps.AddB>,
+            Mnemonic.Paddw => &Mmx.Binary<VecOps.AddW>,
+            Mnemonic.Paddd => &Mmx.Binary<VecOps.AddD>,
+            Mnemonic.Paddq => &Mmx.Binary<VecOps.AddQ>,
+            Mnemonic.Psubb => &Mmx.Binary<VecOps.SubB>,
+            Mnemonic.Psubw => &Mmx.Binary<VecOps.SubW>,
+            Mnemonic.Psubd => &Mmx.Binary<VecOps.SubD>,
+            Mnemonic.Psubq => &Mmx.Binary<VecOps.SubQ>,
+            Mnemonic.Pminub => &Mmx.Binary<VecOps.MinUB>,
+            Mnemonic.Pmaxub => &Mmx.Binary<VecOps.MaxUB>,
+            Mnemonic.Pminsw => &Mmx.Binary<VecOps.MinSW>,
+            Mnemonic.Pmaxsw => &Mmx.Binary<VecOps.MaxSW>,
+            Mnemonic.Pmullw => &Mmx.Binary<VecOps.MulLW>,
+            Mnemonic.Paddusb => &Mmx.Binary<SseInt.AddUsB>,
+            Mnemonic.Paddusw => &Mmx.Binary<SseInt.AddUsW>,
+            Mnemonic.Psubusb => &Mmx.Binary<SseInt.SubUsB>,
+            Mnemonic.Psubusw => &Mmx.Binary<SseInt.SubUsW>,
+            Mnemonic.Paddsb => &Mmx.Binary<SseInt.AddSB>,
+            Mnemonic.Paddsw => &Mmx.Binary<SseInt.AddSW>,
+            Mnemonic.Psubsb => &Mmx.Binary<SseInt.SubSB>,
+            Mnemonic.Psubsw => &Mmx.Binary<SseInt.SubSW>,
+            Mnemonic.Pmulhw => &Mmx.Binary<SseInt.MulHW>,
+            Mnemonic.Pmulhuw => &Mmx.Binary<SseInt.MulHUW>,
+            Mnemonic.Pmaddwd => &Mmx.Binary<SseInt.MAddWD>,
+            Mnemonic.Pmuludq => &Mmx.Binary<SseInt.MulUDQ>,
+            Mnemonic.Psadbw => &Mmx.Binary<SseInt.SadBW>,
+            Mnemonic.Pavgb => &Mmx.Binary<SseInt.AvgB>,
+            Mnemonic.Pavgw => &Mmx.Binary<SseInt.AvgW>,
+            Mnemonic.Punpcklbw => &Mmx.Binary<VecOps.UnpackLBW>,
+            Mnemonic.Punpcklwd => &Mmx.Binary<VecOps.UnpackLWD>,
+            Mnemonic.Punpckldq => &Mmx.Binary<VecOps.UnpackLDQ>,
+            Mnemonic.Punpckhbw => &Mmx.UnpackHigh<VecOps.UnpackLBW>,
+            Mnemonic.Punpckhwd => &Mmx.UnpackHigh<VecOps.UnpackLWD>,
+            Mnemonic.Punpckhdq => &Mmx.UnpackHigh<VecOps.UnpackLDQ>,
+            Mnemonic.Packsswb => &Mmx.Pack<SseInt.PackSSWB>,
+            Mnemonic.Packssdw => &Mmx.Pack<SseInt.PackSSDW>,
+            Mnemonic.Packuswb => &Mmx.Pack<SseInt.PackUSWB>,
+            Mnemonic.Psllw => &Mmx.Psllw,
+            Mnemonic.Pslld => &Mmx.Pslld,
+            Mnemonic.Psllq => &Mmx.Psllq,
+            Mnemonic.Psrlw => &Mmx.Psrlw,
+            Mnemonic.Psrld => &Mmx.Psrld,
+            Mnemonic.Psrlq => &Mmx.Psrlq,
+            Mnemonic.Psraw => &Mmx.Psraw,
+            Mnemonic.Psrad => &Mmx.Psrad,
+            Mnemonic.Pshufw => &Mmx.Pshufw,
+            Mnemonic.Pinsrw => &Mmx.Pinsrw,
+            Mnemonic.Pextrw => &Mmx.Pextrw,
+            Mnemonic.Pmovmskb => &Mmx.Pmovmskb,
+            Mnemonic.Maskmovq => &Mmx.Maskmovq,
+            Mnemonic.Cvtpi2ps => &Mmx.Cvtpi2ps,
+            Mnemonic.Cvtpi2pd => &Mmx.Cvtpi2pd,
+            Mnemonic.Cvtps2pi => &Mmx.Cvtps2pi,
+            Mnemonic.Cvttps2pi => &Mmx.Cvttps2pi,
+            Mnemonic.Cvtpd2pi => &Mmx.Cvtpd2pi,
+            Mnemonic.Cvttpd2pi => &Mmx.Cvttpd2pi,
+            _ => &SystemOps.Ud,
         };
     }
 
@@ -516,6 +615,9 @@ internal static unsafe class OpcodeTable
             Mnemonic.Fincstp => &X87Arith.Fincstp,
             Mnemonic.Fdecstp => &X87Arith.Fdecstp,
             Mnemonic.Fnop => &X87Arith.Fnop,
+            // The 8087/287 control encodings run as no-ops since the 387 (QEMU does the same).
+            Mnemonic.Feni or Mnemonic.Fdisi or Mnemonic.Fsetpm => &X87Arith.Fnop,
+            Mnemonic.Fneni or Mnemonic.Fndisi or Mnemonic.Fnsetpm => &X87.NoWaitNop,
             Mnemonic.Fcmovb => &X87Arith.Fcmovb,
             Mnemonic.Fcmovnb => &X87Arith.Fcmovnb,
             Mnemonic.Fcmove => &X87Arith.Fcmove,

@@ -4,30 +4,25 @@ namespace Colo.Cpu.Interpreter.Handlers;
 
 /// <summary>
 /// The remaining SSE2 integer operations on XMM registers: saturating add/subtract, multiply-high and multiply-add,
-/// PMULUDQ, PSADBW, averages, packs, PINSRW/PEXTRW. (Their MMX forms name MM registers and stay #UD.)
+/// PMULUDQ, PSADBW, averages, packs, PINSRW/PEXTRW. Their MMX forms (Mmx.cs) reuse these structs on the low quadword.
 /// </summary>
 internal static class SseInt
 {
     private const ExecStatus Ok = ExecStatus.Continue;
 
-    private static byte SatU8(int v) => (byte)Math.Clamp(v, 0, 255);
+    // Saturation: widen, compute exactly, clamp, narrow (narrowing truncates, which is exact after the clamp).
+    private static Vector128<short> ClampS8(Vector128<short> v) => Vector128.Min(Vector128.Max(v, Vector128.Create((short)-128)), Vector128.Create((short)127));
 
-    private static sbyte SatS8(int v) => (sbyte)Math.Clamp(v, -128, 127);
-
-    private static ushort SatU16(int v) => (ushort)Math.Clamp(v, 0, 65535);
-
-    private static short SatS16(int v) => (short)Math.Clamp(v, -32768, 32767);
+    private static Vector128<int> ClampS16(Vector128<int> v) => Vector128.Min(Vector128.Max(v, Vector128.Create(-32768)), Vector128.Create(32767));
 
     public struct AddUsB : IVecOp
     {
         public static Vector128<byte> Apply(Vector128<byte> a, Vector128<byte> b)
         {
-            Vector128<byte> r = default;
-            for (int i = 0; i < 16; i++)
-            {
-                r = r.WithElement(i, SatU8(a.GetElement(i) + b.GetElement(i)));
-            }
-            return r;
+            (Vector128<ushort> al, Vector128<ushort> ah) = Vector128.Widen(a);
+            (Vector128<ushort> bl, Vector128<ushort> bh) = Vector128.Widen(b);
+            Vector128<ushort> max = Vector128.Create((ushort)255);
+            return Vector128.Narrow(Vector128.Min(al + bl, max), Vector128.Min(ah + bh, max));
         }
     }
 
@@ -35,12 +30,7 @@ internal static class SseInt
     {
         public static Vector128<byte> Apply(Vector128<byte> a, Vector128<byte> b)
         {
-            Vector128<byte> r = default;
-            for (int i = 0; i < 16; i++)
-            {
-                r = r.WithElement(i, SatU8(a.GetElement(i) - b.GetElement(i)));
-            }
-            return r;
+            return Vector128.Max(a, b) - b;
         }
     }
 
@@ -48,12 +38,9 @@ internal static class SseInt
     {
         public static Vector128<byte> Apply(Vector128<byte> a, Vector128<byte> b)
         {
-            Vector128<sbyte> x = a.AsSByte(), y = b.AsSByte(), r = default;
-            for (int i = 0; i < 16; i++)
-            {
-                r = r.WithElement(i, SatS8(x.GetElement(i) + y.GetElement(i)));
-            }
-            return r.AsByte();
+            (Vector128<short> al, Vector128<short> ah) = Vector128.Widen(a.AsSByte());
+            (Vector128<short> bl, Vector128<short> bh) = Vector128.Widen(b.AsSByte());
+            return Vector128.Narrow(ClampS8(al + bl), ClampS8(ah + bh)).AsByte();
         }
     }
 
@@ -61,12 +48,9 @@ internal static class SseInt
     {
         public static Vector128<byte> Apply(Vector128<byte> a, Vector128<byte> b)
         {
-            Vector128<sbyte> x = a.AsSByte(), y = b.AsSByte(), r = default;
-            for (int i = 0; i < 16; i++)
-            {
-                r = r.WithElement(i, SatS8(x.GetElement(i) - y.GetElement(i)));
-            }
-            return r.AsByte();
+            (Vector128<short> al, Vector128<short> ah) = Vector128.Widen(a.AsSByte());
+            (Vector128<short> bl, Vector128<short> bh) = Vector128.Widen(b.AsSByte());
+            return Vector128.Narrow(ClampS8(al - bl), ClampS8(ah - bh)).AsByte();
         }
     }
 
@@ -74,12 +58,10 @@ internal static class SseInt
     {
         public static Vector128<byte> Apply(Vector128<byte> a, Vector128<byte> b)
         {
-            Vector128<ushort> x = a.AsUInt16(), y = b.AsUInt16(), r = default;
-            for (int i = 0; i < 8; i++)
-            {
-                r = r.WithElement(i, SatU16(x.GetElement(i) + y.GetElement(i)));
-            }
-            return r.AsByte();
+            (Vector128<uint> al, Vector128<uint> ah) = Vector128.Widen(a.AsUInt16());
+            (Vector128<uint> bl, Vector128<uint> bh) = Vector128.Widen(b.AsUInt16());
+            Vector128<uint> max = Vector128.Create(65535u);
+            return Vector128.Narrow(Vector128.Min(al + bl, max), Vector128.Min(ah + bh, max)).AsByte();
         }
     }
 
@@ -87,12 +69,8 @@ internal static class SseInt
     {
         public static Vector128<byte> Apply(Vector128<byte> a, Vector128<byte> b)
         {
-            Vector128<ushort> x = a.AsUInt16(), y = b.AsUInt16(), r = default;
-            for (int i = 0; i < 8; i++)
-            {
-                r = r.WithElement(i, SatU16(x.GetElement(i) - y.GetElement(i)));
-            }
-            return r.AsByte();
+            Vector128<ushort> x = a.AsUInt16(), y = b.AsUInt16();
+            return (Vector128.Max(x, y) - y).AsByte();
         }
     }
 
@@ -100,12 +78,9 @@ internal static class SseInt
     {
         public static Vector128<byte> Apply(Vector128<byte> a, Vector128<byte> b)
         {
-            Vector128<short> x = a.AsInt16(), y = b.AsInt16(), r = default;
-            for (int i = 0; i < 8; i++)
-            {
-                r = r.WithElement(i, SatS16(x.GetElement(i) + y.GetElement(i)));
-            }
-            return r.AsByte();
+            (Vector128<int> al, Vector128<int> ah) = Vector128.Widen(a.AsInt16());
+            (Vector128<int> bl, Vector128<int> bh) = Vector128.Widen(b.AsInt16());
+            return Vector128.Narrow(ClampS16(al + bl), ClampS16(ah + bh)).AsByte();
         }
     }
 
@@ -113,12 +88,9 @@ internal static class SseInt
     {
         public static Vector128<byte> Apply(Vector128<byte> a, Vector128<byte> b)
         {
-            Vector128<short> x = a.AsInt16(), y = b.AsInt16(), r = default;
-            for (int i = 0; i < 8; i++)
-            {
-                r = r.WithElement(i, SatS16(x.GetElement(i) - y.GetElement(i)));
-            }
-            return r.AsByte();
+            (Vector128<int> al, Vector128<int> ah) = Vector128.Widen(a.AsInt16());
+            (Vector128<int> bl, Vector128<int> bh) = Vector128.Widen(b.AsInt16());
+            return Vector128.Narrow(ClampS16(al - bl), ClampS16(ah - bh)).AsByte();
         }
     }
 
@@ -221,14 +193,7 @@ internal static class SseInt
     {
         public static Vector128<byte> Apply(Vector128<byte> a, Vector128<byte> b)
         {
-            Vector128<short> x = a.AsInt16(), y = b.AsInt16();
-            Vector128<sbyte> r = default;
-            for (int i = 0; i < 8; i++)
-            {
-                r = r.WithElement(i, SatS8(x.GetElement(i)));
-                r = r.WithElement(8 + i, SatS8(y.GetElement(i)));
-            }
-            return r.AsByte();
+            return Vector128.Narrow(ClampS8(a.AsInt16()), ClampS8(b.AsInt16())).AsByte();
         }
     }
 
@@ -237,14 +202,8 @@ internal static class SseInt
     {
         public static Vector128<byte> Apply(Vector128<byte> a, Vector128<byte> b)
         {
-            Vector128<short> x = a.AsInt16(), y = b.AsInt16();
-            Vector128<byte> r = default;
-            for (int i = 0; i < 8; i++)
-            {
-                r = r.WithElement(i, SatU8(x.GetElement(i)));
-                r = r.WithElement(8 + i, SatU8(y.GetElement(i)));
-            }
-            return r;
+            Vector128<short> zero = Vector128<short>.Zero, max = Vector128.Create((short)255);
+            return Vector128.Narrow(Vector128.Min(Vector128.Max(a.AsInt16(), zero), max).AsUInt16(), Vector128.Min(Vector128.Max(b.AsInt16(), zero), max).AsUInt16());
         }
     }
 
@@ -253,14 +212,7 @@ internal static class SseInt
     {
         public static Vector128<byte> Apply(Vector128<byte> a, Vector128<byte> b)
         {
-            Vector128<int> x = a.AsInt32(), y = b.AsInt32();
-            Vector128<short> r = default;
-            for (int i = 0; i < 4; i++)
-            {
-                r = r.WithElement(i, SatS16(x.GetElement(i)));
-                r = r.WithElement(4 + i, SatS16(y.GetElement(i)));
-            }
-            return r.AsByte();
+            return Vector128.Narrow(ClampS16(a.AsInt32()), ClampS16(b.AsInt32())).AsByte();
         }
     }
 

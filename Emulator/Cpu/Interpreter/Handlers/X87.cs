@@ -27,6 +27,9 @@ internal static class X87
         return Ok;
     }
 
+    /// <summary>FNENI/FNDISI/FNSETPM: non-waiting no-ops on a 387 and later (#NM with CR0.EM or CR0.TS).</summary>
+    public static ExecStatus NoWaitNop(InterpreterVcpu c, ref DecodedOp op) => c.FpuOff() ? c.Raise(Vector.NM) : Ok;
+
     /// <summary>FNCLEX: clears the exception flags, stack fault, error summary and busy bits of FSW.</summary>
     public static ExecStatus Fnclex(InterpreterVcpu c, ref DecodedOp op)
     {
@@ -35,22 +38,6 @@ internal static class X87
             return c.Raise(Vector.NM);
         }
         c.State.Fsw &= 0x7F00;
-        return Ok;
-    }
-
-    /// <summary>EMMS: marks every x87/MMX register empty (#UD with CR0.EM, #NM with CR0.TS, as an MMX instruction).</summary>
-    public static ExecStatus Emms(InterpreterVcpu c, ref DecodedOp op)
-    {
-        ref X86CpuState s = ref c.State;
-        if ((s.Cr0 & X86CpuState.Cr0Em) != 0)
-        {
-            return c.Raise(Vector.UD);
-        }
-        if ((s.Cr0 & X86CpuState.Cr0Ts) != 0)
-        {
-            return c.Raise(Vector.NM);
-        }
-        s.Ftw = 0;
         return Ok;
     }
 
