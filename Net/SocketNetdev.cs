@@ -125,9 +125,14 @@ public sealed class SocketNetdev : NetClient
         if (disposing && !_disposed)
         {
             _disposed = true;
-            _listener?.Dispose();
-            Interlocked.Exchange(ref _connection, null)?.Dispose();
+            // shutdown(2) first: it wakes the reader thread blocked in accept/recv, which a close alone does not
+            // reliably do for a descriptor adopted from the parent.
+            ShutdownQuietly(_listener);
+            Socket? connection = Interlocked.Exchange(ref _connection, null);
+            ShutdownQuietly(connection);
             _thread?.Join(TimeSpan.FromSeconds(5));
+            _listener?.Dispose();
+            connection?.Dispose();
         }
         base.Dispose(disposing);
     }
@@ -310,6 +315,18 @@ public sealed class SocketNetdev : NetClient
             {
                 Send(_readBuffer.AsSpan(0, n));
             }
+        }
+    }
+
+    private static void ShutdownQuietly(Socket? socket)
+    {
+        try
+        {
+            socket?.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            // Not connected (a listener, or a datagram socket): closing below is enough.
         }
     }
 

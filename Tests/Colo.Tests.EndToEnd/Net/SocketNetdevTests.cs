@@ -16,11 +16,7 @@ public sealed class SocketNetdevTests
 {
     private static async Task<string> Hmp(QmpClient qmp, string command)
     {
-        string reply = await qmp.ExecuteAsync(JsonSerializer.Serialize(new Dictionary<string, object>
-        {
-            ["execute"] = "human-monitor-command",
-            ["arguments"] = new Dictionary<string, string> { ["command-line"] = command },
-        }));
+        string reply = await qmp.ExecuteAsync($"{{\"execute\": \"human-monitor-command\", \"arguments\": {{\"command-line\": \"{JsonEncodedText.Encode(command)}\"}}}}");
         return QmpClient.Parse(reply).GetProperty("return").GetString()!;
     }
 

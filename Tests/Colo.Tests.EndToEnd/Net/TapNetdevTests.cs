@@ -13,7 +13,7 @@ namespace Colo.Tests.EndToEnd.Net;
 public sealed class TapNetdevTests
 {
     private const string Launcher = """
-        import fcntl, os, socket, struct, subprocess, sys, time
+        import fcntl, json, os, socket, struct, subprocess, sys, time
         qemu, mode, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
         subprocess.run(['ip', 'link', 'set', 'lo', 'up'], check=True)
         pass_fds = []
@@ -37,7 +37,7 @@ public sealed class TapNetdevTests
             while True:
                 line = proc.stdout.readline()
                 if '"return"' in line or '"error"' in line:
-                    return line.strip()
+                    return json.loads(line).get('return', line)
         proc.stdin.write('{"execute": "qmp_capabilities"}\n'); proc.stdin.flush(); proc.stdout.readline()
         subprocess.run(['ip', 'link', 'set', 'colotap0', 'up'], check=True)
         raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88b5))
@@ -46,7 +46,7 @@ public sealed class TapNetdevTests
         c = socket.create_connection(('127.0.0.1', port)); c.settimeout(10)
         while 'connection from' not in hmp('info network'):
             time.sleep(0.02)
-        print('info:', hmp('info network').replace('\\r\\n', '|').split(':', 1)[1].split('socket:')[0].strip())
+        print('info:', [l for l in hmp('info network').split('\r\n') if 'type=tap' in l][0].strip())
         # 0x88b5 is the IEEE local experimental ethertype: nothing in the namespace answers it.
         frame = b'\x02\x00\x00\x00\x00\x01' + b'\x02\x00\x00\x00\x00\x02' + b'\x88\xb5' + bytes(range(46))
         raw.send(frame)
@@ -97,7 +97,7 @@ public sealed class TapNetdevTests
             string[] lines = stdout.Split('\n');
             Assert.Multiple(() =>
             {
-                Assert.That(lines[0], Does.StartWith("info: t: " + infoStart), stderr.Result);
+                Assert.That(lines[0], Does.StartWith("info: \\ ht: t: " + infoStart), stderr.Result);
                 Assert.That(lines[1..], Is.EqualTo(new[] { "tap->socket: True", "socket->tap: True", "status: 0", "" }), stderr.Result);
             });
         }
