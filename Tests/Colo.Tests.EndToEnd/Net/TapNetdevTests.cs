@@ -70,7 +70,7 @@ public sealed class TapNetdevTests
         print('status:', proc.wait(20))
         """;
 
-    [TestCase("ifname", "index=0,type=tap,ifname=colotap0,script=no,downscript=no,")]
+    [TestCase("ifname", "index=0,type=tap,ifname=colotap0,script=no,downscript=no")]
     [TestCase("fd", "index=0,type=tap,fd=")]
     public void TapInNamespace_ExchangesFramesWithASocketNetdev(string mode, string infoStart)
     {
