@@ -4,8 +4,8 @@ namespace Colo.Net;
 
 /// <summary>
 /// Registers the network backends (<c>-netdev</c>) and packet filters (<c>-object filter-*</c>,
-/// <c>colo-compare</c>) with QEMU 7.2's property schemas. None is built yet: each is listed and its
-/// options are validated, but creating one fails with a message that names it.
+/// <c>colo-compare</c>) with QEMU 7.2's property schemas. <c>socket</c>, <c>tap</c> and <c>hubport</c> are built;
+/// the others are listed and validated, but creating one fails with a message that names it.
 /// </summary>
 public static class NetTypes
 {
@@ -13,9 +13,13 @@ public static class NetTypes
 
     private static readonly string[] Directions = ["all", "rx", "tx"];
 
-    public static void Register(TypeRegistry registry)
+    /// <summary>Registers the types with a registry of their own (help texts, tests that only validate).</summary>
+    public static void Register(TypeRegistry registry) => Register(registry, new NetClients());
+
+    /// <summary>Registers the types; the built netdevs join <paramref name="net"/>.</summary>
+    public static void Register(TypeRegistry registry, NetClients net)
     {
-        RegisterNetdevs(registry);
+        RegisterNetdevs(registry, net);
         RegisterFilters(registry);
     }
 
@@ -23,9 +27,9 @@ public static class NetTypes
     public static bool IsLateObject(string qomType) =>
         qomType.StartsWith("filter-", StringComparison.Ordinal) || qomType == "colo-compare";
 
-    private static void RegisterNetdevs(TypeRegistry registry)
+    private static void RegisterNetdevs(TypeRegistry registry, NetClients net)
     {
-        Netdev(registry, "tap",
+        Netdev(registry, "tap", (t, id, v) => new TapNetdev(t, v, id, net),
         [
             PropertyDescriptor.Str("ifname", "interface name"),
             PropertyDescriptor.Str("fd", "file descriptor of an already opened tap"),
@@ -43,7 +47,7 @@ public static class NetTypes
             PropertyDescriptor.UInt("queues", uint.MaxValue, null, "number of queues"),
             PropertyDescriptor.UInt("poll-us", uint.MaxValue, null, "busy polling time"),
         ]);
-        Netdev(registry, "user",
+        Netdev(registry, "user", null,
         [
             PropertyDescriptor.Str("net"), PropertyDescriptor.Str("host"), PropertyDescriptor.Str("hostname"),
             PropertyDescriptor.Flag("restrict", false), PropertyDescriptor.Str("dhcpstart"), PropertyDescriptor.Str("dns"),
@@ -52,13 +56,14 @@ public static class NetTypes
             PropertyDescriptor.Flag("ipv6", true), PropertyDescriptor.Str("ipv6-net"), PropertyDescriptor.Str("ipv6-host"),
             PropertyDescriptor.Str("ipv6-dns"), PropertyDescriptor.Str("domainname"), PropertyDescriptor.Str("dnssearch"),
         ]);
-        Netdev(registry, "socket",
+        Netdev(registry, "socket", (t, id, v) => new SocketNetdev(t, v, id, net),
         [
             PropertyDescriptor.Str("fd"), PropertyDescriptor.Str("listen"), PropertyDescriptor.Str("connect"),
             PropertyDescriptor.Str("mcast"), PropertyDescriptor.Str("localaddr"), PropertyDescriptor.Str("udp"),
         ]);
-        Netdev(registry, "bridge", [PropertyDescriptor.Str("br"), PropertyDescriptor.Str("helper")]);
-        Netdev(registry, "hubport", [PropertyDescriptor.UInt("hubid", uint.MaxValue), PropertyDescriptor.Str("netdev")]);
+        Netdev(registry, "bridge", null, [PropertyDescriptor.Str("br"), PropertyDescriptor.Str("helper")]);
+        Netdev(registry, "hubport", (t, id, v) => new HubPort(t, v, id, net),
+            [PropertyDescriptor.UInt("hubid", int.MaxValue) with { Required = true }, PropertyDescriptor.Str("netdev")]);
     }
 
     private static void RegisterFilters(TypeRegistry registry)
@@ -92,8 +97,8 @@ public static class NetTypes
         ]);
     }
 
-    private static void Netdev(TypeRegistry registry, string name, PropertyDescriptor[] properties) =>
-        registry.Register(new ObjectTypeInfo(name, ObjectCategory.Netdev, properties, factory: null) { NotImplemented = NetIssue });
+    private static void Netdev(TypeRegistry registry, string name, ObjectFactory? factory, PropertyDescriptor[] properties) =>
+        registry.Register(new ObjectTypeInfo(name, ObjectCategory.Netdev, properties, factory) { NotImplemented = factory is null ? NetIssue : null });
 
     private static void Obj(TypeRegistry registry, string name, PropertyDescriptor[] properties) =>
         registry.Register(new ObjectTypeInfo(name, ObjectCategory.Object, properties, factory: null) { NotImplemented = NetIssue });

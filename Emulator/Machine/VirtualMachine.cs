@@ -23,6 +23,7 @@ using Colo.Migration;
 using Colo.Monitor.Hmp;
 using Colo.Monitor.Qmp;
 using Colo.Net;
+using Colo.Net.Qmp;
 
 namespace Colo.Machine;
 
@@ -59,12 +60,17 @@ public sealed class VirtualMachine : IDisposable
         Stderr = stderr;
         MainLoop = new EventLoop("main-loop");
         MainLoop.UnhandledException += e => Stderr.WriteLine($"qemu-system-x86_64: internal error: {e}");
-        Types = CreateTypeRegistry();
+        Net.Report = message => Stderr.WriteLine("qemu-system-x86_64: " + message);
+        // The tree mirrors the netdevs so qom-list shows them; NetClients owns their lifetime.
+        Net.Added += client => Tree.Netdevs.AddChild(client.Id, client);
+        Net.Removed += client => Tree.Netdevs.RemoveChild(client);
+        Types = CreateTypeRegistry(Net);
         MachineQmpCommands.Register(Qmp, this);
         MonitorQmpCommands.Register(Qmp, Hmp);
         MachineHmpCommands.Register(Hmp, this);
         ChardevQmpCommands.Register(Qmp, Types, Tree);
         BlockQmpCommands.Register(Qmp, Blocks, Events);
+        NetQmpCommands.Register(Qmp, Types, Net);
         Blocks.Warning = stderr.WriteLine;
         Blocks.Jobs.Loop = MainLoop; // jobs finish (pivot, close) on the loop that owns the graph
     }
@@ -82,6 +88,9 @@ public sealed class VirtualMachine : IDisposable
     public ObjectTree Tree { get; } = new();
 
     public TypeRegistry Types { get; }
+
+    /// <summary>The netdevs (<c>-netdev</c>, <c>netdev_add</c>) and hubs.</summary>
+    public NetClients Net { get; } = new();
 
     public QmpEventBus Events { get; } = new();
 
@@ -109,12 +118,15 @@ public sealed class VirtualMachine : IDisposable
     public string Accelerator { get; private set; } = "tcg";
 
     /// <summary>Every creatable type of every subsystem; also what the <c>help</c> options list.</summary>
-    public static TypeRegistry CreateTypeRegistry()
+    public static TypeRegistry CreateTypeRegistry() => CreateTypeRegistry(new NetClients());
+
+    /// <summary>Every creatable type; the netdevs it creates join <paramref name="net"/>.</summary>
+    public static TypeRegistry CreateTypeRegistry(NetClients net)
     {
         var registry = new TypeRegistry();
         ChardevTypes.Register(registry);
         IoThread.Register(registry);
-        NetTypes.Register(registry);
+        NetTypes.Register(registry, net);
         DeviceTypes.Register(registry);
         return registry;
     }
@@ -137,6 +149,10 @@ public sealed class VirtualMachine : IDisposable
         {
             At(entry.Context, () => AddUserObject(entry.Value));
         }
+        foreach (OptionEntry entry in _config.Netdevs)
+        {
+            At(entry.Context, () => AddNetdev(entry.Value));
+        }
         foreach (OptionEntry entry in _config.Objects.Where(e => NetTypes.IsLateObject(e.Value["qom-type"] ?? "")))
         {
             At(entry.Context, () => AddUserObject(entry.Value));
@@ -149,6 +165,10 @@ public sealed class VirtualMachine : IDisposable
         if (_config.MachineType != "none")
         {
             BuildBoard();
+        }
+        foreach (string warning in Net.UnconnectedWarnings())
+        {
+            Stderr.WriteLine("qemu-system-x86_64: " + warning); // QEMU's net_check_clients, once the machine is built
         }
         Qmp.Freeze();
         foreach (MonitorSpec spec in _config.Monitors)
@@ -351,7 +371,7 @@ public sealed class VirtualMachine : IDisposable
         }
         // Objects before chardevs: filters and monitors use chardevs, not the other way round.
         DisposeChildren(Tree.Objects);
-        DisposeChildren(Tree.Netdevs);
+        Net.DisposeAll();
         ChardevFactory.RemoveAll(Tree);
         MainLoop.Dispose();
     }
@@ -369,6 +389,10 @@ public sealed class VirtualMachine : IDisposable
         QomObject obj = Types.CreateFromStrings(ObjectCategory.Object, type, id, options.Except("qom-type", "id"));
         Tree.Objects.AddChild(id!, obj);
     }
+
+    /// <summary>Creates a netdev (<c>-netdev</c>, HMP <c>netdev_add</c>) with the command line's texts.</summary>
+    internal void AddNetdev(KeyValList options) =>
+        Net.Add(Types, Required(options, "type"), options["id"], options.Except("type", "id"), fromQmp: false);
 
     /// <summary>Removes a user object (object-del) after checking nothing uses it.</summary>
     internal void DeleteUserObject(string id)

@@ -59,6 +59,10 @@ public static class MachineHmpCommands
         r.Register("drive_add", "[-n] [[<domain>:]<bus>:]<slot>\n[file=file][,if=type][,bus=n]\n[,unit=m][,media=d][,index=i]\n[,snapshot=on|off][,cache=on|off]\n[,readonly=on|off][,copy-on-read=on|off]",
             "add drive to PCI storage controller", args => BlockCommand(() => DriveAdd(vm, args)));
         r.Register("drive_del", "device", "remove host block device", args => BlockCommand(() => vm.Blocks.DeleteDrive(args.Trim())));
+        r.RegisterInfo("network", "", "show the network state", _ => vm.Net.InfoNetwork());
+        r.Register("netdev_add", "[user|tap|socket|vde|bridge|hubport|netmap|vhost-user],id=str[,prop=value][,...]", "add host network device",
+            args => Run(() => vm.AddNetdev(KeyValParser.Parse(args.Trim(), "type"))));
+        r.Register("netdev_del", "id", "remove host network device", args => Run(() => vm.Net.Delete(args.Trim())));
         HmpQemuIo.Register(r, vm);
     }
 
