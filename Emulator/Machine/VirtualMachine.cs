@@ -321,6 +321,8 @@ public sealed class VirtualMachine : IDisposable
 
     public void Dispose()
     {
+        // Jobs still running end first, so their events (QEMU's at quit) reach the monitors.
+        Blocks.CancelJobsAtQuit();
         foreach (IDisposable monitor in _monitors)
         {
             monitor.Dispose();
