@@ -359,6 +359,11 @@ public sealed partial class BlockGraph : IDisposable
         }
         _disposed = true;
         CancelJobsAtQuit();
+        // A failover commit still running must end before the graph goes (it closes the active disk's tree).
+        foreach (Colo.Block.Replication.ReplicationNode r in Replication.Nodes)
+        {
+            r.WaitForFailover(TimeSpan.FromSeconds(60));
+        }
         Nbd.Dispose();
         FlushAll();
         // Parents first: a parent's Dispose closes the children it owns; BlockNode.Dispose is idempotent.
