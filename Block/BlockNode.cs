@@ -8,10 +8,11 @@ public sealed record BlockChild(string Name, BlockNode Node);
 /// children and a byte-addressed I/O interface.
 /// </summary>
 /// <remarks>
-/// The I/O core is synchronous over spans (pread/pwrite underneath, allocation-free on the
-/// cached path); the <c>*Async</c> wrappers exist so device and job code can be written against
-/// an awaitable contract now and get truly asynchronous drivers later without changing callers.
-/// A node is not thread-safe: callers serialise requests (QEMU's AioContext rule).
+/// The synchronous span API (pread/pwrite underneath, allocation-free on the cached path) serves
+/// callers with synchronous expectations (IDE). <see cref="ReadAsync"/> is asynchronous for file, raw
+/// and qcow2 (pooled thread-pool preads, no allocation per request) and may have several requests in
+/// flight where <see cref="ConcurrentReads"/> says so; otherwise a node is not thread-safe: callers
+/// serialise requests (QEMU's AioContext rule).
 /// </remarks>
 public abstract class BlockNode : IDisposable
 {
@@ -68,7 +69,18 @@ public abstract class BlockNode : IDisposable
     public virtual void Truncate(long size) =>
         throw new BlockException($"Image format '{DriverName}' does not support resizing");
 
-    public ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// True when <see cref="ReadAsync"/> may be called again before earlier reads completed, from any
+    /// thread (several requests in flight, as qemu-img bench -d and an NBD client's pipelined reads). Writes
+    /// and the other mutations stay exclusive: the owner never overlaps them with in-flight reads.
+    /// </summary>
+    public virtual bool ConcurrentReads => false;
+
+    /// <summary>
+    /// Reads asynchronously. Drivers with <see cref="ConcurrentReads"/> override it with a truly
+    /// asynchronous path; the default runs <see cref="Read"/> on the caller.
+    /// </summary>
+    public virtual ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         try
         {

@@ -67,27 +67,20 @@ public sealed class FileNode : BlockNode
     }
 
     /// <summary>Reads past end of file return zeroes, as a sparse host file would.</summary>
-    public override void Read(long offset, Span<byte> buffer)
-    {
-        try
-        {
-            while (buffer.Length > 0)
-            {
-                int n = RandomAccess.Read(_handle, buffer, offset);
-                if (n <= 0)
-                {
-                    buffer.Clear();
-                    return;
-                }
+    public override void Read(long offset, Span<byte> buffer) => FileReadRequest.ReadFully(_handle, Filename, buffer, offset);
 
-                buffer = buffer[n..];
-                offset += n;
-            }
-        }
-        catch (Exception e) when (e is IOException or ArgumentOutOfRangeException)
+    /// <summary>pread is positional, so reads never disturb each other.</summary>
+    public override bool ConcurrentReads => true;
+
+    /// <summary>The read runs on a thread-pool worker (QEMU's aio=threads); the request object is pooled.</summary>
+    public override ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        if (cancellationToken.IsCancellationRequested)
         {
-            throw new BlockException($"Could not read '{Filename}' at offset {offset}: {e.Message}", e);
+            return ValueTask.FromCanceled(cancellationToken);
         }
+
+        return buffer.Length == 0 ? ValueTask.CompletedTask : FileReadRequest.Start(_handle, Filename, buffer, offset);
     }
 
     public override void Write(long offset, ReadOnlySpan<byte> buffer)

@@ -178,7 +178,8 @@ public sealed partial class BlockGraph
         string? backingFormat = null;
         if (sync == "top" && BackingOf(source) is { } backing)
         {
-            backingFile = (source as Qcow2Node)?.Header.BackingFile ?? backing.Filename;
+            // absolute-paths: the backing node's own filename (resolved), not the source header's possibly relative name.
+            backingFile = backing.Filename;
             backingFormat = backing.DriverName;
         }
         else if (sync == "none")

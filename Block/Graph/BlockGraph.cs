@@ -340,6 +340,17 @@ public sealed partial class BlockGraph : IDisposable
         }
     }
 
+    /// <summary>
+    /// Quit: ends every block job with QEMU's events (drained, then cancelled). The machine calls it while the
+    /// monitors are still open, so the events reach them; the main loop has stopped, so the jobs' graph work
+    /// runs here, on the caller's thread.
+    /// </summary>
+    public void CancelJobsAtQuit()
+    {
+        Jobs.Loop = null;
+        Jobs.CancelAll(TimeSpan.FromSeconds(5));
+    }
+
     public void Dispose()
     {
         if (_disposed)
@@ -347,9 +358,12 @@ public sealed partial class BlockGraph : IDisposable
             return;
         }
         _disposed = true;
-        // The loop is stopping: jobs end here, on this thread, announcing it as QEMU does at quit.
-        Jobs.Loop = null;
-        Jobs.CancelAll(TimeSpan.FromSeconds(5));
+        CancelJobsAtQuit();
+        // A failover commit still running must end before the graph goes (it closes the active disk's tree).
+        foreach (Colo.Block.Replication.ReplicationNode r in Replication.Nodes)
+        {
+            r.WaitForFailover(TimeSpan.FromSeconds(60));
+        }
         Nbd.Dispose();
         FlushAll();
         // Parents first: a parent's Dispose closes the children it owns; BlockNode.Dispose is idempotent.

@@ -32,6 +32,8 @@ public abstract class BlockJob : IDisposable
     private Thread? _thread;
     private JobStatus _status = JobStatus.Undefined;
     private bool _pauseRequested;
+    private bool _drainPause; // the pause is the quit drain's, not the user's
+    private readonly ManualResetEventSlim _parked = new(false);
     private bool _softCancel;
     private bool _completeRequested;
     private long _speed;
@@ -189,6 +191,48 @@ public abstract class BlockJob : IDisposable
         Kick();
     }
 
+    /// <summary>
+    /// The first half of QEMU's drain at quit: a running or ready job stops at its pause point (status
+    /// paused or standby) so no copy is in flight; a job the user paused stays as it is. Returns at once;
+    /// <see cref="WaitDrained"/> waits for the job to get there.
+    /// </summary>
+    internal void BeginDrain()
+    {
+        lock (_lock)
+        {
+            if (_pauseRequested || _status is not (JobStatus.Running or JobStatus.Ready) || _thread is null)
+            {
+                return;
+            }
+            _drainPause = true;
+            _pauseRequested = true;
+        }
+        Kick();
+    }
+
+    internal void WaitDrained(TimeSpan timeout)
+    {
+        if (_drainPause)
+        {
+            _parked.Wait(timeout);
+        }
+    }
+
+    /// <summary>The drain's end: the job leaves its pause point (running or ready again).</summary>
+    internal void EndDrain()
+    {
+        lock (_lock)
+        {
+            if (!_drainPause)
+            {
+                return;
+            }
+            _drainPause = false;
+            _pauseRequested = false;
+        }
+        Kick();
+    }
+
     public void SetSpeed(long speed)
     {
         CheckVerb(JobVerb.SetSpeed);
@@ -282,6 +326,7 @@ public abstract class BlockJob : IDisposable
         {
             _disposed = true;
             _wake.Dispose();
+            _parked.Dispose();
             _cancel.Dispose();
         }
     }
@@ -323,6 +368,7 @@ public abstract class BlockJob : IDisposable
             }
             resumeTo = _status;
             Move(_status == JobStatus.Ready ? JobStatus.Standby : JobStatus.Paused);
+            _parked.Set();
         }
         bool wasBusy = Busy;
         Busy = false;
@@ -332,6 +378,7 @@ public abstract class BlockJob : IDisposable
             {
                 if (!_pauseRequested || _cancel.IsCancellationRequested)
                 {
+                    _parked.Reset();
                     Move(resumeTo);
                     break;
                 }

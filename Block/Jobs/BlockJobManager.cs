@@ -103,10 +103,27 @@ public sealed class BlockJobManager
         job.Dispose();
     }
 
-    /// <summary>Hard-cancels every job and waits for it (shutdown: QEMU cancels jobs on quit).</summary>
+    /// <summary>
+    /// Shutdown, as QEMU 7.2 ends jobs at quit: every job is drained (running → paused → running, ready →
+    /// standby → ready), then each is hard-cancelled and waited for (aborting, BLOCK_JOB_CANCELLED,
+    /// concluded, null), all announced through <see cref="Listener"/>.
+    /// </summary>
     public void CancelAll(TimeSpan timeout)
     {
-        foreach (BlockJob job in Jobs)
+        BlockJob[] jobs = Jobs;
+        foreach (BlockJob job in jobs)
+        {
+            job.BeginDrain();
+        }
+        foreach (BlockJob job in jobs)
+        {
+            job.WaitDrained(timeout);
+        }
+        foreach (BlockJob job in jobs)
+        {
+            job.EndDrain();
+        }
+        foreach (BlockJob job in jobs)
         {
             try
             {

@@ -1,10 +1,11 @@
 using System.Numerics;
 using Colo.Block.Graph;
+using Colo.Block.Qcow2;
 
 namespace Colo.Block.Jobs;
 
 /// <summary>What drive-mirror asks for, checked (QAPI DriveMirror minus the target, which is already open).</summary>
-/// <param name="Sync">full (copy everything), top (the source's own layer; Colo copies all of it), none (only new writes).</param>
+/// <param name="Sync">full (copy everything), top (only what the source's top image allocates), none (only new writes).</param>
 /// <param name="Granularity">Dirty-tracking chunk size in bytes (power of two).</param>
 /// <param name="BufSize">Most bytes copied in one step.</param>
 /// <param name="OnSourceError">report, ignore, stop or enospc.</param>
@@ -34,6 +35,7 @@ public sealed class MirrorJob : BlockJob
     private readonly DirtyBitmap _dirty;
     private readonly MirrorTopNode _filter;
     private readonly DirtyBitmap? _written;
+    private readonly Qcow2Node? _sourceTopOnly; // sync=top over a qcow2 with a backing file
     private bool _pivoted;
 
     /// <param name="targetZeroed">The job created the target without a backing file: it reads as zeroes, so zero
@@ -49,6 +51,7 @@ public sealed class MirrorJob : BlockJob
         _dirty = new DirtyBitmap(_source.Size, options.Granularity);
         _filter = new MirrorTopNode(_source, _dirty, OnDirtied);
         _written = targetZeroed ? new DirtyBitmap(_source.Size, options.Granularity) : null;
+        _sourceTopOnly = options.Sync == "top" && _source is Qcow2Node q && graph.BackingOf(q) is not null ? q : null;
     }
 
     /// <summary>The node the job copies to.</summary>
@@ -66,9 +69,26 @@ public sealed class MirrorJob : BlockJob
     {
         lock (_filter.Gate)
         {
-            if (_options.Sync != "none")
+            if (_options.Sync == "full" || (_options.Sync == "top" && _sourceTopOnly is null))
             {
                 SetProgress(0, _dirty.Set(0, _source.Size));
+            }
+            else if (_options.Sync == "top")
+            {
+                // Only what the top image itself allocates (data, zero or compressed clusters): the rest the
+                // target reads from the same backing file, as QEMU's mirror seeds its bitmap from allocation.
+                Qcow2Node top = _sourceTopOnly!;
+                long cs = top.ClusterSize;
+                long clusters = (top.Size + cs - 1) / cs;
+                long bytes = 0;
+                for (long vc = 0; vc < clusters; vc++)
+                {
+                    if (top.GetClusterStatus(vc) != Qcow2ClusterStatus.Unallocated)
+                    {
+                        bytes += _dirty.Set(vc * cs, Math.Min(cs, top.Size - vc * cs));
+                    }
+                }
+                SetProgress(0, bytes);
             }
         }
         _graph.SetRoot(_backend, _filter);

@@ -8,7 +8,7 @@ using static Colo.Block.Nbd.NbdProtocol;
 namespace Colo.Block.Nbd;
 
 /// <summary>One client of <see cref="NbdServer"/>: handshake, option haggling, then transmission.</summary>
-internal sealed class NbdConnection
+internal sealed class NbdConnection : IDisposable
 {
     private const int ReadPrefix = StructuredReplyHeaderSize + 8; // room for a chunk header + offset
     private const uint MetaContextId = 1;
@@ -17,6 +17,15 @@ internal sealed class NbdConnection
     private readonly Socket _socket;
     private readonly byte[] _header = new byte[64];
     private readonly byte[] _reply = new byte[64];
+
+    // Reads of a node that allows it are served side by side (replies in order of completion, which
+    // the protocol allows: the client matches them by cookie); any other request first waits for them.
+    // Slot i holds the read started i, i + 16, ... requests ago: a new read first awaits the oldest one,
+    // which bounds what is in flight and awaits every pooled ValueTask exactly once.
+    private const int MaxReadsInFlight = 16;
+    private readonly ValueTask[] _reads = new ValueTask[MaxReadsInFlight];
+    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private int _nextRead;
     private bool _noZeroes;
     private bool _structured;
     private string? _metaExport; // export name base:allocation was selected for
@@ -359,6 +368,18 @@ internal sealed class NbdConnection
 
     private async Task TransmissionAsync(NbdExport export)
     {
+        try
+        {
+            await TransmissionLoopAsync(export).ConfigureAwait(false);
+        }
+        finally
+        {
+            await DrainReadsAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async Task TransmissionLoopAsync(NbdExport export)
+    {
         while (true)
         {
             if (!await ReceiveAsync(_header.AsMemory(0, RequestHeaderSize)).ConfigureAwait(false))
@@ -377,6 +398,18 @@ internal sealed class NbdConnection
             ulong offset = BinaryPrimitives.ReadUInt64BigEndian(_header.AsSpan(16));
             uint length = BinaryPrimitives.ReadUInt32BigEndian(_header.AsSpan(24));
 
+            if (type == CmdRead && export.Node.ConcurrentReads && ReadIsValid(export, flags, offset, length))
+            {
+                int slot = _nextRead;
+                _nextRead = (slot + 1) % MaxReadsInFlight;
+                await _reads[slot].ConfigureAwait(false);
+#pragma warning disable CA2012 // stored to be awaited exactly once: on the slot's reuse or by DrainReadsAsync
+                _reads[slot] = ConcurrentReadAsync(export, cookie, offset, length);
+#pragma warning restore CA2012
+                continue;
+            }
+
+            await DrainReadsAsync().ConfigureAwait(false);
             switch (type)
             {
                 case CmdRead:
@@ -507,6 +540,104 @@ internal sealed class NbdConnection
         {
             ArrayPool<byte>.Shared.Return(buf);
         }
+    }
+
+    private static bool ReadIsValid(NbdExport export, ushort flags, ulong offset, uint length) =>
+        (flags & ~(CmdFlagFua | CmdFlagDf)) == 0 && length <= MaxPayload && InRange(export, offset, length);
+
+    /// <summary>Waits until no concurrent read is in flight.</summary>
+    private async ValueTask DrainReadsAsync()
+    {
+        for (int i = 0; i < MaxReadsInFlight; i++)
+        {
+            ValueTask read = _reads[i];
+            _reads[i] = default;
+            await read.ConfigureAwait(false);
+        }
+    }
+
+    public void Dispose() => _sendLock.Dispose();
+
+    /// <summary>
+    /// A validated read served beside others: the node's asynchronous read (no export lock: the node
+    /// allows concurrent reads), then the reply built in the request's own pooled buffer and sent whole
+    /// under the send lock, so replies never interleave on the socket.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask ConcurrentReadAsync(NbdExport export, ulong cookie, ulong offset, uint length)
+    {
+        byte[] buf = ArrayPool<byte>.Shared.Rent(ReadPrefix + Math.Max((int)length, 16));
+        try
+        {
+            Memory<byte> data = buf.AsMemory(ReadPrefix, (int)length);
+            uint err = 0;
+            try
+            {
+                await export.Node.ReadAsync((long)offset, data).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is BlockException or IOException or UnauthorizedAccessException)
+            {
+                err = EIo;
+            }
+
+            Memory<byte> reply;
+            if (err != 0)
+            {
+                reply = buf.AsMemory(0, ErrorReply(buf, cookie, err));
+            }
+            else if (!_structured)
+            {
+                int start = ReadPrefix - SimpleReplyHeaderSize;
+                WriteSimpleHeader(buf.AsSpan(start), cookie, 0);
+                reply = buf.AsMemory(start, SimpleReplyHeaderSize + (int)length);
+            }
+            else if (length > 0 && !data.Span.ContainsAnyExcept((byte)0))
+            {
+                WriteChunkHeader(buf, ReplyFlagDone, ReplyTypeOffsetHole, cookie, 12);
+                BinaryPrimitives.WriteUInt64BigEndian(buf.AsSpan(20), offset);
+                BinaryPrimitives.WriteUInt32BigEndian(buf.AsSpan(28), length);
+                reply = buf.AsMemory(0, 32);
+            }
+            else
+            {
+                WriteChunkHeader(buf, ReplyFlagDone, ReplyTypeOffsetData, cookie, 8 + length);
+                BinaryPrimitives.WriteUInt64BigEndian(buf.AsSpan(20), offset);
+                reply = buf.AsMemory(0, ReadPrefix + (int)length);
+            }
+
+            await _sendLock.WaitAsync().ConfigureAwait(false);
+            try
+            {
+                await SendAsync(reply).ConfigureAwait(false);
+            }
+            finally
+            {
+                _sendLock.Release();
+            }
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
+        {
+            Abort(); // the peer went away mid-reply; the receive loop sees the closed socket and ends
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buf);
+        }
+    }
+
+    /// <summary>An error reply (simple, or a structured ERROR chunk) written into <paramref name="r"/>; returns its length.</summary>
+    private int ErrorReply(Span<byte> r, ulong cookie, uint error)
+    {
+        if (!_structured)
+        {
+            WriteSimpleHeader(r, cookie, error);
+            return SimpleReplyHeaderSize;
+        }
+
+        WriteChunkHeader(r, ReplyFlagDone, ReplyTypeError, cookie, 6);
+        BinaryPrimitives.WriteUInt32BigEndian(r[20..], error);
+        BinaryPrimitives.WriteUInt16BigEndian(r[24..], 0);
+        return 26;
     }
 
     private static uint ReadNode(NbdExport export, long offset, Span<byte> data)

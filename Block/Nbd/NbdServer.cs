@@ -333,6 +333,7 @@ public sealed class NbdServer : IAsyncDisposable, IDisposable
         finally
         {
             conn.Abort();
+            conn.Dispose();
             lock (_lock)
             {
                 _connections.Remove(conn);

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
+using System.Runtime.CompilerServices;
 
 namespace Colo.Block.Qcow2;
 
@@ -54,6 +55,10 @@ public sealed partial class Qcow2Node : BlockNode
     private byte[]? _compressedBuf;
     private byte[]? _decompressed;
     private long _decompressedEntry = -1;
+
+    // Metadata (tables, caches, scratch buffers) is touched only under this lock; data preads of
+    // ReadAsync run outside it. Reentrant: writes read their cluster's old contents.
+    private readonly Lock _lock = new();
 
     private Qcow2Node(BlockNode file, BlockNode? backing, Qcow2Header header, bool readOnly, string? nodeName)
         : base(nodeName, readOnly)
@@ -291,15 +296,104 @@ public sealed partial class Qcow2Node : BlockNode
     public override void Read(long offset, Span<byte> buffer)
     {
         CheckRequest(offset, buffer.Length);
-        int mask = _clusterSize - 1;
+        lock (_lock)
+        {
+            while (buffer.Length > 0)
+            {
+                int n = MapRead(offset, buffer, out long host);
+                if (host >= 0)
+                {
+                    _file.Read(host, buffer[..n]);
+                }
+
+                buffer = buffer[n..];
+                offset += n;
+            }
+        }
+    }
+
+    /// <summary>Data clusters are read from the file outside the lock, so reads run side by side.</summary>
+    public override bool ConcurrentReads => _file.ConcurrentReads;
+
+    public override ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        CheckRequest(offset, buffer.Length);
+        return ReadAsyncCore(offset, buffer, cancellationToken);
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask ReadAsyncCore(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
         while (buffer.Length > 0)
         {
-            int inCluster = (int)(offset & mask);
-            int n = Math.Min(_clusterSize - inCluster, buffer.Length);
-            ReadInCluster(offset, inCluster, buffer[..n]);
+            int n;
+            long host;
+            lock (_lock)
+            {
+                n = MapRead(offset, buffer.Span, out host);
+            }
+
+            if (host >= 0)
+            {
+                await _file.ReadAsync(host, buffer[..n], cancellationToken).ConfigureAwait(false);
+            }
+
             buffer = buffer[n..];
             offset += n;
         }
+    }
+
+    /// <summary>
+    /// Maps the start of a read (caller holds <see cref="_lock"/>). For a run of data clusters that lie
+    /// back to back in the file it returns the run's length and its host offset, so one pread serves many
+    /// clusters (QEMU merges them the same way); anything else (zero, unallocated, compressed) is filled in
+    /// place for the rest of its cluster and <paramref name="host"/> is -1.
+    /// </summary>
+    private int MapRead(long offset, Span<byte> buffer, out long host)
+    {
+        int mask = _clusterSize - 1;
+        int inCluster = (int)(offset & mask);
+        int n = Math.Min(_clusterSize - inCluster, buffer.Length);
+        long start = DataClusterHost(offset >> _clusterBits);
+        if (start < 0)
+        {
+            ReadInCluster(offset, inCluster, buffer[..n]);
+            host = -1;
+            return n;
+        }
+
+        host = start + inCluster;
+        long next = start + _clusterSize;
+        while (n < buffer.Length && DataClusterHost((offset + n) >> _clusterBits) == next)
+        {
+            n += Math.Min(_clusterSize, buffer.Length - n);
+            next += _clusterSize;
+        }
+
+        return n;
+    }
+
+    /// <summary>Host offset of a plain allocated data cluster, or -1 for any other kind.</summary>
+    private long DataClusterHost(long vcluster)
+    {
+        long l1Index = vcluster >> _l2Bits;
+        ulong l2Offset = (ulong)l1Index < (ulong)_l1.Length ? _l1[l1Index] & L1OffsetMask : 0;
+        if (l2Offset == 0)
+        {
+            return -1;
+        }
+
+        byte[] l2 = GetL2((long)l2Offset);
+        int l2Index = (int)(vcluster & ((1 << _l2Bits) - 1));
+        ulong entry = BinaryPrimitives.ReadUInt64BigEndian(l2.AsSpan(l2Index * 8));
+        ulong host = entry & L2OffsetMask;
+        if ((entry & OflagCompressed) != 0 || ((entry & OflagZero) != 0 && _header.Version >= 3) || host == 0)
+        {
+            return -1;
+        }
+
+        CheckDataCluster(host, entry);
+        return (long)host;
     }
 
     private void ReadInCluster(long guestOffset, int inCluster, Span<byte> dest)
@@ -474,6 +568,14 @@ public sealed partial class Qcow2Node : BlockNode
     /// <summary>Allocation state of one guest cluster in this image alone (backing not consulted).</summary>
     public Qcow2ClusterStatus GetClusterStatus(long vcluster)
     {
+        lock (_lock)
+        {
+            return ClusterStatus(vcluster);
+        }
+    }
+
+    private Qcow2ClusterStatus ClusterStatus(long vcluster)
+    {
         long l1Index = vcluster >> _l2Bits;
         ulong l2Offset = (ulong)l1Index < (ulong)_l1.Length ? _l1[l1Index] & L1OffsetMask : 0;
         if (l2Offset == 0)
@@ -500,16 +602,19 @@ public sealed partial class Qcow2Node : BlockNode
 
     public override void Write(long offset, ReadOnlySpan<byte> buffer)
     {
-        CheckWritable();
-        CheckRequest(offset, buffer.Length);
-        int mask = _clusterSize - 1;
-        while (buffer.Length > 0)
+        lock (_lock)
         {
-            int inCluster = (int)(offset & mask);
-            int n = Math.Min(_clusterSize - inCluster, buffer.Length);
-            WriteInCluster(offset, inCluster, buffer[..n]);
-            buffer = buffer[n..];
-            offset += n;
+            CheckWritable();
+            CheckRequest(offset, buffer.Length);
+            int mask = _clusterSize - 1;
+            while (buffer.Length > 0)
+            {
+                int inCluster = (int)(offset & mask);
+                int n = Math.Min(_clusterSize - inCluster, buffer.Length);
+                WriteInCluster(offset, inCluster, buffer[..n]);
+                buffer = buffer[n..];
+                offset += n;
+            }
         }
     }
 
@@ -699,48 +804,57 @@ public sealed partial class Qcow2Node : BlockNode
     /// </summary>
     public override void Discard(long offset, long length)
     {
-        CheckWritable();
-        CheckRequest(offset, length);
-        ClearClusters(offset, length, _backing != null && _header.Version >= 3 ? OflagZero : 0, wholeOnly: true);
+        lock (_lock)
+        {
+            CheckWritable();
+            CheckRequest(offset, length);
+            ClearClusters(offset, length, _backing != null && _header.Version >= 3 ? OflagZero : 0, wholeOnly: true);
+        }
     }
 
     /// <summary>Drops every cluster so the image reads through to its backing file (QEMU's make_empty).</summary>
     public void MakeEmpty()
     {
-        CheckWritable();
-        ClearClusters(0, Size, 0, wholeOnly: true);
-        Flush();
+        lock (_lock)
+        {
+            CheckWritable();
+            ClearClusters(0, Size, 0, wholeOnly: true);
+            Flush();
+        }
     }
 
     public override void WriteZeroes(long offset, long length)
     {
-        CheckWritable();
-        CheckRequest(offset, length);
-        if (_header.Version < 3 && _backing != null)
+        lock (_lock)
         {
-            base.WriteZeroes(offset, length); // v2 has no zero flag; unallocating would expose the backing file
-            return;
-        }
+            CheckWritable();
+            CheckRequest(offset, length);
+            if (_header.Version < 3 && _backing != null)
+            {
+                base.WriteZeroes(offset, length); // v2 has no zero flag; unallocating would expose the backing file
+                return;
+            }
 
-        long cs = _clusterSize;
-        long headEnd = Math.Min(offset + length, (offset + cs - 1) & ~(cs - 1));
-        if (headEnd > offset)
-        {
-            base.WriteZeroes(offset, headEnd - offset);
-            length -= headEnd - offset;
-            offset = headEnd;
-        }
+            long cs = _clusterSize;
+            long headEnd = Math.Min(offset + length, (offset + cs - 1) & ~(cs - 1));
+            if (headEnd > offset)
+            {
+                base.WriteZeroes(offset, headEnd - offset);
+                length -= headEnd - offset;
+                offset = headEnd;
+            }
 
-        long whole = length & ~(cs - 1);
-        if (offset + length == Size)
-        {
-            whole = length; // a partial last cluster is whole as far as the guest can see
-        }
+            long whole = length & ~(cs - 1);
+            if (offset + length == Size)
+            {
+                whole = length; // a partial last cluster is whole as far as the guest can see
+            }
 
-        ClearClusters(offset, whole, _header.Version >= 3 ? OflagZero : 0, wholeOnly: false);
-        if (length > whole)
-        {
-            base.WriteZeroes(offset + whole, length - whole);
+            ClearClusters(offset, whole, _header.Version >= 3 ? OflagZero : 0, wholeOnly: false);
+            if (length > whole)
+            {
+                base.WriteZeroes(offset + whole, length - whole);
+            }
         }
     }
 
@@ -783,35 +897,38 @@ public sealed partial class Qcow2Node : BlockNode
     /// <summary>Grows the virtual disk (shrinking is refused: it would need data relocation checks).</summary>
     public override void Truncate(long size)
     {
-        CheckWritable();
-        if (size % 512 != 0)
+        lock (_lock)
         {
-            throw new BlockException("The new size must be a multiple of 512");
-        }
+            CheckWritable();
+            if (size % 512 != 0)
+            {
+                throw new BlockException("The new size must be a multiple of 512");
+            }
 
-        if (size < Size)
-        {
-            Shrink(size);
-            return;
-        }
+            if (size < Size)
+            {
+                Shrink(size);
+                return;
+            }
 
-        long l2Coverage = (long)_clusterSize << _l2Bits;
-        long needL1 = (size + l2Coverage - 1) / l2Coverage;
-        if (needL1 * 8 > MaxL1Bytes)
-        {
-            throw new BlockException("Active L1 table too large");
-        }
+            long l2Coverage = (long)_clusterSize << _l2Bits;
+            long needL1 = (size + l2Coverage - 1) / l2Coverage;
+            if (needL1 * 8 > MaxL1Bytes)
+            {
+                throw new BlockException("Active L1 table too large");
+            }
 
-        if (needL1 > _l1.Length)
-        {
-            GrowL1((int)needL1);
-        }
+            if (needL1 > _l1.Length)
+            {
+                GrowL1((int)needL1);
+            }
 
-        Span<byte> b = stackalloc byte[8];
-        BinaryPrimitives.WriteUInt64BigEndian(b, (ulong)size);
-        _file.Flush();
-        _file.Write(Qcow2Header.OffsetSize, b);
-        _header.Size = (ulong)size;
+            Span<byte> b = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64BigEndian(b, (ulong)size);
+            _file.Flush();
+            _file.Write(Qcow2Header.OffsetSize, b);
+            _header.Size = (ulong)size;
+        }
     }
 
     /// <summary>

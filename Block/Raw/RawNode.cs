@@ -27,6 +27,14 @@ public sealed class RawNode : BlockNode
         _file.Read(offset, buffer);
     }
 
+    public override bool ConcurrentReads => _file.ConcurrentReads;
+
+    public override ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        CheckRequest(offset, buffer.Length);
+        return _file.ReadAsync(offset, buffer, cancellationToken);
+    }
+
     public override void Write(long offset, ReadOnlySpan<byte> buffer)
     {
         CheckWritable();

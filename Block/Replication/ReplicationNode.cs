@@ -38,6 +38,12 @@ public sealed class ReplicationNode : BlockNode
     // The filter in front of the secondary disk's exports, from start until this node closes.
     private ReplicationCopyBeforeWrite? _front;
 
+    // Failover: the background commit (QEMU's internal active commit job, which emits no QMP events) and
+    // the clusters it still has to copy; the VM's writes during it go to the active disk and are added here.
+    private Jobs.DirtyBitmap? _commitDirty;
+    private readonly ManualResetEventSlim _commitDone = new(true);
+    private volatile bool _closing;
+
     internal ReplicationNode(BlockGraph graph, BlockNode file, ReplicationMode mode, string? topId, bool readOnly, string? nodeName)
         : base(nodeName, readOnly)
     {
@@ -111,6 +117,7 @@ public sealed class ReplicationNode : BlockNode
                 return;
             }
             _file.Write(offset, buffer);
+            _commitDirty?.Set(offset, buffer.Length);
         }
     }
 
@@ -304,7 +311,6 @@ public sealed class ReplicationNode : BlockNode
     /// "Backup job was cancelled unexpectedly" (its checkpoint runs after the backup job is gone).</exception>
     public void Stop(bool failover)
     {
-        Qcow2Node? dropped;
         lock (_gate)
         {
             if (_stage is ReplicationStage.Done or ReplicationStage.Failover)
@@ -335,29 +341,96 @@ public sealed class ReplicationNode : BlockNode
                 SecondaryCheckpoint();
                 return;
             }
+            // Failover: the commit runs in the background, as QEMU's internal commit job; the VM goes on
+            // meanwhile, reading and writing through the active disk. Stage stays failover until it ends.
             _stage = ReplicationStage.Failover;
-            try
+            Qcow2Node active = _active!;
+            Qcow2Node hidden = _hidden!;
+            int unit = Math.Min(active.ClusterSize, hidden.ClusterSize);
+            var dirty = new Jobs.DirtyBitmap(Size, unit);
+            for (long offset = 0; offset < Size; offset += unit)
             {
-                ReplicationCommit.Run(_active!, _hidden!, _secondary!);
+                if (ReplicationCommit.AllocatedAbove(active, hidden, offset))
+                {
+                    dirty.Set(offset, unit);
+                }
             }
-            catch (BlockException)
+            _commitDirty = dirty;
+            _commitDone.Reset();
+        }
+        new Thread(CommitMain) { IsBackground = true, Name = $"replication-commit {NodeName}" }.Start();
+    }
+
+    /// <summary>Waits for a failover's background commit to end (at once when none runs). False on timeout.</summary>
+    public bool WaitForFailover(TimeSpan timeout) => _commitDone.Wait(timeout);
+
+    /// <summary>
+    /// The failover commit: one cluster at a time under the gate (so the VM's I/O interleaves), read through
+    /// the active disk (newest layer wins) into the secondary disk, until no cluster is left; then, still under
+    /// the gate, the secondary disk takes the active disk's place. A failure leaves the chain as it was.
+    /// </summary>
+    private void CommitMain()
+    {
+        Qcow2Node? dropped = null;
+        try
+        {
+            byte[] buffer = GC.AllocateUninitializedArray<byte>(_commitDirty!.Granularity);
+            long cursor = 0;
+            while (true)
             {
+                lock (_gate)
+                {
+                    if (_closing)
+                    {
+                        return;
+                    }
+                    Jobs.DirtyBitmap dirty = _commitDirty!;
+                    long chunk = dirty.NextDirty(cursor);
+                    if (chunk < 0 && cursor > 0)
+                    {
+                        chunk = dirty.NextDirty(0);
+                    }
+                    if (chunk < 0)
+                    {
+                        _secondary!.Flush();
+                        // The active disk's place goes to the secondary disk (QEMU's active commit replaces the node).
+                        dropped = _file is BorrowedNode ? null : _active;
+                        _file = new BorrowedNode(_secondary!, ReadOnly);
+                        _active = null;
+                        _hidden = null;
+                        _secondary = null;
+                        _commitDirty = null;
+                        _stage = ReplicationStage.Done;
+                        _error = false;
+                        break;
+                    }
+                    (long offset, long length) = dirty.Range(chunk, 1);
+                    dirty.Clear(chunk, 1);
+                    cursor = chunk + 1;
+                    Span<byte> data = buffer.AsSpan(0, (int)length);
+                    _active!.Read(offset, data);
+                    _secondary!.Write(offset, data);
+                }
+            }
+        }
+        catch (Exception e) when (e is BlockException or IOException or ObjectDisposedException)
+        {
+            lock (_gate)
+            {
+                _commitDirty = null;
                 _stage = ReplicationStage.FailoverFailed;
                 _error = true;
-                return;
             }
-            // The active disk's place goes to the secondary disk (QEMU's active commit replaces the node).
-            dropped = _file is BorrowedNode ? null : _active;
-            _file = new BorrowedNode(_secondary!, ReadOnly);
-            _active = null;
-            _hidden = null;
-            _secondary = null;
-            _stage = ReplicationStage.Done;
-            _error = false;
         }
-        if (dropped is not null)
+        finally
         {
-            _graph.CloseSubtree(dropped);
+            if (dropped is not null)
+            {
+                // Graph changes belong to the loop that owns the graph (inline under the jobs' lock without one).
+                Qcow2Node d = dropped;
+                _graph.Jobs.Post(() => _graph.CloseSubtree(d));
+            }
+            _commitDone.Set();
         }
     }
 
@@ -383,6 +456,17 @@ public sealed class ReplicationNode : BlockNode
     {
         if (disposing)
         {
+            // A failover commit still running is let finish (the secondary disk must get the VM's data), within reason.
+            bool ended = _commitDone.Wait(TimeSpan.FromSeconds(60));
+            if (!ended)
+            {
+                _closing = true;
+                ended = _commitDone.Wait(TimeSpan.FromSeconds(5));
+            }
+            if (ended)
+            {
+                _commitDone.Dispose(); // else the commit thread still sets it when it stops
+            }
             _cbw = null;
             if (_front is { } front)
             {

@@ -351,6 +351,10 @@ public sealed class VirtualMachine : IDisposable
 
     public void Dispose()
     {
+        // Jobs still running end first, so their events (QEMU's at quit) reach the monitors: the job threads post
+        // them to the stopped loop, whose queue this thread then runs.
+        Blocks.CancelJobsAtQuit();
+        MainLoop.RunPending();
         foreach (IDisposable monitor in _monitors)
         {
             monitor.Dispose();

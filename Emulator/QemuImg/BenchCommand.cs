@@ -9,7 +9,8 @@ namespace Colo.QemuImg;
 /// qemu-img bench [-c count] [-d depth] [-f fmt] [--flush-interval=N] [--no-drain] [-i aio] [-n] [-o offset]
 /// [--pattern=byte] [-q] [-s buffer_size] [-S step_size] [-t cache] [-U] [-w] filename: QEMU's request loop,
 /// the same messages and checks. Each request goes to the offset of the previous one plus the step, modulo the
-/// image size. Colo's block nodes are synchronous, so the requests run one after another whatever the depth.
+/// image size. Reads keep up to <c>-d</c> requests in flight through the asynchronous read path (where the
+/// node allows concurrent reads); writes are exclusive in Colo's block layer and run one after another.
 /// </summary>
 internal static class BenchCommand
 {
@@ -94,31 +95,25 @@ internal static class BenchCommand
             Console.Out.Flush();
         }
 
-        byte[] buffer = GC.AllocateUninitializedArray<byte>((int)s.BufSize, pinned: true);
+        bool inFlight = !s.Write && node.ConcurrentReads && s.Depth > 1 && s.Count > 1 && size > 0;
+        int depth = inFlight ? (int)Math.Min(s.Depth, s.Count) : 1;
+        if (s.BufSize * depth > int.MaxValue)
+        {
+            throw new QemuImgException("Invalid buffer size specified");
+        }
+        // As QEMU: one buffer slice per request in flight, filled (so touched) before the clock starts.
+        byte[] buffer = GC.AllocateUninitializedArray<byte>((int)s.BufSize * depth, pinned: true);
         buffer.AsSpan().Fill(s.Pattern);
-        long offset = s.Offset;
         var clock = Stopwatch.StartNew();
         try
         {
-            for (long i = 0; i < s.Count; i++)
+            if (inFlight)
             {
-                if (s.Write)
-                {
-                    node.Write(offset, buffer);
-                    if (s.FlushInterval > 0 && (i + 1) % s.FlushInterval == 0)
-                    {
-                        node.Flush();
-                    }
-                }
-                else
-                {
-                    node.Read(offset, buffer);
-                }
-                offset = size == 0 ? 0 : (offset + step) % size;
+                ReadInFlight(node, s, step, size, buffer, depth).GetAwaiter().GetResult();
             }
-            if (s.Write)
+            else
             {
-                node.Flush();
+                OneAtATime(node, s, step, size, buffer);
             }
         }
         catch (BlockException)
@@ -130,6 +125,63 @@ internal static class BenchCommand
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Run completed in {clock.Elapsed.TotalSeconds:F3} seconds."));
         }
         return 0;
+    }
+
+    private static void OneAtATime(BlockNode node, Settings s, long step, long size, byte[] buffer)
+    {
+        long offset = s.Offset;
+        for (long i = 0; i < s.Count; i++)
+        {
+            if (s.Write)
+            {
+                node.Write(offset, buffer);
+                if (s.FlushInterval > 0 && (i + 1) % s.FlushInterval == 0)
+                {
+                    node.Flush();
+                }
+            }
+            else
+            {
+                node.Read(offset, buffer);
+            }
+            offset = size == 0 ? 0 : (offset + step) % size;
+        }
+        if (s.Write)
+        {
+            node.Flush();
+        }
+    }
+
+    /// <summary>
+    /// QEMU's bench loop for reads: <c>depth</c> requests in flight, each taking the next request number
+    /// when its previous one completes, so the offsets are issued in the same order as one at a time.
+    /// </summary>
+    private static async Task ReadInFlight(BlockNode node, Settings s, long step, long size, byte[] buffer, int depth)
+    {
+        int bufSize = (int)s.BufSize;
+        long next = -1;
+        var workers = new Task[depth];
+        for (int w = 0; w < depth; w++)
+        {
+            workers[w] = Worker(buffer.AsMemory(w * bufSize, bufSize));
+        }
+        await Task.WhenAll(workers).ConfigureAwait(false);
+
+        async Task Worker(Memory<byte> slice)
+        {
+            await Task.Yield(); // start the workers side by side, not nested in the loop above
+            while (true)
+            {
+                long i = Interlocked.Increment(ref next);
+                if (i >= s.Count)
+                {
+                    return;
+                }
+                // Request i of the one-at-a-time loop: the start offset, then (start + i * step) mod size.
+                long offset = i == 0 ? s.Offset : (long)(((UInt128)(ulong)i * (ulong)step + (ulong)s.Offset) % (ulong)size);
+                await node.ReadAsync(offset, slice).ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>QEMU's qemu_strtol checks for -c, -d and --flush-interval: a whole number, positive where it must be.</summary>

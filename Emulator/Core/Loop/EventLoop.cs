@@ -80,6 +80,18 @@ public sealed class EventLoop : IEventLoop, IDisposable
         Post(static () => { });
     }
 
+    /// <summary>
+    /// Runs the work already queued, on the calling thread, without waiting for more: after <see cref="Stop"/>,
+    /// what shutdown itself posts (events of block jobs cancelled at quit) still goes out.
+    /// </summary>
+    public void RunPending()
+    {
+        while (!_queue.IsAddingCompleted && _queue.TryTake(out Action? work))
+        {
+            Execute(work);
+        }
+    }
+
     /// <summary>Runs <paramref name="func"/> on the loop and waits for its result (or rethrows its exception).</summary>
     public T Invoke<T>(Func<T> func)
     {

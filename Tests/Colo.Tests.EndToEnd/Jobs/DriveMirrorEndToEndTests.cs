@@ -220,4 +220,46 @@ public sealed class DriveMirrorEndToEndTests
         // Only the source's 1 MiB of data was written: the new target stays sparse, as QEMU's does.
         Assert.That(check.Stdout, Does.Contain("16/64 = 25.00% allocated"));
     }
+
+    /// <summary>
+    /// A job still running at quit ends as in QEMU 7.2 (checked against Debian's qemu-system-x86_64): SHUTDOWN, the
+    /// drain's paused/running, then aborting, BLOCK_JOB_CANCELLED, concluded, null — all before the process exits.
+    /// </summary>
+    [Test]
+    public async Task Quit_WithRunningMirror_JobCancelledWithQemuEvents()
+    {
+        Assume.That(File.Exists("/usr/bin/qemu-img"), "qemu-utils not installed");
+        string source = Path.Combine(_dir, "a.qcow2");
+        Assert.That(Tool("/usr/bin/qemu-img", "create", "-f", "qcow2", source, "8M").ExitCode, Is.Zero);
+        Assert.That(Tool("/usr/bin/qemu-io", "-f", "qcow2", "-c", "write -P 0x11 0 4M", source).ExitCode, Is.Zero);
+        (QemuProcess q, QmpClient qmp) = await StartAsync("-drive", $"if=none,id=d0,file={source}");
+        using (q)
+        using (qmp)
+        {
+            var lines = new List<string>();
+            string mirror = "{\"execute\":\"drive-mirror\",\"arguments\":{\"device\":\"d0\",\"job-id\":\"j1\",\"target\":\""
+                + Path.Combine(_dir, "t.qcow2") + "\",\"sync\":\"full\",\"speed\":1048576}}";
+            Assert.That(await ExecAsync(qmp, mirror, lines), Is.EqualTo("{\"return\": {}}"));
+            await qmp.SendAsync("{\"execute\":\"quit\"}\n");
+            while (await q.Stdout.NextAsync(QemuProcess.Timeout) is { } line)
+            {
+                lines.Add(line);
+            }
+            Assert.That(q.WaitForExit(), Is.Zero);
+            var seen = new List<string>();
+            foreach (string line in lines)
+            {
+                JsonElement e = QmpClient.Parse(line);
+                if (!e.TryGetProperty("event", out JsonElement name))
+                {
+                    continue;
+                }
+                seen.Add(name.GetString() == "JOB_STATUS_CHANGE" ? e.GetProperty("data").GetProperty("status").GetString()! : name.GetString()!);
+            }
+            Assert.That(seen, Is.EqualTo(new[]
+            {
+                "created", "running", "SHUTDOWN", "paused", "running", "aborting", "BLOCK_JOB_CANCELLED", "concluded", "null",
+            }), string.Join("\n", lines));
+        }
+    }
 }

@@ -216,4 +216,78 @@ public sealed class MirrorJobTests
             Assert.That(graph.Nodes, Has.Count.EqualTo(2), "nothing left open by the refused requests");
         }
     }
+
+    [Test]
+    public void DriveMirror_SyncTop_CopiesOnlyTopClustersAndTargetBacksOnSourceBacking()
+    {
+        // base: 1 MiB of 0x11; top (relative backing name): 2 clusters of its own at 128 KiB and 1 MiB.
+        string basePath = Path.Combine(_dir, "base.qcow2");
+        string topPath = Path.Combine(_dir, "top.qcow2");
+        string target = Path.Combine(_dir, "dst.qcow2");
+        Colo.Block.Qcow2.Qcow2Creator.Create(basePath, new Colo.Block.Qcow2.Qcow2CreateOptions { Size = Size });
+        using (BlockNode b = BlockImage.Open(basePath, "qcow2", readOnly: false))
+        {
+            b.Write(0, Enumerable.Repeat((byte)0x11, 1 << 20).ToArray());
+        }
+        Colo.Block.Qcow2.Qcow2Creator.Create(topPath, new Colo.Block.Qcow2.Qcow2CreateOptions { Size = Size, BackingFile = "base.qcow2", BackingFormat = "qcow2" });
+        var graph = new BlockGraph();
+        BlockBackend drive = graph.AddDrive([new("if", "none"), new("id", "d0"), new("format", "qcow2"), new("file", topPath)]);
+        var events = new Recorder();
+        graph.Jobs.Listener = events;
+        using (graph)
+        {
+            drive.Device.Write(128 << 10, Enumerable.Repeat((byte)0x22, 4096).ToArray());
+            drive.Device.Write(1 << 20, Enumerable.Repeat((byte)0x33, 65536).ToArray());
+            MirrorJob job = graph.StartDriveMirror(new("d0", null, target, "qcow2", "top", null, null, null, null, null, null, null, null, null, null));
+            Assert.That(events.ReadySeen.Wait(TimeSpan.FromSeconds(30)), Is.True, string.Join(", ", events.Snapshot()));
+            Assert.That(events.Snapshot(), Does.Contain("READY 131072/131072"), "two 64 KiB clusters, not the whole disk");
+            job.Cancel(force: false);
+            Assert.That(events.Gone.Wait(TimeSpan.FromSeconds(30)), Is.True);
+        }
+
+        using var t = (Colo.Block.Qcow2.Qcow2Node)BlockImage.Open(target, "qcow2", readOnly: true);
+        Assert.That(t.Header.BackingFile, Is.EqualTo(Path.GetFullPath(basePath)), "absolute-paths: the backing node's filename");
+        Assert.That(t.GetClusterStatus(0), Is.EqualTo(Colo.Block.Qcow2.Qcow2ClusterStatus.Unallocated), "base-only data is not copied");
+        Assert.That(t.GetClusterStatus(2), Is.EqualTo(Colo.Block.Qcow2.Qcow2ClusterStatus.Data));
+        using BlockNode src = BlockImage.Open(topPath, "qcow2", readOnly: true);
+        byte[] a = new byte[Size];
+        byte[] b2 = new byte[Size];
+        src.Read(0, a);
+        t.Read(0, b2);
+        Assert.That(b2, Is.EqualTo(a), "the target over the same backing reads as the source");
+    }
+
+    [Test]
+    public void CancelJobsAtQuit_RunningJob_DrainedThenCancelledAsQemu()
+    {
+        (BlockGraph graph, _, Recorder events) = Open(Source());
+        using (graph)
+        {
+            graph.StartDriveMirror(Request(Path.Combine(_dir, "dst.raw")) with { Speed = 64 << 10 });
+            graph.CancelJobsAtQuit();
+            // QEMU 7.2 at quit: the drain pauses and resumes the job, then it is cancelled.
+            Assert.That(events.Snapshot(), Is.EqualTo(new[]
+            {
+                "status created", "status running", "status paused", "status running", "status aborting", "CANCELLED", "status concluded", "status null",
+            }));
+            Assert.That(graph.Jobs.Jobs, Is.Empty);
+        }
+    }
+
+    [Test]
+    public void CancelJobsAtQuit_ReadyJob_StandbyReadyThenCancelled()
+    {
+        (BlockGraph graph, _, Recorder events) = Open(Source());
+        using (graph)
+        {
+            graph.StartDriveMirror(Request(Path.Combine(_dir, "dst.raw")));
+            Assert.That(events.ReadySeen.Wait(TimeSpan.FromSeconds(30)), Is.True);
+            graph.CancelJobsAtQuit();
+            string[] seen = events.Snapshot();
+            Assert.That(seen[4..], Is.EqualTo(new[]
+            {
+                "status standby", "status ready", "status aborting", "CANCELLED", "status concluded", "status null",
+            }), string.Join(", ", seen));
+        }
+    }
 }

@@ -249,6 +249,7 @@ public sealed class ReplicationGraphTests
         Pattern(0x44, 10).CopyTo(expected, K64 - 10);
         Assert.That(ReadBack(Hidden, 0, K64), Is.EqualTo(expected), "after a checkpoint the copy is the checkpoint's data again");
         r.Stop(true);
+        Assert.That(r.WaitForFailover(TimeSpan.FromSeconds(30)), Is.True);
         Assert.That(r.CopyBeforeWrite, Is.Null);
         front.Write(5 * K64, Pattern(0x47, 512)); // after failover: straight to the disk, nothing copied
         Assert.That(ReadBack(Parent0, 5 * K64, 512), Is.EqualTo(Pattern(0x47, 512)));
@@ -311,6 +312,7 @@ public sealed class ReplicationGraphTests
         secondaryVmDisk.Write(2 * K64, Pattern(0x77, K64));
         _primary.Replication.StopAll(false);
         _secondary.Replication.StopAll(true);
+        Assert.That(secondary.WaitForFailover(TimeSpan.FromSeconds(30)), Is.True);
         Assert.That(secondary.Stage, Is.EqualTo(ReplicationStage.Done));
         Assert.That(primary.Stage, Is.EqualTo(ReplicationStage.Done));
         Assert.That(_secondary.Replication.GetErrorAll(), Is.Null);
