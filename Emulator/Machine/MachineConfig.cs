@@ -49,7 +49,7 @@ public sealed class MachineConfig
 
     public string CpuModel { get; set; } = "qemu64";
 
-    /// <summary><c>-cpu</c> feature settings (<c>kvmclock=on</c>, <c>+x</c> → <c>x=on</c>).</summary>
+    /// <summary><c>-cpu</c> feature settings in order: <c>kvmclock=on</c> as (kvmclock, on), <c>+x</c> as (+x, on), <c>-x</c> as (-x, off).</summary>
     public List<KeyValuePair<string, string>> CpuFeatures { get; } = [];
 
     public string? Name { get; set; }

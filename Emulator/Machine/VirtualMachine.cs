@@ -46,6 +46,7 @@ public sealed class VirtualMachine : IDisposable
     private VirtualClock? _virtualClock;
     private TimerThread? _timers;
     private VcpuRunner? _cpu;
+    private CpuidFeatures _cpuFeatures = CpuidFeatures.Qemu64;
     private readonly List<VcpuRunner> _aps = [];
     private readonly List<DeviceObject> _cpuObjects = [];
     private readonly List<DeviceObject> _devices = [];
@@ -493,6 +494,8 @@ public sealed class VirtualMachine : IDisposable
         }
 
         CheckMachineAndAccelerator();
+        _cpuFeatures = CpuFeatureResolver.Resolve(_config.CpuModel, Accelerator, _config.CpuFeatures, InterpreterVcpu.SupportedFeatures,
+            warning => Stderr.WriteLine("qemu-system-x86_64: " + warning));
 
         foreach ((string context, ObjectTypeInfo type) in typed)
         {
@@ -737,7 +740,7 @@ public sealed class VirtualMachine : IDisposable
     /// <summary>The interpreter vCPU on its thread with its local APIC (PIC on LINT0, IOAPIC messages), and the timer thread.</summary>
     private void CreateCpu(PcBoard board, VirtualClock clock)
     {
-        var vcpu = new InterpreterVcpu(0, board.Memory, board) { TscClock = clock };
+        var vcpu = new InterpreterVcpu(0, board.Memory, board) { TscClock = clock, Features = _cpuFeatures };
         PrepareBoot(board, ref vcpu.State);
         // The PIC reaches the vCPU through the boot CPU's local APIC (LINT0 ExtINT, or pass-through while the APIC
         // is hardware-disabled); the APIC also takes IOAPIC messages and owns the 0xFEE00000 page.
@@ -763,7 +766,7 @@ public sealed class VirtualMachine : IDisposable
     /// </summary>
     private void CreateApplicationProcessor(PcBoard board, int index)
     {
-        var vcpu = new InterpreterVcpu(index, board.Memory, board) { TscClock = _virtualClock };
+        var vcpu = new InterpreterVcpu(index, board.Memory, board) { TscClock = _virtualClock, Features = _cpuFeatures };
         var runner = new VcpuRunner(vcpu, $"CPU {index}/TCG");
         runner.WaitForStartup();
         LocalApic apic = board.CreateLocalApic(index);

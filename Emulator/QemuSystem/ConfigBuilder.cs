@@ -242,8 +242,8 @@ internal sealed class ConfigBuilder
             }
             KeyValuePair<string, string> setting = feature[0] switch
             {
-                '+' => new(feature[1..], "on"),
-                '-' => new(feature[1..], "off"),
+                '+' => new(feature, "on"),
+                '-' => new(feature, "off"),
                 _ when feature.Contains('=', StringComparison.Ordinal) => new(feature[..feature.IndexOf('=', StringComparison.Ordinal)], feature[(feature.IndexOf('=', StringComparison.Ordinal) + 1)..]),
                 _ => new(feature, "on"),
             };

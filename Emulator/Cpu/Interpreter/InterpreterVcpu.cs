@@ -121,6 +121,12 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         _wake.Set();
     }
 
+    /// <summary>The CPUID feature words this vCPU reports (the machine's resolved <c>-cpu</c>; qemu64 by default).</summary>
+    public CpuidFeatures Features { get; set; } = CpuidFeatures.Qemu64;
+
+    /// <summary>The feature bits the interpreter executes (<c>-cpu max</c>; the limit of <c>+feat</c>).</summary>
+    public static CpuidFeatures SupportedFeatures => CpuidModel.Supported;
+
     /// <summary>Where external interrupts come from; without one, HLT returns <see cref="VcpuExit.Halted"/>.</summary>
     public IInterruptSource? Interrupts { get; set; }
 

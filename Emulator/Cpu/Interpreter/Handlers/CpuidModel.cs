@@ -1,8 +1,11 @@
+using Colo.Core.Cpu;
+
 namespace Colo.Cpu.Interpreter;
 
 /// <summary>
-/// CPUID of the <c>qemu64</c> model (vendor AuthenticAMD, family 15 model 107 stepping 1, the PPro feature set plus
-/// SSE3/CX16, long mode, NX, SYSCALL, LAHF in long mode). Leaves past the maxima read as zero, as on AMD.
+/// CPUID of the <c>qemu64</c> model (vendor AuthenticAMD, family 15 model 107 stepping 1) with the feature words the
+/// machine resolved from <c>-cpu</c> (by default the PPro set plus SSE3/CX16, long mode, NX, SYSCALL, LAHF in long
+/// mode). Leaves past the maxima read as zero, as on AMD.
 /// </summary>
 internal static class CpuidModel
 {
@@ -12,13 +15,22 @@ internal static class CpuidModel
     private const uint VendorEbx = 0x6874_7541; // "Auth"
     private const uint VendorEdx = 0x6974_6E65; // "enti"
     private const uint VendorEcx = 0x444D_4163; // "cAMD"
-    private const uint Leaf1Edx = 0x078B_FBFD;
-    private const uint Leaf1Ecx = (1u << 0) | (1u << 13) | (1u << 31); // SSE3, CX16, hypervisor
+    private const uint Hypervisor = 1u << 31;
     private const uint AmdAliasMask = 0x0183_F3FF;
+
+    /// <summary>
+    /// The feature bits this interpreter executes (QEMU's TCG equivalent): what <c>-cpu max</c> reports and the limit
+    /// any <c>+feat</c> is held to. MMX and SSE to SSE3, CX8/CX16, CMOV, FXSR, SYSCALL/SYSENTER, NX, long mode.
+    /// </summary>
+    public static CpuidFeatures Supported { get; } = new(
+        Leaf1Ecx: (1u << 0) | (1u << 13),
+        Leaf1Edx: 0x078B_FBFD,
+        Ext1Ecx: 1u << 0,
+        Ext1Edx: (1u << 11) | (1u << 20) | (1u << 29));
 
     private static readonly uint[] Brand = PackBrand("QEMU Virtual CPU version 2.5+");
 
-    public static void Query(int apicId, uint leaf, uint subleaf, out uint eax, out uint ebx, out uint ecx, out uint edx)
+    public static void Query(int apicId, in CpuidFeatures features, uint leaf, uint subleaf, out uint eax, out uint ebx, out uint ecx, out uint edx)
     {
         _ = subleaf;
         eax = ebx = ecx = edx = 0;
@@ -34,8 +46,8 @@ internal static class CpuidModel
                 eax = Signature;
                 // CLFLUSH line 8 qwords, one logical processor, initial APIC ID.
                 ebx = (8u << 8) | (1u << 16) | ((uint)apicId << 24);
-                ecx = Leaf1Ecx;
-                edx = Leaf1Edx;
+                ecx = features.Leaf1Ecx | Hypervisor;
+                edx = features.Leaf1Edx;
                 break;
             case 0x8000_0000:
                 eax = MaxExtended;
@@ -45,8 +57,9 @@ internal static class CpuidModel
                 break;
             case 0x8000_0001:
                 eax = Signature;
-                ecx = 1u; // LAHF/SAHF in long mode
-                edx = (Leaf1Edx & AmdAliasMask) | (1u << 11) | (1u << 20) | (1u << 29); // SYSCALL, NX, LM
+                ecx = features.Ext1Ecx;
+                // AMD mirrors most leaf-1 EDX bits here.
+                edx = (features.Leaf1Edx & AmdAliasMask) | features.Ext1Edx;
                 break;
             case 0x8000_0002:
             case 0x8000_0003:

@@ -116,7 +116,7 @@ internal static class SystemOps
 
     public static ExecStatus Cpuid(InterpreterVcpu c, ref DecodedOp op)
     {
-        CpuidModel.Query(c.Index, (uint)c.Gpr(0), (uint)c.Gpr(1), out uint a, out uint b, out uint cx, out uint d);
+        CpuidModel.Query(c.Index, c.Features, (uint)c.Gpr(0), (uint)c.Gpr(1), out uint a, out uint b, out uint cx, out uint d);
         c.Gpr(0) = a;
         c.Gpr(3) = b;
         c.Gpr(1) = cx;
