@@ -48,6 +48,7 @@ public sealed unsafe partial class InterpreterVcpu
         var empty = new TlbEntry { ReadTag = ulong.MaxValue, WriteTag = ulong.MaxValue, ExecTag = ulong.MaxValue };
         Array.Fill(_tlbUser, empty);
         Array.Fill(_tlbSupervisor, empty);
+        InvalidateJumpCache();
     }
 
     /// <summary>Invalidates the entries for one linear address (INVLPG).</summary>
@@ -56,6 +57,7 @@ public sealed unsafe partial class InterpreterVcpu
         int index = (int)((linear >> 12) & ((1 << TlbBits) - 1));
         _tlbUser[index].ReadTag = _tlbUser[index].WriteTag = _tlbUser[index].ExecTag = ulong.MaxValue;
         _tlbSupervisor[index].ReadTag = _tlbSupervisor[index].WriteTag = _tlbSupervisor[index].ExecTag = ulong.MaxValue;
+        InvalidateJumpCache();
     }
 
     // ---- registers ---------------------------------------------------------------------------------------------

@@ -279,6 +279,41 @@ internal static class Alu
 
     public static ExecStatus MovMR(InterpreterVcpu c, ref DecodedOp op) => c.WriteMem(c.LinearAddress(ref op), op.Size, c.Gpr(op.R1));
 
+    /// <summary>MOV m, imm (any size).</summary>
+    public static ExecStatus MovMI(InterpreterVcpu c, ref DecodedOp op) => c.WriteMem(c.LinearAddress(ref op), op.Size, op.Imm);
+
+    /// <summary>MOV r8/r16, m (low GPR bytes merge) and MOV m, r8/r16.</summary>
+    public static ExecStatus MovRMNarrow(InterpreterVcpu c, ref DecodedOp op)
+    {
+        ExecStatus s = c.ReadMem(c.LinearAddress(ref op), op.Size, out ulong v);
+        if (s == Ok)
+        {
+            c.SetReg(op.R0, op.Size, v);
+        }
+        return s;
+    }
+
+    public static ExecStatus MovMRNarrow(InterpreterVcpu c, ref DecodedOp op) => c.WriteMem(c.LinearAddress(ref op), op.Size, c.GetReg(op.R1, op.Size));
+
+    /// <summary>MOVZX r32/r64, m8/m16: the load is already zero-extended, and a 32-bit write clears bits 63:32.</summary>
+    public static ExecStatus MovzxRM(InterpreterVcpu c, ref DecodedOp op)
+    {
+        ExecStatus s = c.ReadMem(c.LinearAddress(ref op), op.SrcSize, out ulong v);
+        if (s == Ok)
+        {
+            c.Gpr(op.R0) = v;
+        }
+        return s;
+    }
+
+    /// <summary>MOVZX r32/r64, r8/r16 (not AH–BH, which the generic handler takes).</summary>
+    public static ExecStatus MovzxRR(InterpreterVcpu c, ref DecodedOp op)
+    {
+        ulong v = c.Gpr(op.R1);
+        c.Gpr(op.R0) = op.SrcSize == 1 ? (byte)v : (ushort)v;
+        return Ok;
+    }
+
     public static ExecStatus IncR(InterpreterVcpu c, ref DecodedOp op)
     {
         ref ulong d = ref c.Gpr(op.R0);
@@ -818,7 +853,14 @@ internal static class Alu
         s = Write0(c, ref op, r);
         if (s == Ok)
         {
-            c.SetFlags(flags, affected);
+            if (affected == ShiftFlags)
+            {
+                c.ReplaceArithmeticFlags(flags);
+            }
+            else
+            {
+                c.SetFlags(flags, affected);
+            }
         }
         return s;
     }
@@ -1009,7 +1051,7 @@ internal static class Alu
         long hi = Math.BigMul(a, b, out long low);
         bool overflow = size == 8 ? hi != (low >> 63) : low != (long)SignExtend((ulong)low, size);
         c.SetReg(op.R0, size, (ulong)low);
-        c.SetFlags((overflow ? Cf | Of : 0) | InterpreterVcpu.ResultFlags((ulong)low, size), X86CpuState.ArithmeticFlags);
+        c.ReplaceArithmeticFlags((overflow ? Cf | Of : 0) | InterpreterVcpu.ResultFlags((ulong)low, size));
         return Ok;
     }
 
