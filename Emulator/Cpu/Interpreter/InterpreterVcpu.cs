@@ -414,7 +414,10 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
             }
             Prepare(ref op);
             n++;
-            if (crossed || op.Instr.FlowControl != FlowControl.Next || _reader.Position >= available)
+            // A block runs on past conditional branches (their handlers return Continue when not taken and leave
+            // the block when taken), so short loop bodies pay one block dispatch per iteration, not one per branch.
+            FlowControl flow = op.Instr.FlowControl;
+            if (crossed || (flow != FlowControl.Next && flow != FlowControl.ConditionalBranch) || _reader.Position >= available)
             {
                 break;
             }
