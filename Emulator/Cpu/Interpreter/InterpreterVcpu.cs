@@ -239,6 +239,7 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
     /// Runs the ops of one block; <paramref name="executed"/> counts those that retired. A method of its own so the
     /// JIT tiers it up with profile data like any hot method, rather than as an on-stack replacement of Run's loop.
     /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private ExecStatus ExecuteBlock(int start, int count, out int executed)
     {
         ExitBlock = false;

@@ -595,6 +595,9 @@ internal static unsafe class OpcodeTable
                     return &Alu.MovRM;
                 }
                 return op.K0 == OperandKind.Mem && op.K1 == OperandKind.Reg && op.SrcSize == op.Size ? &Alu.MovMR : h;
+            case Mnemonic.Shl or Mnemonic.Sal: return ri ? &Alu.ShlRI : h;
+            case Mnemonic.Shr: return ri ? &Alu.ShrRI : h;
+            case Mnemonic.Sar: return ri ? &Alu.SarRI : h;
             case Mnemonic.Movzx:
                 if (op.K0 == OperandKind.Reg && op.K1 == OperandKind.Mem)
                 {

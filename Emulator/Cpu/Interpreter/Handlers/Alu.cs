@@ -867,6 +867,62 @@ internal static class Alu
 
     public static ExecStatus Shl(InterpreterVcpu c, ref DecodedOp op) => Shift(c, ref op, KShl);
 
+    /// <summary>SHL/SHR/SAR of a 32/64-bit register (not AH–BH) by an immediate, picked at decode time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ExecStatus ShiftRI(InterpreterVcpu c, ref DecodedOp op, int kind)
+    {
+        int size = op.Size;
+        int bits = size * 8;
+        int n = (int)(op.Imm & (size == 8 ? 63UL : 31UL));
+        ref ulong d = ref c.Gpr(op.R0);
+        ulong a = size == 4 ? (uint)d : d;
+        if (n == 0)
+        {
+            // No flags change; a 32-bit destination is still zero-extended.
+            d = a;
+            return Ok;
+        }
+        ulong r;
+        ulong cf;
+        ulong of;
+        switch (kind)
+        {
+            case KShl:
+                r = a << n;
+                if (size == 4)
+                {
+                    r = (uint)r;
+                }
+                cf = (a >> (bits - n)) & 1;
+                of = ((r >> (bits - 1)) & 1) ^ cf;
+                break;
+            case KShr:
+                r = a >> n;
+                cf = (a >> (n - 1)) & 1;
+                of = (a >> (bits - 1)) & 1;
+                break;
+            default:
+                long sa = size == 4 ? (int)(uint)a : (long)a;
+                r = (ulong)(sa >> n);
+                if (size == 4)
+                {
+                    r = (uint)r;
+                }
+                cf = (ulong)(sa >> (n - 1)) & 1;
+                of = 0;
+                break;
+        }
+        d = r;
+        c.ReplaceArithmeticFlags(InterpreterVcpu.ResultFlags(r, size) | (cf != 0 ? Cf : 0) | (of != 0 ? Of : 0));
+        return Ok;
+    }
+
+    public static ExecStatus ShlRI(InterpreterVcpu c, ref DecodedOp op) => ShiftRI(c, ref op, KShl);
+
+    public static ExecStatus ShrRI(InterpreterVcpu c, ref DecodedOp op) => ShiftRI(c, ref op, KShr);
+
+    public static ExecStatus SarRI(InterpreterVcpu c, ref DecodedOp op) => ShiftRI(c, ref op, KSar);
+
     public static ExecStatus Shr(InterpreterVcpu c, ref DecodedOp op) => Shift(c, ref op, KShr);
 
     public static ExecStatus Sar(InterpreterVcpu c, ref DecodedOp op) => Shift(c, ref op, KSar);
