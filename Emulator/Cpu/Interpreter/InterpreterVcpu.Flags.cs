@@ -81,6 +81,17 @@ public sealed unsafe partial class InterpreterVcpu
         _state.Rflags = (f & ~affected) | (flags & affected);
     }
 
+    /// <summary>
+    /// Sets every arithmetic flag at once (CF, PF, AF, ZF, SF, OF) from <paramref name="flags"/>: the pending lazy
+    /// flags are dropped, not computed, since nothing of them survives.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void ReplaceArithmeticFlags(ulong flags)
+    {
+        _state.Rflags = (_state.Rflags & ~X86CpuState.ArithmeticFlags) | (flags & X86CpuState.ArithmeticFlags);
+        _flagOp = LazyOp.None;
+    }
+
     /// <summary>SF, ZF and PF of a result of <paramref name="size"/> bytes.</summary>
     internal static ulong ResultFlags(ulong res, int size)
     {
@@ -162,20 +173,61 @@ public sealed unsafe partial class InterpreterVcpu
     /// <summary>Evaluates an iced <c>ConditionCode</c> (1 = o … 16 = g).</summary>
     internal bool Condition(int cc)
     {
-        // ZF and CF after SUB/CMP are what most branches test; answer them without materializing everything.
-        if (_flagOp != LazyOp.None)
+        // Compares, subtractions, logic ops, adds and inc/dec set the flags most branches test: answer every condition
+        // but parity from the recorded operands, without materializing RFLAGS.
+        LazyOp kind = _flagOp;
+        if (kind != LazyOp.None && kind != LazyOp.Adc && kind != LazyOp.Sbb && cc != 11 && cc != 12)
         {
-            if (cc == 5 || cc == 6)
+            // Operands moved to the top of the register, so sign and unsigned order work at every size.
+            int shift = 64 - _flagSize * 8;
+            ulong r = _flagRes << shift;
+            ulong d = _flagDst << shift;
+            ulong s = _flagSrc << shift;
+            bool lcf;
+            bool lof;
+            switch (kind)
             {
-                bool zf = (_flagRes & SizeMask(_flagSize)) == 0;
-                return cc == 5 ? zf : !zf;
+                case LazyOp.Sub:
+                    lcf = d < s;
+                    lof = (long)((d ^ s) & (d ^ r)) < 0;
+                    break;
+                case LazyOp.Add:
+                    lcf = r < d;
+                    lof = (long)((d ^ r) & (s ^ r)) < 0;
+                    break;
+                case LazyOp.Inc:
+                    lcf = _flagCarryIn != 0;
+                    lof = r == 1UL << 63;
+                    break;
+                case LazyOp.Dec:
+                    lcf = _flagCarryIn != 0;
+                    lof = d == 1UL << 63;
+                    break;
+                default:
+                    lcf = false;
+                    lof = false;
+                    break;
             }
-            if ((cc == 3 || cc == 4) && _flagOp == LazyOp.Sub)
+            bool lzf = r == 0;
+            bool lsf = (long)r < 0;
+            return cc switch
             {
-                ulong m = SizeMask(_flagSize);
-                bool cf = (_flagDst & m) < (_flagSrc & m);
-                return cc == 3 ? cf : !cf;
-            }
+                1 => lof,
+                2 => !lof,
+                3 => lcf,
+                4 => !lcf,
+                5 => lzf,
+                6 => !lzf,
+                7 => lcf || lzf,
+                8 => !lcf && !lzf,
+                9 => lsf,
+                10 => !lsf,
+                13 => lsf != lof,
+                14 => lsf == lof,
+                15 => lzf || lsf != lof,
+                16 => !lzf && lsf == lof,
+                _ => false,
+            };
         }
         ulong f = MaterializeFlags();
         bool sf = (f & X86CpuState.FlagSf) != 0;

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Colo.Core.Cpu;
 
 namespace Colo.Cpu.Interpreter;
@@ -15,12 +16,14 @@ public sealed unsafe partial class InterpreterVcpu
     /// One software-TLB slot: a virtual page with a tag per access kind (read, write, exec), so a page is granted only
     /// the rights its walk allowed. Write tags are only given once the dirty bit is set, so later writes need no walk.
     /// </summary>
-    private struct TlbEntry
+    private unsafe struct TlbEntry
     {
         public ulong ReadTag;
         public ulong WriteTag;
         public ulong ExecTag;
         public ulong PhysPage;
+        // Host address of the page when it is plain low RAM (handlers may use it directly), else null.
+        public byte* Host;
     }
 
     // One TLB per privilege class, so entering and leaving the kernel (every syscall and interrupt) only switches
@@ -48,6 +51,7 @@ public sealed unsafe partial class InterpreterVcpu
         var empty = new TlbEntry { ReadTag = ulong.MaxValue, WriteTag = ulong.MaxValue, ExecTag = ulong.MaxValue };
         Array.Fill(_tlbUser, empty);
         Array.Fill(_tlbSupervisor, empty);
+        InvalidateJumpCache();
     }
 
     /// <summary>Invalidates the entries for one linear address (INVLPG).</summary>
@@ -56,6 +60,7 @@ public sealed unsafe partial class InterpreterVcpu
         int index = (int)((linear >> 12) & ((1 << TlbBits) - 1));
         _tlbUser[index].ReadTag = _tlbUser[index].WriteTag = _tlbUser[index].ExecTag = ulong.MaxValue;
         _tlbSupervisor[index].ReadTag = _tlbSupervisor[index].WriteTag = _tlbSupervisor[index].ExecTag = ulong.MaxValue;
+        InvalidateJumpCache();
     }
 
     // ---- registers ---------------------------------------------------------------------------------------------
@@ -183,6 +188,22 @@ public sealed unsafe partial class InterpreterVcpu
     {
         if ((linear & PageMask) + (ulong)size <= 0x1000)
         {
+            // Fast path: a TLB hit on a RAM page (a hit implies a canonical address, as only those are entered).
+            ulong vpage = linear >> 12;
+            ref TlbEntry e = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_tlb), (int)(vpage & ((1 << TlbBits) - 1)));
+            if (e.ReadTag == vpage && e.Host != null)
+            {
+                // SAFETY: Host points at a whole RAM page and the access stays inside it.
+                byte* h = e.Host + (linear & PageMask);
+                value = size switch
+                {
+                    1 => *h,
+                    2 => Unsafe.ReadUnaligned<ushort>(h),
+                    4 => Unsafe.ReadUnaligned<uint>(h),
+                    _ => Unsafe.ReadUnaligned<ulong>(h),
+                };
+                return ExecStatus.Continue;
+            }
             ulong phys;
             if ((_state.Cr0 & X86CpuState.Cr0Pg) == 0 && Bitness != 64)
             {
@@ -218,6 +239,30 @@ public sealed unsafe partial class InterpreterVcpu
     {
         if ((linear & PageMask) + (ulong)size <= 0x1000)
         {
+            ulong vpage = linear >> 12;
+            ref TlbEntry e = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_tlb), (int)(vpage & ((1 << TlbBits) - 1)));
+            if (e.WriteTag == vpage && e.Host != null)
+            {
+                CheckCodeWrite(e.PhysPage);
+                // SAFETY: Host points at a whole RAM page and the access stays inside it.
+                byte* h = e.Host + (linear & PageMask);
+                switch (size)
+                {
+                    case 1:
+                        *h = (byte)value;
+                        break;
+                    case 2:
+                        Unsafe.WriteUnaligned(h, (ushort)value);
+                        break;
+                    case 4:
+                        Unsafe.WriteUnaligned(h, (uint)value);
+                        break;
+                    default:
+                        Unsafe.WriteUnaligned(h, value);
+                        break;
+                }
+                return ExecStatus.Continue;
+            }
             ulong phys;
             if ((_state.Cr0 & X86CpuState.Cr0Pg) == 0 && Bitness != 64)
             {
@@ -637,6 +682,8 @@ public sealed unsafe partial class InterpreterVcpu
         ulong vpage = linear >> 12;
         ref TlbEntry e = ref _tlb[(int)(vpage & ((1 << TlbBits) - 1))];
         e.PhysPage = phys & ~PageMask;
+        // SAFETY: a direct page lies wholly inside the RAM block, so the pointer covers all its 4 KiB.
+        e.Host = IsDirect(e.PhysPage) ? _ram + e.PhysPage : null;
         e.ReadTag = vpage;
         e.WriteTag = canWrite && dirty ? vpage : ulong.MaxValue;
         e.ExecTag = noExec ? ulong.MaxValue : vpage;

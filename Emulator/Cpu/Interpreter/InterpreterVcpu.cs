@@ -17,6 +17,7 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
     private const int MaxBlockOps = 32;
     private const int BlockTableBits = 14;
     private const int PoolSize = 1 << 16;
+    private const int JumpCacheBits = 12;
     private const ulong PageMask = 0xFFF;
 
     /// <summary>A decoded block: its ops are <c>_pool[Start .. Start + Count)</c>. Count 0 marks an empty slot.</summary>
@@ -35,6 +36,20 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         public uint Version2;
     }
 
+    /// <summary>
+    /// A jump-cache slot (QEMU's tb_jmp_cache): linear RIP → block-table slot, valid while no TLB flush happened since
+    /// (<see cref="_fetchGeneration"/>), so a hit skips the fetch translation and the physical hash.
+    /// </summary>
+    private struct JumpEntry
+    {
+        public ulong Linear;
+        public ulong Rip;
+        public ulong Phys;
+        public uint Mode;
+        public uint Generation;
+        public int Slot;
+    }
+
     private X86CpuState _state;
     private readonly GuestMemory _memory;
     private readonly IIoBus _io;
@@ -51,6 +66,10 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
     private readonly Decoder _decoder32;
     private readonly Decoder _decoder64;
     private readonly BlockEntry[] _blocks = new BlockEntry[1 << BlockTableBits];
+    private readonly JumpEntry[] _jumpCache = new JumpEntry[1 << JumpCacheBits];
+    // Bumped by every TLB flush (and on Run entry, as the state may have been replaced): jump-cache entries of an
+    // older generation may map a linear address to a stale physical one. Starts at 1 so zeroed entries never match.
+    private uint _fetchGeneration = 1;
     private readonly DecodedOp[] _pool = new DecodedOp[PoolSize];
     private byte* _crossPageBuffer;
     private int _poolUsed;
@@ -154,6 +173,7 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
     public VcpuExit Run()
     {
         UpdateMode();
+        InvalidateJumpCache();
         VcpuExit exit;
         while (true)
         {
@@ -213,29 +233,7 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
             int executed = 0;
             if (status == ExecStatus.Continue)
             {
-                ExitBlock = false;
-                _currentBlockStart = start;
-                DecodedOp[] pool = _pool;
-                int end = start + count;
-                int i = start;
-                for (; i < end; i++)
-                {
-                    ref DecodedOp op = ref pool[i];
-                    _state.Rip = op.NextIp;
-                    status = op.Handler(this, ref op);
-                    if (status != ExecStatus.Continue || ExitBlock)
-                    {
-                        i++;
-                        break;
-                    }
-                }
-                executed = i - start;
-                if (status == ExecStatus.Fault)
-                {
-                    // Faults are reported at the faulting instruction, so it restarts after the handler returns.
-                    _state.Rip = pool[i - 1].Ip;
-                    executed--;
-                }
+                status = ExecuteBlock(start, count, out executed);
             }
             _instructions += (ulong)executed;
 
@@ -270,6 +268,41 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         return exit;
     }
 
+    /// <summary>
+    /// Runs the ops of one block; <paramref name="executed"/> counts those that retired. A method of its own so the
+    /// JIT tiers it up with profile data like any hot method, rather than as an on-stack replacement of Run's loop.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private ExecStatus ExecuteBlock(int start, int count, out int executed)
+    {
+        ExitBlock = false;
+        _currentBlockStart = start;
+        ExecStatus status = ExecStatus.Continue;
+        // SAFETY: [start, start + count) lies inside the pool: DecodeBlock never hands out more than PoolSize ops.
+        ref DecodedOp first = ref MemoryMarshal.GetArrayDataReference(_pool);
+        int end = start + count;
+        int i = start;
+        for (; i < end; i++)
+        {
+            ref DecodedOp op = ref Unsafe.Add(ref first, i);
+            _state.Rip = op.NextIp;
+            status = op.Handler(this, ref op);
+            if (status != ExecStatus.Continue || ExitBlock)
+            {
+                i++;
+                break;
+            }
+        }
+        executed = i - start;
+        if (status == ExecStatus.Fault)
+        {
+            // Faults are reported at the faulting instruction, so it restarts after the handler returns.
+            _state.Rip = Unsafe.Add(ref first, i - 1).Ip;
+            executed--;
+        }
+        return status;
+    }
+
     /// <summary>Recomputes the cached mode values after CS, SS, CR0 or EFER changed.</summary>
     internal void UpdateMode()
     {
@@ -292,6 +325,17 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         _modeKey = modeKey;
     }
 
+    /// <summary>Forgets every linear → block mapping (any TLB flush: a linear address may now map elsewhere).</summary>
+    internal void InvalidateJumpCache()
+    {
+        if (++_fetchGeneration == 0)
+        {
+            // Wrapped: old entries could match again, so clear them and restart above the zeroed value.
+            Array.Clear(_jumpCache);
+            _fetchGeneration = 1;
+        }
+    }
+
     /// <summary>Drops every decoded block (code write, pool exhaustion).</summary>
     internal void FlushBlocks()
     {
@@ -305,13 +349,31 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         count = 0;
         ulong rip = _state.Rip;
         ulong linear = Bitness == 64 ? rip : (uint)(_state.Segments[(int)SegmentIndex.Cs].Base + rip);
+        uint[] versions = _codeVersions;
+        ref JumpEntry jump = ref _jumpCache[(int)((linear ^ (linear >> JumpCacheBits)) & ((1 << JumpCacheBits) - 1))];
+        if (jump.Generation == _fetchGeneration && jump.Linear == linear && jump.Rip == rip && jump.Mode == _modeKey)
+        {
+            ref BlockEntry cached = ref _blocks[jump.Slot];
+            if (cached.Count != 0 && cached.Phys == jump.Phys && cached.Rip == rip && cached.Mode == _modeKey
+                && versions[cached.VersionSlot] == cached.Version && versions[cached.VersionSlot2] == cached.Version2)
+            {
+                start = cached.Start;
+                count = cached.Count;
+                return ExecStatus.Continue;
+            }
+        }
         if (!TranslateFetch(linear, out ulong phys))
         {
             return ExecStatus.Fault;
         }
         uint slot = (uint)((phys ^ (phys >> BlockTableBits)) & ((1 << BlockTableBits) - 1));
         ref BlockEntry entry = ref _blocks[slot];
-        uint[] versions = _codeVersions;
+        jump.Linear = linear;
+        jump.Rip = rip;
+        jump.Phys = phys;
+        jump.Mode = _modeKey;
+        jump.Generation = _fetchGeneration;
+        jump.Slot = (int)slot;
         if (entry.Count != 0 && entry.Phys == phys && entry.Rip == rip && entry.Mode == _modeKey
             && versions[entry.VersionSlot] == entry.Version && versions[entry.VersionSlot2] == entry.Version2)
         {
@@ -386,7 +448,10 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
             }
             Prepare(ref op);
             n++;
-            if (crossed || op.Instr.FlowControl != FlowControl.Next || _reader.Position >= available)
+            // A block runs on past conditional branches (their handlers return Continue when not taken and leave
+            // the block when taken), so short loop bodies pay one block dispatch per iteration, not one per branch.
+            FlowControl flow = op.Instr.FlowControl;
+            if (crossed || (flow != FlowControl.Next && flow != FlowControl.ConditionalBranch) || _reader.Position >= available)
             {
                 break;
             }

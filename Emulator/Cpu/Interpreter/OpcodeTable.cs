@@ -649,6 +649,23 @@ internal static unsafe class OpcodeTable
     public static delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> Specialize(delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus> h, ref DecodedOp op)
     {
         Code code = op.Instr.Code;
+        if (code.Mnemonic() == Mnemonic.Mov && !TakesSpecialRegisters[(int)code] && op.K2 == OperandKind.None
+            && (op.R0 is < 16 or DecodedOp.NoReg) && (op.R1 is < 20 or DecodedOp.NoReg))
+        {
+            // Plain moves between GPRs, memory and immediates at any width.
+            if (op.K0 == OperandKind.Mem && op.K1 == OperandKind.Imm)
+            {
+                return &Alu.MovMI;
+            }
+            if (op.Size < 4 && op.K0 == OperandKind.Reg && op.K1 == OperandKind.Mem && op.R0 < 16)
+            {
+                return &Alu.MovRMNarrow;
+            }
+            if (op.Size < 4 && op.K0 == OperandKind.Mem && op.K1 == OperandKind.Reg && op.SrcSize == op.Size)
+            {
+                return &Alu.MovMRNarrow;
+            }
+        }
         if (op.Size < 4 || op.K0 == OperandKind.None || op.K2 != OperandKind.None || TakesSpecialRegisters[(int)code]
             || op.R0 is >= 16 and not DecodedOp.NoReg || op.R1 is >= 16 and not DecodedOp.NoReg)
         {
@@ -674,11 +691,21 @@ internal static unsafe class OpcodeTable
                 {
                     return &Alu.MovRI;
                 }
-                if (op.K0 == OperandKind.Reg && op.K1 == OperandKind.Mem && op.Size == 8)
+                if (op.K0 == OperandKind.Reg && op.K1 == OperandKind.Mem)
                 {
+                    // A 4-byte load is zero-extended, as a 32-bit register write must be.
                     return &Alu.MovRM;
                 }
                 return op.K0 == OperandKind.Mem && op.K1 == OperandKind.Reg && op.SrcSize == op.Size ? &Alu.MovMR : h;
+            case Mnemonic.Shl or Mnemonic.Sal: return ri ? &Alu.ShlRI : h;
+            case Mnemonic.Shr: return ri ? &Alu.ShrRI : h;
+            case Mnemonic.Sar: return ri ? &Alu.SarRI : h;
+            case Mnemonic.Movzx:
+                if (op.K0 == OperandKind.Reg && op.K1 == OperandKind.Mem)
+                {
+                    return &Alu.MovzxRM;
+                }
+                return op.K0 == OperandKind.Reg && op.K1 == OperandKind.Reg ? &Alu.MovzxRR : h;
             case Mnemonic.Inc: return op.K0 == OperandKind.Reg && op.K1 == OperandKind.None ? &Alu.IncR : h;
             case Mnemonic.Dec: return op.K0 == OperandKind.Reg && op.K1 == OperandKind.None ? &Alu.DecR : h;
             default: return h;

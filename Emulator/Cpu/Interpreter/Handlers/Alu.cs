@@ -279,6 +279,41 @@ internal static class Alu
 
     public static ExecStatus MovMR(InterpreterVcpu c, ref DecodedOp op) => c.WriteMem(c.LinearAddress(ref op), op.Size, c.Gpr(op.R1));
 
+    /// <summary>MOV m, imm (any size).</summary>
+    public static ExecStatus MovMI(InterpreterVcpu c, ref DecodedOp op) => c.WriteMem(c.LinearAddress(ref op), op.Size, op.Imm);
+
+    /// <summary>MOV r8/r16, m (low GPR bytes merge) and MOV m, r8/r16.</summary>
+    public static ExecStatus MovRMNarrow(InterpreterVcpu c, ref DecodedOp op)
+    {
+        ExecStatus s = c.ReadMem(c.LinearAddress(ref op), op.Size, out ulong v);
+        if (s == Ok)
+        {
+            c.SetReg(op.R0, op.Size, v);
+        }
+        return s;
+    }
+
+    public static ExecStatus MovMRNarrow(InterpreterVcpu c, ref DecodedOp op) => c.WriteMem(c.LinearAddress(ref op), op.Size, c.GetReg(op.R1, op.Size));
+
+    /// <summary>MOVZX r32/r64, m8/m16: the load is already zero-extended, and a 32-bit write clears bits 63:32.</summary>
+    public static ExecStatus MovzxRM(InterpreterVcpu c, ref DecodedOp op)
+    {
+        ExecStatus s = c.ReadMem(c.LinearAddress(ref op), op.SrcSize, out ulong v);
+        if (s == Ok)
+        {
+            c.Gpr(op.R0) = v;
+        }
+        return s;
+    }
+
+    /// <summary>MOVZX r32/r64, r8/r16 (not AH–BH, which the generic handler takes).</summary>
+    public static ExecStatus MovzxRR(InterpreterVcpu c, ref DecodedOp op)
+    {
+        ulong v = c.Gpr(op.R1);
+        c.Gpr(op.R0) = op.SrcSize == 1 ? (byte)v : (ushort)v;
+        return Ok;
+    }
+
     public static ExecStatus IncR(InterpreterVcpu c, ref DecodedOp op)
     {
         ref ulong d = ref c.Gpr(op.R0);
@@ -818,12 +853,75 @@ internal static class Alu
         s = Write0(c, ref op, r);
         if (s == Ok)
         {
-            c.SetFlags(flags, affected);
+            if (affected == ShiftFlags)
+            {
+                c.ReplaceArithmeticFlags(flags);
+            }
+            else
+            {
+                c.SetFlags(flags, affected);
+            }
         }
         return s;
     }
 
     public static ExecStatus Shl(InterpreterVcpu c, ref DecodedOp op) => Shift(c, ref op, KShl);
+
+    /// <summary>SHL/SHR/SAR of a 32/64-bit register (not AH–BH) by an immediate, picked at decode time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ExecStatus ShiftRI(InterpreterVcpu c, ref DecodedOp op, int kind)
+    {
+        int size = op.Size;
+        int bits = size * 8;
+        int n = (int)(op.Imm & (size == 8 ? 63UL : 31UL));
+        ref ulong d = ref c.Gpr(op.R0);
+        ulong a = size == 4 ? (uint)d : d;
+        if (n == 0)
+        {
+            // No flags change; a 32-bit destination is still zero-extended.
+            d = a;
+            return Ok;
+        }
+        ulong r;
+        ulong cf;
+        ulong of;
+        switch (kind)
+        {
+            case KShl:
+                r = a << n;
+                if (size == 4)
+                {
+                    r = (uint)r;
+                }
+                cf = (a >> (bits - n)) & 1;
+                of = ((r >> (bits - 1)) & 1) ^ cf;
+                break;
+            case KShr:
+                r = a >> n;
+                cf = (a >> (n - 1)) & 1;
+                of = (a >> (bits - 1)) & 1;
+                break;
+            default:
+                long sa = size == 4 ? (int)(uint)a : (long)a;
+                r = (ulong)(sa >> n);
+                if (size == 4)
+                {
+                    r = (uint)r;
+                }
+                cf = (ulong)(sa >> (n - 1)) & 1;
+                of = 0;
+                break;
+        }
+        d = r;
+        c.ReplaceArithmeticFlags(InterpreterVcpu.ResultFlags(r, size) | (cf != 0 ? Cf : 0) | (of != 0 ? Of : 0));
+        return Ok;
+    }
+
+    public static ExecStatus ShlRI(InterpreterVcpu c, ref DecodedOp op) => ShiftRI(c, ref op, KShl);
+
+    public static ExecStatus ShrRI(InterpreterVcpu c, ref DecodedOp op) => ShiftRI(c, ref op, KShr);
+
+    public static ExecStatus SarRI(InterpreterVcpu c, ref DecodedOp op) => ShiftRI(c, ref op, KSar);
 
     public static ExecStatus Shr(InterpreterVcpu c, ref DecodedOp op) => Shift(c, ref op, KShr);
 
@@ -1009,7 +1107,7 @@ internal static class Alu
         long hi = Math.BigMul(a, b, out long low);
         bool overflow = size == 8 ? hi != (low >> 63) : low != (long)SignExtend((ulong)low, size);
         c.SetReg(op.R0, size, (ulong)low);
-        c.SetFlags((overflow ? Cf | Of : 0) | InterpreterVcpu.ResultFlags((ulong)low, size), X86CpuState.ArithmeticFlags);
+        c.ReplaceArithmeticFlags((overflow ? Cf | Of : 0) | InterpreterVcpu.ResultFlags((ulong)low, size));
         return Ok;
     }
 
