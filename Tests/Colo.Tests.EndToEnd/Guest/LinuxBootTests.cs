@@ -27,6 +27,7 @@ public sealed class LinuxBootTests
     }
 
     [TestCase("bzImage", 1)]
+    [TestCase("bzImage", 2)]
     [TestCase("vmlinux", 1)]
     [TestCase("vmlinux", 2)]
     public async Task Kernel_BootsToReadyMarker_AndTheShellAnswers(string kernel, int cpus)
@@ -48,6 +49,7 @@ public sealed class LinuxBootTests
     }
 
     [TestCase(1)]
+    [TestCase(2)]
     public async Task DiskImage_BootsThroughSeaBiosAndSyslinux_ToReadyMarker_AndTheShellAnswers(int cpus)
     {
         // SeaBIOS reads the MBR, syslinux's boot sector and ldlinux load linux + initrd.gz from the FAT partition.
