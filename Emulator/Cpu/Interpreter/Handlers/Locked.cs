@@ -141,7 +141,16 @@ internal static unsafe class Locked
         }
         ulong src = op.K1 == OperandKind.Imm ? op.Imm : op.K1 == OperandKind.Reg ? c.GetReg(op.R1, size) : 0;
         ulong carry = c.Carry();
-        ulong old;
+        ulong result = Update<T>(p, size, src, carry, out ulong old);
+        T.Flags(c, size, old, src, result, carry);
+        return Ok;
+    }
+
+    /// <summary>Applies <typeparamref name="T"/> to the operand atomically: recomputed and retried until no other vCPU wrote in between.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ulong Update<T>(byte* p, int size, ulong src, ulong carry, out ulong old)
+        where T : struct, IRmw
+    {
         ulong result;
         do
         {
@@ -149,8 +158,7 @@ internal static unsafe class Locked
             result = T.Apply(old, src, carry);
         }
         while (CompareExchange(p, size, result, old) != old);
-        T.Flags(c, size, old, src, result, carry);
-        return Ok;
+        return result;
     }
 
     public static ExecStatus Xchg(InterpreterVcpu c, ref DecodedOp op)
@@ -212,14 +220,7 @@ internal static unsafe class Locked
             return Alu.Xadd(c, ref op);
         }
         ulong src = c.GetReg(op.R1, size);
-        ulong old;
-        ulong sum;
-        do
-        {
-            old = Load(p, size);
-            sum = old + src;
-        }
-        while (CompareExchange(p, size, sum, old) != old);
+        ulong sum = Update<AddOp>(p, size, src, 0, out ulong old);
         c.SetReg(op.R1, size, old);
         c.SetLazyFlags(LazyOp.Add, size, old, src, sum);
         return Ok;
@@ -251,18 +252,12 @@ internal static unsafe class Locked
         }
         ulong mask = 1UL << bit;
         ulong old;
-        ulong result;
-        do
+        _ = kind switch
         {
-            old = Load(p, size);
-            result = kind switch
-            {
-                1 => old | mask,
-                2 => old & ~mask,
-                _ => old ^ mask,
-            };
-        }
-        while (CompareExchange(p, size, result, old) != old);
+            1 => Update<OrOp>(p, size, mask, 0, out old),
+            2 => Update<AndOp>(p, size, ~mask, 0, out old),
+            _ => Update<XorOp>(p, size, mask, 0, out old),
+        };
         c.SetFlags((old & mask) != 0 ? X86CpuState.FlagCf : 0, X86CpuState.FlagCf);
         return Ok;
     }
