@@ -8,6 +8,10 @@ namespace Colo.Tests.Unit.Cpu;
 /// The correctness oracle: each instruction form runs on the host CPU and on the interpreter with the same random
 /// registers, flags and memory, and all GPRs (but RSP), the defined arithmetic flags, DF and the data window must
 /// agree. Flags the architecture leaves undefined for that instruction (and operand values) are masked.
+/// A case whose instructions use only the eight legacy registers and memory through RSI is re-encoded for 32-bit
+/// protected mode (memory through ESI, flat segments) and 16-bit protected mode (memory through SI, DS/ES based at
+/// the data window, 66h/67h where the operand needs it) and compared with the same host result: those encodings
+/// mean the same there, and the data address fits 32 bits with a zero low word.
 /// </summary>
 [TestFixture]
 [NonParallelizable]
@@ -25,6 +29,9 @@ public sealed class IntegerOracleTests
     /// <summary>One instruction form: bytes, flags undefined for it (fixed or from the inputs), input constraints.</summary>
     public sealed record OracleCase(string Name, byte[] Code, ulong Undefined, Func<ulong[], ulong>? DynamicUndefined = null, Action<ulong[], byte[], Random>? Fix = null)
     {
+        /// <summary>Assembler body for cases re-assembled per bitness (string instructions), instead of re-encoding <see cref="Code"/>.</summary>
+        public Action<Assembler>? Body { get; init; }
+
         public override string ToString() => Name;
     }
 
@@ -55,7 +62,8 @@ public sealed class IntegerOracleTests
         var rng = new Random(StableSeed(c.Name));
         _oracle.Load(c.Code);
         byte[] guestCode = [.. c.Code, 0xF4];
-        g.Memory.Write(GuestHarness.CodeAddress, guestCode);
+        byte[]? code32 = ForBitness(c, 32);
+        byte[]? code16 = ForBitness(c, 16);
 
         var inputs = new ulong[17];
         var native = new ulong[17];
@@ -77,6 +85,7 @@ public sealed class IntegerOracleTests
             _oracle.Run(native);
             byte[] nativeData = _oracle.Data[..Window].ToArray();
 
+            g.Memory.Write(GuestHarness.CodeAddress, guestCode);
             g.Memory.Write(NativeOracle.DataAddress, data);
             g.State.SetFlatLongMode(GuestHarness.CodeAddress, GuestHarness.StackTop);
             for (int i = 0; i < 16; i++)
@@ -107,7 +116,295 @@ public sealed class IntegerOracleTests
             byte[] guestData = new byte[Window];
             g.Memory.Read(NativeOracle.DataAddress, guestData);
             Assert.That(guestData, Is.EqualTo(nativeData), $"{context}: data window differs");
+
+            if (code32 is not null)
+            {
+                RunLegacy(g, 32, code32, inputs, data, c.Name);
+                CompareLegacy(g, $"{context} (32-bit)", native, nativeData, mask);
+            }
+            if (code16 is not null)
+            {
+                RunLegacy(g, 16, code16, inputs, data, c.Name);
+                CompareLegacy(g, $"{context} (16-bit)", native, nativeData, mask);
+            }
         }
+    }
+
+    /// <summary>
+    /// The case's code for 32- or 16-bit mode, or null when it needs a 64-bit-only register, operand or instruction
+    /// (or memory other than [RSI+disp]).
+    /// </summary>
+    private static byte[]? ForBitness(OracleCase c, int bitness)
+    {
+        if (c.Body is not null)
+        {
+            try
+            {
+                return GuestHarness.Assemble(bitness, 0, c.Body);
+            }
+            catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+            {
+                return null;
+            }
+        }
+        var decoder = Decoder.Create(64, c.Code);
+        var list = new List<Instruction>();
+        while (decoder.IP < (ulong)c.Code.Length)
+        {
+            Instruction ins = decoder.Decode();
+            if (ins.IsInvalid || !Relocate(ref ins, bitness))
+            {
+                return null;
+            }
+            list.Add(ins);
+        }
+        using var stream = new MemoryStream();
+        if (!BlockEncoder.TryEncode(bitness, new InstructionBlock(new StreamCodeWriter(stream), list, 0), out _, out _))
+        {
+            return null;
+        }
+        return stream.ToArray();
+    }
+
+    /// <summary>Rewrites [RSI+disp] to ESI/SI; refuses registers beyond the legacy eight, 64-bit ones and other memory forms.</summary>
+    private static bool Relocate(ref Instruction ins, int bitness)
+    {
+        for (int i = 0; i < ins.OpCount; i++)
+        {
+            switch (ins.GetOpKind(i))
+            {
+                case OpKind.Register:
+                    Register r = ins.GetOpRegister(i);
+                    if (r.IsGPR64() || (r.IsGPR() && r.GetNumber() >= 8 && !r.IsGPR8()) || (r.IsGPR8() && r >= Register.SPL))
+                    {
+                        return false;
+                    }
+                    break;
+                case OpKind.Memory:
+                    if (ins.MemoryBase != Register.RSI || ins.MemoryIndex != Register.None || ins.MemoryDisplacement64 > 0x7F)
+                    {
+                        return false;
+                    }
+                    ins.MemoryBase = bitness == 32 ? Register.ESI : Register.SI;
+                    ins.MemoryDisplSize = 1;
+                    break;
+                case OpKind.Immediate8 or OpKind.Immediate8_2nd or OpKind.Immediate16 or OpKind.Immediate32 or OpKind.Immediate8to16
+                    or OpKind.Immediate8to32 or OpKind.Immediate8to64 or OpKind.Immediate32to64:
+                    break;
+                default:
+                    return false;
+            }
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Runs the case in 32-bit protected mode (flat) or 16-bit protected mode (CS based at the code, DS/ES at the
+    /// data window so [SI+disp] and the string registers' low words address it like the host's RSI/RDI).
+    /// </summary>
+    private static void RunLegacy(GuestHarness g, int bitness, byte[] code, ulong[] inputs, byte[] data, string name)
+    {
+        g.Memory.Write(GuestHarness.CodeAddress, [.. code, 0xF4]);
+        g.Memory.Write(NativeOracle.DataAddress, data);
+        g.State.SetFlatLongMode(GuestHarness.CodeAddress, GuestHarness.StackTop);
+        g.State.Efer = 0;
+        g.State.Cr0 = 0x11;
+        g.State.Cr4 = 0;
+        for (int i = 0; i < 16; i++)
+        {
+            g.State.Gpr[i] = i < 8 && i != 4 ? inputs[i] & uint.MaxValue : 0;
+        }
+        if (bitness == 32)
+        {
+            g.State.Gpr[4] = GuestHarness.StackTop;
+            for (int i = 0; i < 6; i++)
+            {
+                g.State.Segments[i].Attributes = (ushort)(SegmentRegister.S | SegmentRegister.P | SegmentRegister.G | SegmentRegister.DB | (i == 1 ? 0xB : 3));
+            }
+        }
+        else
+        {
+            g.State.Rip = 0;
+            g.State.Gpr[4] = 0xFFF0;
+            for (int i = 0; i < 6; i++)
+            {
+                bool window = i is (int)SegmentIndex.Ds or (int)SegmentIndex.Es;
+                g.State.Segments[i] = new SegmentRegister
+                {
+                    Selector = (ushort)(i == 1 ? 0x18 : 0x20),
+                    Base = i == 1 ? GuestHarness.CodeAddress : window ? NativeOracle.DataAddress : 0,
+                    Limit = 0xFFFF,
+                    Attributes = (ushort)(SegmentRegister.S | SegmentRegister.P | (i == 1 ? 0xB : 3)),
+                };
+            }
+        }
+        g.State.Rflags = inputs[16];
+        VcpuExit exit = g.Vcpu.Run();
+        Assert.That(exit, Is.EqualTo(VcpuExit.Halted), $"{name} ({bitness}-bit): exit {exit}, exception {g.State.ExceptionVector} pending={g.State.ExceptionPending} at RIP {g.State.Rip:X}");
+    }
+
+    /// <summary>Compares the low 32 bits of the legacy GPRs (but ESP), the defined flags and the data window.</summary>
+    private static void CompareLegacy(GuestHarness g, string context, ulong[] native, byte[] nativeData, ulong flagMask)
+    {
+        for (int i = 0; i < 8; i++)
+        {
+            if (i != 4 && ((g.State.Gpr[i] ^ native[i]) & uint.MaxValue) != 0)
+            {
+                Assert.Fail($"{context}: {(Register)((int)Register.EAX + i)} interpreter {g.State.Gpr[i] & uint.MaxValue:X} host {native[i] & uint.MaxValue:X}");
+            }
+        }
+        if ((g.State.Rflags & flagMask) != (native[16] & flagMask))
+        {
+            Assert.Fail($"{context}: flags interpreter {g.State.Rflags & flagMask:X} host {native[16] & flagMask:X} (mask {flagMask:X})");
+        }
+        byte[] guestData = new byte[Window];
+        g.Memory.Read(NativeOracle.DataAddress, guestData);
+        Assert.That(guestData, Is.EqualTo(nativeData), $"{context}: data window differs");
+    }
+
+    /// <summary>Guards the re-encoding: the legacy-mode runs must keep covering the cases they are meant to cover.</summary>
+    [Test]
+    public void LegacyModes_CoverTheNon64BitCases()
+    {
+        var cases = Cases().Select(d => (OracleCase)d.Arguments[0]!).ToList();
+        var in32 = cases.Where(c => ForBitness(c, 32) is not null).Select(c => c.Name).ToHashSet();
+        var in16 = cases.Where(c => ForBitness(c, 16) is not null).Select(c => c.Name).ToHashSet();
+        TestContext.Progress.WriteLine($"oracle cases: {cases.Count}, also in 32-bit mode: {in32.Count}, in 16-bit mode: {in16.Count}");
+        Assert.Multiple(() =>
+        {
+            foreach (string name in new[] { "Add rm16,r16 (mem)", "Adc rm32,r32 (mem)", "Sbb rm8,r8 (reg)", "Xor ah,ch", "Div rm32 (mem)", "Idiv rm16 (reg)",
+                "Shld m16,r16,cl", "Bts m32,r32 (mem, signed offset)", "Cmovle r16,rm16", "lock Cmpxchg8b m64", "rep movsd DF=1", "repne scasb DF=0", "Cwd", "Cdq" })
+            {
+                Assert.That(in32, Does.Contain(name), "32-bit");
+                Assert.That(in16, Does.Contain(name), "16-bit");
+            }
+            foreach (string name in new[] { "Add rm64,r64 (reg)", "Add sil,r9b", "Mov r64,imm64", "Cdqe", "Movsxd r64,rm32 (reg)", "rep movsq DF=0", "Bswap r32", "lock Cmpxchg16b m128" })
+            {
+                Assert.That(in32, Does.Not.Contain(name), "64-bit only");
+            }
+            Assert.That(in32, Has.Count.GreaterThan(cases.Count / 2));
+            Assert.That(in16, Is.EquivalentTo(in32), "every 32-bit case also runs in 16-bit code");
+        });
+    }
+
+    /// <summary>
+    /// Divide faults in 32- and 16-bit protected mode: #DE (vector 0, no error code) through a 32-bit interrupt gate,
+    /// with the faulting instruction's offset and the code selector pushed and the destination registers untouched.
+    /// </summary>
+    [TestCase(32, "div ecx (zero)")]
+    [TestCase(32, "idiv ecx (overflow)")]
+    [TestCase(32, "div cl (zero)")]
+    [TestCase(16, "div cx (zero)")]
+    [TestCase(16, "idiv cx (overflow)")]
+    [TestCase(16, "div cl (quotient overflow)")]
+    [TestCase(16, "div ecx (zero)")]
+    public void DivideFault_InLegacyModes_RaisesDivideError(int bitness, string form)
+    {
+        GuestHarness g = _guest!;
+        const ulong gdt = 0x2000, idt = 0x3000, handlers = 0x4000;
+        const byte port = 0x80;
+        g.WriteU64(gdt, 0);
+        g.WriteU64(gdt + 8, 0x00CF_9A00_0000_FFFF);
+        g.WriteU64(gdt + 16, 0x00CF_9200_0000_FFFF);
+        g.WriteU64(gdt + 24, 0x0000_9A01_0000_FFFF);
+        g.WriteU64(gdt + 32, 0x0000_9200_0000_FFFF);
+        for (int v = 0; v < 32; v++)
+        {
+            ulong handler = handlers + (ulong)v * 16;
+            byte vector = (byte)v;
+            g.Memory.Write(handler, GuestHarness.Assemble(32, handler, a =>
+            {
+                a.mov(al, vector);
+                a.@out(port, al);
+                a.hlt();
+            }));
+            g.WriteU64(idt + (ulong)v * 8, (handler & 0xFFFF) | (0x08UL << 16) | (0x8EUL << 40) | ((handler >> 16) << 48));
+        }
+        byte[] code = GuestHarness.Assemble(bitness, 0, a =>
+        {
+            a.mov(eax, form.StartsWith("idiv", StringComparison.Ordinal) ? 0x8000_8000 : 0x1234_5678);
+            a.mov(edx, form.Contains("overflow", StringComparison.Ordinal) ? -1 : 0x0000_0003);
+            a.mov(ecx, form.Contains("overflow", StringComparison.Ordinal) ? -1 : 0x0100);
+            if (form.StartsWith("idiv ecx", StringComparison.Ordinal))
+            {
+                a.mov(eax, 0x8000_0000);
+            }
+            switch (form)
+            {
+                case "div ecx (zero)": a.xor(ecx, ecx); a.div(ecx); break;
+                case "idiv ecx (overflow)": a.idiv(ecx); break;
+                case "div cl (zero)": a.div(cl); break;
+                case "div cx (zero)": a.xor(ecx, ecx); a.div(cx); break;
+                case "idiv cx (overflow)": a.idiv(cx); break;
+                case "div cl (quotient overflow)": a.mov(cl, 1); a.div(cl); break;
+            }
+            a.hlt();
+        });
+        var decoder = Decoder.Create(bitness, code);
+        ulong faultOffset = 0;
+        while (decoder.IP < (ulong)code.Length)
+        {
+            Instruction i = decoder.Decode();
+            if (i.Mnemonic is Mnemonic.Div or Mnemonic.Idiv)
+            {
+                faultOffset = i.IP;
+            }
+        }
+        ulong codeBase = bitness == 32 ? GuestHarness.CodeAddress : 0x10000;
+        g.Memory.Write(codeBase, code);
+        g.Io.PortWrites.Clear();
+        g.State.SetFlatLongMode(codeBase, GuestHarness.StackTop);
+        g.State.Efer = 0;
+        g.State.Cr0 = 0x11;
+        g.State.Cr4 = 0;
+        g.State.Gdtr = new DescriptorTableRegister { Base = gdt, Limit = 39 };
+        g.State.Idtr = new DescriptorTableRegister { Base = idt, Limit = 32 * 8 - 1 };
+        ushort codeSelector;
+        if (bitness == 32)
+        {
+            codeSelector = 0x08;
+            for (int i = 0; i < 6; i++)
+            {
+                g.State.Segments[i] = new SegmentRegister
+                {
+                    Selector = (ushort)(i == 1 ? 0x08 : 0x10),
+                    Limit = 0xFFFF_FFFF,
+                    Attributes = (ushort)(SegmentRegister.S | SegmentRegister.P | SegmentRegister.G | SegmentRegister.DB | (i == 1 ? 0xB : 3)),
+                };
+            }
+        }
+        else
+        {
+            codeSelector = 0x18;
+            g.State.Rip = 0;
+            for (int i = 0; i < 6; i++)
+            {
+                g.State.Segments[i] = new SegmentRegister
+                {
+                    Selector = (ushort)(i == 1 ? 0x18 : 0x20),
+                    Base = i == 1 ? 0x10000UL : 0,
+                    Limit = 0xFFFF,
+                    Attributes = (ushort)(SegmentRegister.S | SegmentRegister.P | (i == 1 ? 0xB : 3)),
+                };
+            }
+            g.State.Gpr[4] = 0xFF00;
+        }
+        ulong stackBefore = g.State.Gpr[4];
+        ulong expectedEax = form.StartsWith("idiv ecx", StringComparison.Ordinal) ? 0x8000_0000UL : form.StartsWith("idiv", StringComparison.Ordinal) ? 0x8000_8000UL : 0x1234_5678UL;
+        g.State.Rflags = 2;
+        Assert.That(g.Vcpu.Run(), Is.EqualTo(VcpuExit.Halted), $"exception {g.State.ExceptionVector} at RIP {g.State.Rip:X}");
+        Assert.That(g.Io.PortWrites.Select(w => w.Value), Is.EqualTo(new[] { 0UL }), "one #DE");
+        ulong sp = g.State.Gpr[4] & uint.MaxValue;
+        byte[] frame = new byte[12];
+        g.Memory.Read(sp, frame);
+        Assert.Multiple(() =>
+        {
+            Assert.That(sp, Is.EqualTo(stackBefore - 12), "EIP, CS, EFLAGS and no error code");
+            Assert.That(BitConverter.ToUInt32(frame, 0), Is.EqualTo((uint)(faultOffset + (bitness == 32 ? codeBase : 0))), "pushed EIP is the faulting divide");
+            Assert.That(BitConverter.ToUInt32(frame, 4) & 0xFFFF, Is.EqualTo((uint)codeSelector), "pushed CS");
+            // The handler's MOV AL, vector overwrites AL only.
+            Assert.That(g.State.Gpr[0] & 0xFFFF_FF00, Is.EqualTo(expectedEax & 0xFFFF_FF00), "dividend untouched");
+        });
     }
 
     private static int StableSeed(string s)
@@ -518,7 +815,7 @@ public sealed class IntegerOracleTests
             {
                 foreach (bool down in new[] { false, true })
                 {
-                    byte[] code = GuestHarness.Assemble(64, 0, a =>
+                    Action<Assembler> body = a =>
                     {
                         if (down)
                         {
@@ -527,8 +824,8 @@ public sealed class IntegerOracleTests
                         Assembler p = prefix switch { "rep" => a.rep, "repe" => a.repe, "repne" => a.repne, _ => a };
                         emit(p);
                         a.cld();
-                    });
-                    yield return new($"{prefix} {name} {(down ? "DF=1" : "DF=0")}".Trim(), code, 0, null, (r, d, rng) =>
+                    };
+                    yield return new($"{prefix} {name} {(down ? "DF=1" : "DF=0")}".Trim(), GuestHarness.Assemble(64, 0, body), 0, null, (r, d, rng) =>
                     {
                         r[6] = NativeOracle.DataAddress + 64 + (ulong)rng.Next(0, 32);
                         r[7] = NativeOracle.DataAddress + 160 + (ulong)rng.Next(0, 16);
@@ -539,7 +836,8 @@ public sealed class IntegerOracleTests
                             d[i] = (byte)rng.Next(0, 2);
                         }
                         r[0] = (ulong)rng.Next(0, 2) * 0x0101_0101_0101_0101UL;
-                    });
+                    })
+                    { Body = body };
                 }
             }
         }
