@@ -273,7 +273,8 @@ public sealed class IntegerOracleTests
         Assert.Multiple(() =>
         {
             foreach (string name in new[] { "Add rm16,r16 (mem)", "Adc rm32,r32 (mem)", "Sbb rm8,r8 (reg)", "Xor ah,ch", "Div rm32 (mem)", "Idiv rm16 (reg)",
-                "Shld m16,r16,cl", "Bts m32,r32 (mem, signed offset)", "Cmovle r16,rm16", "lock Cmpxchg8b m64", "rep movsd DF=1", "repne scasb DF=0", "Cwd", "Cdq" })
+                "Shld m16,r16,cl", "Bts m32,r32 (mem, signed offset)", "Cmovle r16,rm16", "lock Cmpxchg8b m64", "rep movsd DF=1", "repne scasb DF=0", "Cwd", "Cdq",
+                "seq loop sum (legacy regs)", "seq cmp jcc chain (legacy regs)" })
             {
                 Assert.That(in32, Does.Contain(name), "32-bit");
                 Assert.That(in16, Does.Contain(name), "16-bit");
@@ -895,6 +896,44 @@ public sealed class IntegerOracleTests
             a.setnp(r10b);
             a.sbb(r11, r12);
         }), 0);
+        // The same flows in the legacy eight registers, assembled per mode (LOOP/JECXZ count in RCX, ECX or CX: the
+        // count is masked small, so all three agree).
+        Action<Assembler> loopSum = a =>
+        {
+            Label top = a.CreateLabel();
+            Label done = a.CreateLabel();
+            a.and(ecx, 15);
+            a.xor(eax, eax);
+            switch (a.Bitness)
+            {
+                case 64: a.jrcxz(done); break;
+                case 32: a.jecxz(done); break;
+                default: a.jcxz(done); break;
+            }
+            a.Label(ref top);
+            a.add(eax, ecx);
+            a.loop(top);
+            a.Label(ref done);
+            a.adc(edx, ebx);
+        };
+        yield return new("seq loop sum (legacy regs)", GuestHarness.Assemble(64, 0, loopSum), 0) { Body = loopSum };
+        Action<Assembler> jccChain = a =>
+        {
+            Label l1 = a.CreateLabel();
+            Label l2 = a.CreateLabel();
+            a.cmp(eax, ebx);
+            a.jl(l1);
+            a.inc(ebp);
+            a.Label(ref l1);
+            a.cmp(cx, dx);
+            a.jbe(l2);
+            a.dec(edi);
+            a.Label(ref l2);
+            a.test(bl, 3);
+            a.setnp(dh);
+            a.sbb(eax, ecx);
+        };
+        yield return new("seq cmp jcc chain (legacy regs)", GuestHarness.Assemble(64, 0, jccChain), 0) { Body = jccChain };
         yield return new("seq popf", GuestHarness.Assemble(64, 0, a =>
         {
             a.and(rbx, 0xCD5);
