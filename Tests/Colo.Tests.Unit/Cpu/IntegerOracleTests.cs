@@ -290,7 +290,8 @@ public sealed class IntegerOracleTests
 
     /// <summary>
     /// Divide faults in 32- and 16-bit protected mode: #DE (vector 0, no error code) through a 32-bit interrupt gate,
-    /// with the faulting instruction's offset and the code selector pushed and the destination registers untouched.
+    /// with the faulting instruction's offset and the code selector pushed and the destination registers untouched;
+    /// and INTO, whose #OF (vector 4) is a trap past the instruction. (BOUND is not implemented by the interpreter.)
     /// </summary>
     [TestCase(32, "div ecx (zero)")]
     [TestCase(32, "idiv ecx (overflow)")]
@@ -299,7 +300,11 @@ public sealed class IntegerOracleTests
     [TestCase(16, "idiv cx (overflow)")]
     [TestCase(16, "div cl (quotient overflow)")]
     [TestCase(16, "div ecx (zero)")]
-    public void DivideFault_InLegacyModes_RaisesDivideError(int bitness, string form)
+    [TestCase(32, "into (OF=1)")]
+    [TestCase(16, "into (OF=1)")]
+    [TestCase(32, "into (OF=0)")]
+    [TestCase(16, "into (OF=0)")]
+    public void Fault_InLegacyModes_IsDelivered(int bitness, string form)
     {
         GuestHarness g = _guest!;
         const ulong gdt = 0x2000, idt = 0x3000, handlers = 0x4000;
@@ -338,6 +343,8 @@ public sealed class IntegerOracleTests
                 case "div cx (zero)": a.xor(ecx, ecx); a.div(cx); break;
                 case "idiv cx (overflow)": a.idiv(cx); break;
                 case "div cl (quotient overflow)": a.mov(cl, 1); a.div(cl); break;
+                case "into (OF=1)": a.add(eax, 0x6DCB_A988); a.into(); break;
+                case "into (OF=0)": a.add(eax, 1); a.into(); break;
             }
             a.hlt();
         });
@@ -349,6 +356,11 @@ public sealed class IntegerOracleTests
             if (i.Mnemonic is Mnemonic.Div or Mnemonic.Idiv)
             {
                 faultOffset = i.IP;
+            }
+            else if (i.Mnemonic == Mnemonic.Into)
+            {
+                // #OF is a trap: the pushed EIP is the next instruction.
+                faultOffset = i.NextIP;
             }
         }
         ulong codeBase = bitness == 32 ? GuestHarness.CodeAddress : 0x10000;
@@ -391,10 +403,24 @@ public sealed class IntegerOracleTests
             g.State.Gpr[4] = 0xFF00;
         }
         ulong stackBefore = g.State.Gpr[4];
-        ulong expectedEax = form.StartsWith("idiv ecx", StringComparison.Ordinal) ? 0x8000_0000UL : form.StartsWith("idiv", StringComparison.Ordinal) ? 0x8000_8000UL : 0x1234_5678UL;
+        ulong expectedEax = form switch
+        {
+            "idiv ecx (overflow)" => 0x8000_0000UL,
+            "idiv cx (overflow)" => 0x8000_8000UL,
+            "into (OF=1)" => 0x1234_5678UL + 0x6DCB_A988UL,
+            "into (OF=0)" => 0x1234_5679UL,
+            _ => 0x1234_5678UL,
+        };
+        ulong expectedVector = form.StartsWith("into", StringComparison.Ordinal) ? 4UL : 0UL;
         g.State.Rflags = 2;
         Assert.That(g.Vcpu.Run(), Is.EqualTo(VcpuExit.Halted), $"exception {g.State.ExceptionVector} at RIP {g.State.Rip:X}");
-        Assert.That(g.Io.PortWrites.Select(w => w.Value), Is.EqualTo(new[] { 0UL }), "one #DE");
+        if (form == "into (OF=0)")
+        {
+            Assert.That(g.Io.PortWrites, Is.Empty, "INTO with OF clear does nothing");
+            Assert.That(g.State.Gpr[0] & uint.MaxValue, Is.EqualTo(expectedEax));
+            return;
+        }
+        Assert.That(g.Io.PortWrites.Select(w => w.Value), Is.EqualTo(new[] { expectedVector }), "one exception, the expected vector");
         ulong sp = g.State.Gpr[4] & uint.MaxValue;
         byte[] frame = new byte[12];
         g.Memory.Read(sp, frame);
