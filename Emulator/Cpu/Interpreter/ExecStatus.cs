@@ -31,6 +31,7 @@ internal static class Vector
     public const byte DB = 1;
     public const byte NMI = 2;
     public const byte BP = 3;
+    public const byte BR = 5;
     public const byte UD = 6;
     public const byte NM = 7;
     public const byte DF = 8;

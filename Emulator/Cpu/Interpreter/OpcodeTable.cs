@@ -101,6 +101,7 @@ internal static unsafe class OpcodeTable
             case Mnemonic.Cmpxchg: return &Alu.Cmpxchg;
             case Mnemonic.Xadd: return &Alu.Xadd;
             case Mnemonic.Bswap: return &Alu.Bswap;
+            case Mnemonic.Bound: return &Alu.Bound;
             case Mnemonic.Cbw: return &Alu.Cbw;
             case Mnemonic.Cwde: return &Alu.Cwde;
             case Mnemonic.Cdqe: return &Alu.Cdqe;

@@ -291,7 +291,7 @@ public sealed class IntegerOracleTests
     /// <summary>
     /// Divide faults in 32- and 16-bit protected mode: #DE (vector 0, no error code) through a 32-bit interrupt gate,
     /// with the faulting instruction's offset and the code selector pushed and the destination registers untouched;
-    /// and INTO, whose #OF (vector 4) is a trap past the instruction. (BOUND is not implemented by the interpreter.)
+    /// INTO, whose #OF (vector 4) is a trap past the instruction; and BOUND, whose #BR (vector 5) is a fault at it.
     /// </summary>
     [TestCase(32, "div ecx (zero)")]
     [TestCase(32, "idiv ecx (overflow)")]
@@ -304,6 +304,10 @@ public sealed class IntegerOracleTests
     [TestCase(16, "into (OF=1)")]
     [TestCase(32, "into (OF=0)")]
     [TestCase(16, "into (OF=0)")]
+    [TestCase(32, "bound (above)")]
+    [TestCase(16, "bound (above)")]
+    [TestCase(32, "bound (within)")]
+    [TestCase(16, "bound (within)")]
     public void Fault_InLegacyModes_IsDelivered(int bitness, string form)
     {
         GuestHarness g = _guest!;
@@ -345,6 +349,11 @@ public sealed class IntegerOracleTests
                 case "div cl (quotient overflow)": a.mov(cl, 1); a.div(cl); break;
                 case "into (OF=1)": a.add(eax, 0x6DCB_A988); a.into(); break;
                 case "into (OF=0)": a.add(eax, 1); a.into(); break;
+                // Bounds [-3, 20] at 0x5000; EBX/BX 15 is inside them, EAX/AX 0x5678 above.
+                case "bound (above)" when bitness == 32: a.mov(__dword_ptr[0x5000], -3); a.mov(__dword_ptr[0x5004], 20); a.bound(eax, __dword_ptr[0x5000]); break;
+                case "bound (above)": a.mov(__word_ptr[0x5000], -3); a.mov(__word_ptr[0x5002], 20); a.bound(ax, __dword_ptr[0x5000]); break;
+                case "bound (within)" when bitness == 32: a.mov(__dword_ptr[0x5000], -3); a.mov(__dword_ptr[0x5004], 20); a.mov(ebx, 15); a.bound(ebx, __qword_ptr[0x5000]); break;
+                case "bound (within)": a.mov(__word_ptr[0x5000], -3); a.mov(__word_ptr[0x5002], 20); a.mov(bx, 15); a.bound(bx, __dword_ptr[0x5000]); break;
             }
             a.hlt();
         });
@@ -353,7 +362,7 @@ public sealed class IntegerOracleTests
         while (decoder.IP < (ulong)code.Length)
         {
             Instruction i = decoder.Decode();
-            if (i.Mnemonic is Mnemonic.Div or Mnemonic.Idiv)
+            if (i.Mnemonic is Mnemonic.Div or Mnemonic.Idiv or Mnemonic.Bound)
             {
                 faultOffset = i.IP;
             }
@@ -411,10 +420,10 @@ public sealed class IntegerOracleTests
             "into (OF=0)" => 0x1234_5679UL,
             _ => 0x1234_5678UL,
         };
-        ulong expectedVector = form.StartsWith("into", StringComparison.Ordinal) ? 4UL : 0UL;
+        ulong expectedVector = form.StartsWith("into", StringComparison.Ordinal) ? 4UL : form.StartsWith("bound", StringComparison.Ordinal) ? 5UL : 0UL;
         g.State.Rflags = 2;
         Assert.That(g.Vcpu.Run(), Is.EqualTo(VcpuExit.Halted), $"exception {g.State.ExceptionVector} at RIP {g.State.Rip:X}");
-        if (form == "into (OF=0)")
+        if (form is "into (OF=0)" or "bound (within)")
         {
             Assert.That(g.Io.PortWrites, Is.Empty, "INTO with OF clear does nothing");
             Assert.That(g.State.Gpr[0] & uint.MaxValue, Is.EqualTo(expectedEax));

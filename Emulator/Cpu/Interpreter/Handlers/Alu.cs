@@ -554,6 +554,27 @@ internal static class Alu
         return Ok;
     }
 
+    /// <summary>BOUND r, m (16/32-bit code only): #BR unless lower ≤ index ≤ upper, all signed.</summary>
+    public static ExecStatus Bound(InterpreterVcpu c, ref DecodedOp op)
+    {
+        int size = op.Size;
+        ulong linear = c.LinearAddress(ref op);
+        ExecStatus s = c.ReadMem(linear, size, out ulong lower);
+        if (s == Ok)
+        {
+            s = c.ReadMem(c.Bitness == 64 ? linear + (ulong)size : (uint)(linear + (ulong)size), size, out ulong upper);
+            if (s == Ok)
+            {
+                long index = (long)SignExtend(c.GetReg(op.R0, size), size);
+                if (index < (long)SignExtend(lower, size) || index > (long)SignExtend(upper, size))
+                {
+                    return c.Raise(Vector.BR);
+                }
+            }
+        }
+        return s;
+    }
+
     public static ExecStatus Bswap(InterpreterVcpu c, ref DecodedOp op)
     {
         ulong v = c.GetReg(op.R0, op.Size);
