@@ -220,18 +220,26 @@ public sealed unsafe class GuestMemory : IPhysicalMemory
         {
             return null; // reads come from elsewhere (a ROM alias) than writes go
         }
-        ulong page = ramOffset / RamBlock.PageSize;
-        if (Ram.CodePages.TestAndClear(page))
-        {
-            Interlocked.Increment(ref _codeVersions[page]);
-        }
-        Ram.DirtyPages.Set(page);
+        TouchRamPage(ramOffset / RamBlock.PageSize);
         return p;
     }
 
     /// <summary>Reads 1, 2, 4 or 8 bytes from an address the caller found not direct (slow path of a vCPU).</summary>
     public ulong ReadSlow(ulong phys, int size)
     {
+        if (Chunk(phys, size) == size && ReadPointer(phys) is var p && p != null)
+        {
+            // One host load of the guest's size: a span copy may read a word in two overlapping halves, which a
+            // concurrent store of another vCPU would tear.
+            // SAFETY: ReadPointer gives a pointer valid to the end of phys's page, and the access stays in it.
+            return size switch
+            {
+                1 => *p,
+                2 => Unsafe.ReadUnaligned<ushort>(p),
+                4 => Unsafe.ReadUnaligned<uint>(p),
+                _ => Unsafe.ReadUnaligned<ulong>(p),
+            };
+        }
         ulong v = 0;
         // SAFETY: size ≤ 8 and v is an 8-byte local; the host is little-endian like the guest.
         Read(phys, new Span<byte>(&v, size));
@@ -241,6 +249,31 @@ public sealed unsafe class GuestMemory : IPhysicalMemory
     /// <summary>Writes 1, 2, 4 or 8 bytes to an address the caller found not direct (slow path of a vCPU).</summary>
     public void WriteSlow(ulong phys, int size, ulong value)
     {
+        if (Chunk(phys, size) == size && WriteTarget(phys, out ulong ramOffset) == Target.Ram)
+        {
+            // One host store of the guest's size. A span copy of 4 bytes stores the word twice (overlapping head and
+            // tail moves); between the two, another vCPU can take a spin lock this store released, and the second
+            // store would release it again under that vCPU (SeaBIOS keeps its SMP lock in shadowed BIOS RAM).
+            TouchRamPage(ramOffset / RamBlock.PageSize);
+            // SAFETY: WriteTarget returned a RAM offset whose page is mapped, and the access stays in the page.
+            byte* h = Ram.HostPointer + ramOffset;
+            switch (size)
+            {
+                case 1:
+                    *h = (byte)value;
+                    break;
+                case 2:
+                    Unsafe.WriteUnaligned(h, (ushort)value);
+                    break;
+                case 4:
+                    Unsafe.WriteUnaligned(h, (uint)value);
+                    break;
+                default:
+                    Unsafe.WriteUnaligned(h, value);
+                    break;
+            }
+            return;
+        }
         // SAFETY: size ≤ 8 and value is an 8-byte local; the host is little-endian like the guest.
         Write(phys, new ReadOnlySpan<byte>(&value, size));
     }
@@ -275,12 +308,7 @@ public sealed unsafe class GuestMemory : IPhysicalMemory
             switch (WriteTarget(address, out ulong ramOffset))
             {
                 case Target.Ram:
-                    ulong page = ramOffset / RamBlock.PageSize;
-                    if (Ram.CodePages.TestAndClear(page))
-                    {
-                        Interlocked.Increment(ref _codeVersions[page]);
-                    }
-                    Ram.DirtyPages.Set(page);
+                    TouchRamPage(ramOffset / RamBlock.PageSize);
                     // SAFETY: WriteTarget returned a RAM offset whose page is mapped; Chunk stays in the page.
                     source[..chunk].CopyTo(new Span<byte>(Ram.HostPointer + ramOffset, chunk));
                     break;
@@ -293,6 +321,16 @@ public sealed unsafe class GuestMemory : IPhysicalMemory
             source = source[chunk..];
             address += (ulong)chunk;
         }
+    }
+
+    /// <summary>A write is about to change RAM page <paramref name="page"/>: drop code decoded from it, mark it dirty.</summary>
+    private void TouchRamPage(ulong page)
+    {
+        if (Ram.CodePages.TestAndClear(page))
+        {
+            Interlocked.Increment(ref _codeVersions[page]);
+        }
+        Ram.DirtyPages.Set(page);
     }
 
     private enum Target

@@ -160,8 +160,6 @@ public sealed class LockedAtomicityTests
     }
 
     [Test]
-    [Ignore("Known bug: about 1 run in 6 loses one update inside the lock when the lock and data live in shadowed BIOS RAM " +
-        "(plain accesses there take GuestMemory's slow path); the same loop in plain RAM never does. Under investigation.")]
     public void BtsSpinLock_InShadowedBiosRam_AdmitsOneOwnerAtATime()
     {
         using GuestHarness g = ShadowSpinLockRun();
