@@ -4,6 +4,7 @@ set -euo pipefail
 
 packages=(
     qemu-utils   # real qemu-img/qemu-io: interop checks of the images Colo writes and reads
+    qemu-system-x86 # real QEMU 7.2 TCG: the oracle the multiboot CPU test kernels also run on, side-by-side checks
     libnbd-bin   # nbdinfo/nbdcopy/nbdsh: real NBD clients for Colo's NBD server
     seabios      # bios-256k.bin: the pc machine's default firmware (qtest and SeaBIOS boot tests)
     acpica-tools # iasl: disassembles and recompiles the DSDT Colo builds (ACPI end-to-end test)

@@ -512,6 +512,9 @@ public sealed class LocalApic : ILocalApic
     /// <summary>DCR bits 3,1:0 → log2 of the divisor (0b111 means divide by 1).</summary>
     private int DivideShift => (int)(((_divide & 3) | ((_divide >> 1) & 4)) + 1) & 7;
 
+    /// <summary>The timer's current-count register as the guest would read it now.</summary>
+    public uint CurrentCountRegister => CurrentCount();
+
     private uint CurrentCount()
     {
         if (!_timerRunning)

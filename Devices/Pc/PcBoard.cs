@@ -342,6 +342,11 @@ public sealed class PcBoard : IIoBus, IDisposable
     /// <summary>The local APICs (one per vCPU, created by <see cref="CreateLocalApic"/>) and the messages between them.</summary>
     public ApicBus ApicBus { get; } = new();
 
+    private readonly List<LocalApic> _localApics = [];
+
+    /// <summary>The local APICs in CPU index order (for the monitor's <c>info lapic</c>).</summary>
+    public IReadOnlyList<LocalApic> LocalApics => _localApics;
+
     /// <summary>
     /// Creates CPU <paramref name="index"/>'s local APIC on the APIC bus. The boot CPU's gets the PIC on LINT0 and
     /// becomes the sink of <see cref="CpuInterrupt"/>; level-triggered EOIs go back to the IOAPIC.
@@ -350,6 +355,7 @@ public sealed class PcBoard : IIoBus, IDisposable
     {
         bool bsp = index == 0;
         var apic = new LocalApic((byte)index, bsp, Clock, ApicBus, bsp ? Pic : null) { EoiBroadcast = IoApic.Eoi };
+        _localApics.Add(apic);
         if (bsp)
         {
             _cpuInterrupt.Connect(apic.SetPicInterrupt);

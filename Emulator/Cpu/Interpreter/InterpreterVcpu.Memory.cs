@@ -12,6 +12,12 @@ public sealed unsafe partial class InterpreterVcpu
     private const int TlbBits = 8;
     private const ulong PhysAddrMask = 0x000F_FFFF_FFFF_F000;
 
+    // Paging-entry bits above the 40 physical address bits CPUID 0x80000008 reports: set, they fault with RSVD.
+    private const ulong ReservedHighBits = 0x000F_FF00_0000_0000;
+
+    // A 2 MiB page's address bits 20:13 must be zero.
+    private const ulong ReservedLargePageBits = 0x1F_E000;
+
     /// <summary>
     /// One software-TLB slot: a virtual page with a tag per access kind (read, write, exec), so a page is granted only
     /// the rights its walk allowed. Write tags are only given once the dirty bit is set, so later writes need no walk.
@@ -535,7 +541,10 @@ public sealed unsafe partial class InterpreterVcpu
             {
                 return PageFault(linear, access, present: false, reserved: false);
             }
-            if (!nxe && (long)entry < 0)
+            // PS is reserved in a PML4E, and in a PDPTE too: the CPU model has no 1 GiB pages (pdpe1gb).
+            bool large = (entry & 0x80) != 0 && shift == 21;
+            if ((!nxe && (long)entry < 0) || (entry & ReservedHighBits) != 0
+                || ((entry & 0x80) != 0 && shift > 21) || (large && (entry & ReservedLargePageBits) != 0))
             {
                 return PageFault(linear, access, present: true, reserved: true);
             }
@@ -547,7 +556,6 @@ public sealed unsafe partial class InterpreterVcpu
                 WritePhys64(entryAddr, entry | 0x20);
                 entry |= 0x20;
             }
-            bool large = (entry & 0x80) != 0 && (shift == 30 || shift == 21);
             if (shift == 12 || large)
             {
                 break;
@@ -587,6 +595,11 @@ public sealed unsafe partial class InterpreterVcpu
                 if ((entry & 1) == 0)
                 {
                     return PageFault(linear, access, present: false, reserved: false);
+                }
+                if ((!nxe && (long)entry < 0) || (entry & ReservedHighBits) != 0
+                    || (shift == 21 && (entry & 0x80) != 0 && (entry & ReservedLargePageBits) != 0))
+                {
+                    return PageFault(linear, access, present: true, reserved: true);
                 }
                 user &= (entry & 4) != 0;
                 writable &= (entry & 2) != 0;

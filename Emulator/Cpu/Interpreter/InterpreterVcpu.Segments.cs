@@ -299,6 +299,10 @@ public sealed unsafe partial class InterpreterVcpu
                 {
                     return Raise(Vector.GP, 0);
                 }
+                if ((value & ~Cr4Writable()) != 0)
+                {
+                    return Raise(Vector.GP, 0);
+                }
                 _state.Cr4 = value;
                 break;
             case 8:
@@ -313,6 +317,21 @@ public sealed unsafe partial class InterpreterVcpu
         UpdateMode();
         // Paging or mode may have changed under the decoded block: refetch at the next instruction.
         return ExecStatus.Branch;
+    }
+
+    /// <summary>CR4 bits this CPU model has (VME … OSXMMEXCPT, and PCIDE/OSXSAVE when CPUID claims them); others are reserved (#GP).</summary>
+    private ulong Cr4Writable()
+    {
+        ulong bits = 0x7FF;
+        if ((Features.Leaf1Ecx & (1u << 17)) != 0)
+        {
+            bits |= 1UL << 17;
+        }
+        if ((Features.Leaf1Ecx & (1u << 26)) != 0)
+        {
+            bits |= 1UL << 18;
+        }
+        return bits;
     }
 
     internal bool TryReadControlRegister(int n, out ulong value)

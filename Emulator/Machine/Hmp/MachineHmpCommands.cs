@@ -27,6 +27,8 @@ public static class MachineHmpCommands
         int current = 0;
         r.RegisterInfo("registers", "[-a|-c]", "show the cpu registers (-a: show register info for all cpus; -c: show register info for current cpu)",
             args => Registers(vm, args.Trim() == "-a" ? -1 : current));
+        r.RegisterInfo("lapic", "[apic-id]", "show local apic state (apic-id: local apic to read, default is which of current CPU)",
+            args => LocalApic(vm, args.Trim(), current));
         r.Register("cpu", "index:i", "set the default CPU", args =>
         {
             if (!int.TryParse(args.Trim(), out int index))
@@ -104,6 +106,29 @@ public static class MachineHmpCommands
             }
         }
         return sb.ToString();
+    }
+
+    /// <summary><c>info lapic [apic-id]</c>: APIC ids equal CPU indexes on this machine.</summary>
+    private static string LocalApic(VirtualMachine vm, string arg, int current)
+    {
+        int cpu = current;
+        if (arg.Length > 0 && !int.TryParse(arg, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out cpu))
+        {
+            throw new HmpUsageException("invalid char in expression");
+        }
+        if (vm.Board is not { } board)
+        {
+            return "local APIC state not available\n";
+        }
+        lock (board.Lock)
+        {
+            if (cpu < 0 || cpu >= board.LocalApics.Count)
+            {
+                return "local APIC state not available\n";
+            }
+            Colo.Devices.Interrupt.LocalApic apic = board.LocalApics[cpu];
+            return LocalApicText.Format(cpu, apic.Save(), apic.CurrentCountRegister);
+        }
     }
 
     /// <summary><c>info cpus</c>: the monitor's current CPU (always CPU 0 here) is starred.</summary>
