@@ -541,8 +541,15 @@ public sealed class LocalApic : ILocalApic
         ulong ticks = (ulong)(_timer.Clock.NowNs - _loadTimeNs) >> DivideShift;
         if ((_lvt[LvtTimer] & LvtPeriodic) == 0 && ticks >= period)
         {
+            if (_timer.IsPending)
+            {
+                // Expired, but the timer thread has not fired it yet (a loaded host): deliver it now. Dropping it
+                // lost the guest's only clock event, and an idle guest then slept for good.
+                _timer.Cancel();
+                OnTimer();
+                return;
+            }
             _timerRunning = false;
-            _timer.Cancel();
             return;
         }
         ulong next = ((ticks / period) + 1) * period;

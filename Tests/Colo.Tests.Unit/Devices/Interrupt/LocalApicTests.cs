@@ -171,6 +171,43 @@ public sealed class LocalApicTests
         Assert.That(apic.TryAcknowledge(out _), Is.False, "one-shot fires once");
     }
 
+    /// <summary>A clock whose time moves without its timers firing: a timer thread that is late (a loaded host).</summary>
+    private sealed class LateClock : TimerClock
+    {
+        public long Now { get; set; }
+
+        public override long NowNs => Now;
+
+        public int RunDue() => RunDueTimers(Now);
+
+        protected override void SetNow(long ns)
+        {
+        }
+    }
+
+    [TestCase(LocalApic.RegLvtTimer, 0x40u)]
+    [TestCase(LocalApic.RegDivide, 0xBu)]
+    public void Timer_OneShotExpiredBeforeTheTimerThreadRan_StillFires_WhenTheGuestRewritesTimerRegisters(int reg, uint value)
+    {
+        // Linux rewrites LVTT/TDCR on clock-event state changes. A one-shot that expired while the timer thread was
+        // late must still interrupt, not be cancelled as already over: that lost the guest's only timer.
+        var clock = new LateClock();
+        var apic = new LocalApic(0, true, clock, _bus, null);
+        Enable(apic);
+        Set(apic, LocalApic.RegDivide, 0xB); // divide by 1
+        Set(apic, LocalApic.RegLvtTimer, 0x40);
+        Set(apic, LocalApic.RegInitialCount, 100);
+        clock.Now = 1_000;
+        Set(apic, reg, value);
+        clock.RunDue();
+        Assert.That(apic.TryAcknowledge(out byte v), Is.True, "the expired one-shot interrupted");
+        Assert.That(v, Is.EqualTo(0x40));
+        Set(apic, LocalApic.RegEoi, 0);
+        clock.Now = 100_000;
+        clock.RunDue();
+        Assert.That(apic.TryAcknowledge(out _), Is.False, "and only once");
+    }
+
     [Test]
     public void Timer_PeriodicFiresEachPeriod_AndMaskedDoesNotDeliver()
     {
