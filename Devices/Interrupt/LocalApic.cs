@@ -135,6 +135,9 @@ public sealed class LocalApic : ILocalApic
     private readonly IInterruptSource? _pic;
     private readonly ApicBus _bus;
     private readonly ClockTimer _timer;
+
+    // Debug aid (COLO_TRACE_APIC=1): timer programming, expiries, acknowledges and EOIs on stderr.
+    private static readonly bool Trace = Environment.GetEnvironmentVariable("COLO_TRACE_APIC") == "1";
     private readonly bool _bsp;
     private readonly uint[] _isr = new uint[8];
     private readonly uint[] _tmr = new uint[8];
@@ -346,6 +349,10 @@ public sealed class LocalApic : ILocalApic
                 _lvt[index] = v;
                 if (index == LvtTimer)
                 {
+                    if (Trace)
+                    {
+                        Console.Error.WriteLine($"colo-apic {_id}: t={_timer.Clock.NowNs} lvtt={v:x} running={_timerRunning} pending={_timer.IsPending}");
+                    }
                     ArmTimer();
                 }
                 else if (index == LvtLint0 && _picLevel)
@@ -355,6 +362,10 @@ public sealed class LocalApic : ILocalApic
                 break;
             }
             case RegInitialCount:
+                if (Trace)
+                {
+                    Console.Error.WriteLine($"colo-apic {_id}: t={_timer.Clock.NowNs} tmict={value} lvtt={_lvt[LvtTimer]:x} pending={_timer.IsPending}");
+                }
                 _initialCount = value;
                 _loadTimeNs = _timer.Clock.NowNs;
                 _timerRunning = value != 0;
@@ -448,6 +459,10 @@ public sealed class LocalApic : ILocalApic
                 _irr[irr >> 5] &= ~(1u << (irr & 31));
                 _isr[irr >> 5] |= 1u << (irr & 31);
                 vector = (byte)irr;
+                if (Trace)
+                {
+                    Console.Error.WriteLine($"colo-apic {_id}: t={_timer.Clock.NowNs} ack {irr:x}");
+                }
                 return true;
             }
         }
@@ -468,6 +483,10 @@ public sealed class LocalApic : ILocalApic
         }
         uint bit = 1u << (isr & 31);
         _isr[isr >> 5] &= ~bit;
+        if (Trace)
+        {
+            Console.Error.WriteLine($"colo-apic {_id}: t={_timer.Clock.NowNs} eoi {isr:x}");
+        }
         if ((_tmr[isr >> 5] & bit) != 0)
         {
             EoiBroadcast?.Invoke((byte)isr);
@@ -559,6 +578,10 @@ public sealed class LocalApic : ILocalApic
     private void OnTimer()
     {
         uint lvt = _lvt[LvtTimer];
+        if (Trace)
+        {
+            Console.Error.WriteLine($"colo-apic {_id}: t={_timer.Clock.NowNs} fire lvtt={lvt:x}");
+        }
         if ((lvt & LvtMasked) == 0)
         {
             SetIrr((byte)lvt, level: false);
