@@ -35,6 +35,23 @@ public sealed class RawNode : BlockNode
         return _file.ReadAsync(offset, buffer, cancellationToken);
     }
 
+    public override bool ConcurrentWrites => _file.ConcurrentWrites && !ReadOnly;
+
+    public override ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            CheckWritable();
+            CheckRequest(offset, buffer.Length);
+        }
+        catch (BlockException e)
+        {
+            return ValueTask.FromException(e);
+        }
+
+        return _file.WriteAsync(offset, buffer, cancellationToken);
+    }
+
     public override void Write(long offset, ReadOnlySpan<byte> buffer)
     {
         CheckWritable();
