@@ -649,15 +649,20 @@ public sealed partial class Qcow2Node : BlockNode
         }
     }
 
-    /// <summary>The write itself (caller holds the tracker slot and <see cref="_lock"/>).</summary>
+    /// <summary>
+    /// The write itself (caller holds the tracker slot and <see cref="_lock"/>): runs of in-place clusters
+    /// back to back in the file take one pwrite each, as in the asynchronous path.
+    /// </summary>
     private void WriteCore(long offset, ReadOnlySpan<byte> buffer)
     {
-        int mask = _clusterSize - 1;
         while (buffer.Length > 0)
         {
-            int inCluster = (int)(offset & mask);
-            int n = Math.Min(_clusterSize - inCluster, buffer.Length);
-            WriteInCluster(offset, inCluster, buffer[..n]);
+            int n = MapWrite(offset, buffer, out long host);
+            if (host >= 0)
+            {
+                _file.Write(host, buffer[..n]);
+            }
+
             buffer = buffer[n..];
             offset += n;
         }

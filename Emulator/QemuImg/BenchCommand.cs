@@ -121,6 +121,18 @@ internal static class BenchCommand
             throw new QemuImgException("Failed request: Input/output error");
         }
         clock.Stop();
+        if (s.Write)
+        {
+            // QEMU flushes when it closes the image, after it took the time: so does Colo.
+            try
+            {
+                node.Flush();
+            }
+            catch (BlockException)
+            {
+                throw new QemuImgException("Failed request: Input/output error");
+            }
+        }
         {
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Run completed in {clock.Elapsed.TotalSeconds:F3} seconds."));
         }
@@ -146,17 +158,13 @@ internal static class BenchCommand
             }
             offset = size == 0 ? 0 : (offset + step) % size;
         }
-        if (s.Write)
-        {
-            node.Flush();
-        }
     }
 
     /// <summary>
     /// QEMU's bench loop: <c>depth</c> requests in flight, each taking the next request number when its
     /// previous one completes, so the offsets are issued in the same order as one at a time. Writes with a
     /// flush interval run in rounds of that many requests, each drained and then flushed (QEMU waits for the
-    /// requests in flight before its flush too); a write run ends with a flush, as QEMU's does.
+    /// requests in flight before its flush too).
     /// </summary>
     private static async Task InFlight(BlockNode node, Settings s, long step, long size, byte[] buffer, int depth)
     {
@@ -172,7 +180,7 @@ internal static class BenchCommand
                 workers[w] = Worker(buffer.AsMemory(w * bufSize, bufSize), end);
             }
             await Task.WhenAll(workers).ConfigureAwait(false);
-            if (s.Write)
+            if (s.Write && s.FlushInterval > 0)
             {
                 await node.FlushAsync().ConfigureAwait(false);
             }
