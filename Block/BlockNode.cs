@@ -9,10 +9,12 @@ public sealed record BlockChild(string Name, BlockNode Node);
 /// </summary>
 /// <remarks>
 /// The synchronous span API (pread/pwrite underneath, allocation-free on the cached path) serves
-/// callers with synchronous expectations (IDE). <see cref="ReadAsync"/> is asynchronous for file, raw
-/// and qcow2 (pooled thread-pool preads, no allocation per request) and may have several requests in
-/// flight where <see cref="ConcurrentReads"/> says so; otherwise a node is not thread-safe: callers
-/// serialise requests (QEMU's AioContext rule).
+/// callers with synchronous expectations. <see cref="ReadAsync"/> and <see cref="WriteAsync"/> are
+/// asynchronous for file, raw and qcow2 (pooled block-io worker preads/pwrites, no allocation per request)
+/// and may have several requests in flight, from any thread, where <see cref="ConcurrentReads"/> and
+/// <see cref="ConcurrentWrites"/> say so. Such nodes order overlapping requests themselves (a
+/// <see cref="RequestTracker"/>), also against their synchronous calls. Other nodes are not thread-safe:
+/// callers serialise requests (QEMU's AioContext rule).
 /// </remarks>
 public abstract class BlockNode : IDisposable
 {
@@ -71,10 +73,17 @@ public abstract class BlockNode : IDisposable
 
     /// <summary>
     /// True when <see cref="ReadAsync"/> may be called again before earlier reads completed, from any
-    /// thread (several requests in flight, as qemu-img bench -d and an NBD client's pipelined reads). Writes
-    /// and the other mutations stay exclusive: the owner never overlaps them with in-flight reads.
+    /// thread (several requests in flight, as qemu-img bench -d and an NBD client's pipelined reads), and
+    /// beside the node's synchronous calls from other threads.
     /// </summary>
     public virtual bool ConcurrentReads => false;
+
+    /// <summary>
+    /// True when <see cref="WriteAsync"/> may, in the same way, run beside other reads and writes in flight
+    /// and the synchronous calls. Overlapping requests are then ordered by the node: a later request
+    /// overlapping an earlier write sees it complete first, and no range changes under a read in flight.
+    /// </summary>
+    public virtual bool ConcurrentWrites => false;
 
     /// <summary>
     /// Reads asynchronously. Drivers with <see cref="ConcurrentReads"/> override it with a truly
@@ -94,7 +103,11 @@ public abstract class BlockNode : IDisposable
         }
     }
 
-    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Writes asynchronously. Drivers with <see cref="ConcurrentWrites"/> override it with a truly
+    /// asynchronous path; the default runs <see cref="Write"/> on the caller.
+    /// </summary>
+    public virtual ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {
         try
         {

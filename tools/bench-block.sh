@@ -66,7 +66,8 @@ row "qcow2 4k random write" $((count4k * 4096)) filled -w -c "$count4k" -s 4096 
 row "qcow2 4k random read" $((count4k * 4096)) filled -c "$count4k" -s 4096 -S "$stride"
 row "qcow2 1M seq write" "$bytes" filled -w -c "$count1m" -s 1M
 row "qcow2 1M seq read" "$bytes" filled -c "$count1m" -s 1M
-echo "(both keep 64 read requests in flight (-d default); Colo runs writes one at a time: writes are exclusive)"
+echo "(both keep 64 requests in flight (-d default), reads and writes; both use the page cache (-t writeback default);"
+echo " the 1M rows are 256 requests, a few tens of ms: startup (threads, JIT) weighs; BENCH_SIZE=1G gives steadier ratios)"
 
 if [[ "${BENCH_NBD:-1}" != 0 ]]; then
     echo

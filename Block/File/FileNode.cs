@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Colo.Core.Qmp;
 using Microsoft.Win32.SafeHandles;
 
@@ -7,6 +8,7 @@ namespace Colo.Block.File;
 public sealed class FileNode : BlockNode
 {
     private readonly SafeFileHandle _handle;
+    private readonly RequestTracker _tracker = new();
 
     private FileNode(string filename, SafeFileHandle handle, bool readOnly, string? nodeName)
         : base(nodeName, readOnly)
@@ -67,12 +69,28 @@ public sealed class FileNode : BlockNode
     }
 
     /// <summary>Reads past end of file return zeroes, as a sparse host file would.</summary>
-    public override void Read(long offset, Span<byte> buffer) => FileReadRequest.ReadFully(_handle, Filename, buffer, offset);
+    public override void Read(long offset, Span<byte> buffer)
+    {
+        int slot = _tracker.BeginSync(offset, buffer.Length, write: false);
+        try
+        {
+            FileIoRequest.ReadFully(_handle, Filename, buffer, offset);
+        }
+        finally
+        {
+            _tracker.End(slot);
+        }
+    }
 
-    /// <summary>pread is positional, so reads never disturb each other.</summary>
+    /// <summary>pread/pwrite are positional; overlapping requests are ordered by the node's tracker.</summary>
     public override bool ConcurrentReads => true;
 
-    /// <summary>The read runs on a thread-pool worker (QEMU's aio=threads); the request object is pooled.</summary>
+    public override bool ConcurrentWrites => !ReadOnly;
+
+    /// <summary>Requests in flight on this file (running or waiting for an overlapping one); for tests.</summary>
+    internal int RequestsInFlight => _tracker.Count;
+
+    /// <summary>The read runs on a block-io worker (QEMU's aio=threads); the request object is pooled.</summary>
     public override ValueTask ReadAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken = default)
     {
         if (cancellationToken.IsCancellationRequested)
@@ -80,19 +98,62 @@ public sealed class FileNode : BlockNode
             return ValueTask.FromCanceled(cancellationToken);
         }
 
-        return buffer.Length == 0 ? ValueTask.CompletedTask : FileReadRequest.Start(_handle, Filename, buffer, offset);
+        return buffer.Length == 0 ? ValueTask.CompletedTask : IoAsync(offset, buffer, default, write: false);
+    }
+
+    /// <summary>The pwrite runs on a block-io worker; overlapping requests in flight complete in issue order.</summary>
+    public override ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled(cancellationToken);
+        }
+
+        if (ReadOnly)
+        {
+            return ValueTask.FromException(new BlockException($"Block node '{NodeName}' is read-only"));
+        }
+
+        return buffer.Length == 0 ? ValueTask.CompletedTask : IoAsync(offset, default, buffer, write: true);
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask IoAsync(long offset, Memory<byte> dest, ReadOnlyMemory<byte> source, bool write)
+    {
+        int slot = _tracker.Begin(offset, write ? source.Length : dest.Length, write, out Task? wait);
+        try
+        {
+            if (wait != null)
+            {
+                await wait.ConfigureAwait(false);
+            }
+
+            if (write)
+            {
+                await FileIoRequest.StartWrite(_handle, Filename, source, offset).ConfigureAwait(false);
+            }
+            else
+            {
+                await FileIoRequest.Start(_handle, Filename, dest, offset).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _tracker.End(slot);
+        }
     }
 
     public override void Write(long offset, ReadOnlySpan<byte> buffer)
     {
         CheckWritable();
+        int slot = _tracker.BeginSync(offset, buffer.Length, write: true);
         try
         {
-            RandomAccess.Write(_handle, buffer, offset);
+            FileIoRequest.WriteFully(_handle, Filename, buffer, offset);
         }
-        catch (Exception e) when (e is IOException or ArgumentOutOfRangeException)
+        finally
         {
-            throw new BlockException($"Could not write '{Filename}' at offset {offset}: {e.Message}", e);
+            _tracker.End(slot);
         }
     }
 
@@ -107,7 +168,15 @@ public sealed class FileNode : BlockNode
     public override void Truncate(long size)
     {
         CheckWritable();
-        RandomAccess.SetLength(_handle, size);
+        int slot = _tracker.BeginSync(0, long.MaxValue, write: true); // after every request in flight
+        try
+        {
+            RandomAccess.SetLength(_handle, size);
+        }
+        finally
+        {
+            _tracker.End(slot);
+        }
     }
 
     /// <summary>Host bytes actually allocated (st_blocks * 512), for "disk size".</summary>

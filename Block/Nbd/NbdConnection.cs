@@ -18,9 +18,10 @@ internal sealed class NbdConnection : IDisposable
     private readonly byte[] _header = new byte[64];
     private readonly byte[] _reply = new byte[64];
 
-    // Reads of a node that allows it are served side by side (replies in order of completion, which
-    // the protocol allows: the client matches them by cookie); any other request first waits for them.
-    // Slot i holds the read started i, i + 16, ... requests ago: a new read first awaits the oldest one,
+    // Reads and writes of a node that allows it are served side by side (replies in order of completion,
+    // which the protocol allows: the client matches them by cookie; the node orders overlapping ones); any
+    // other request first waits for them, so a flush covers every write replied to before it.
+    // Slot i holds the request started i, i + 16, ... requests ago: a new one first awaits the oldest one,
     // which bounds what is in flight and awaits every pooled ValueTask exactly once.
     private const int MaxReadsInFlight = 16;
     private readonly ValueTask[] _reads = new ValueTask[MaxReadsInFlight];
@@ -409,6 +410,25 @@ internal sealed class NbdConnection : IDisposable
                 continue;
             }
 
+            if (type == CmdWrite && export.Node.ConcurrentWrites && WriteIsValid(export, flags, offset, length))
+            {
+                // The payload is read here, in order; the write itself then runs beside the others.
+                byte[] payload = ArrayPool<byte>.Shared.Rent(Math.Max((int)length, 32)); // room for the reply too
+                if (!await ReceiveAsync(payload.AsMemory(0, (int)length)).ConfigureAwait(false))
+                {
+                    ArrayPool<byte>.Shared.Return(payload);
+                    return;
+                }
+
+                int slot = _nextRead;
+                _nextRead = (slot + 1) % MaxReadsInFlight;
+                await _reads[slot].ConfigureAwait(false);
+#pragma warning disable CA2012 // stored to be awaited exactly once: on the slot's reuse or by DrainReadsAsync
+                _reads[slot] = ConcurrentWriteAsync(export, flags, cookie, offset, payload, (int)length);
+#pragma warning restore CA2012
+                continue;
+            }
+
             await DrainReadsAsync().ConfigureAwait(false);
             switch (type)
             {
@@ -545,6 +565,68 @@ internal sealed class NbdConnection : IDisposable
     private static bool ReadIsValid(NbdExport export, ushort flags, ulong offset, uint length) =>
         (flags & ~(CmdFlagFua | CmdFlagDf)) == 0 && length <= MaxPayload && InRange(export, offset, length);
 
+    private static bool WriteIsValid(NbdExport export, ushort flags, ulong offset, uint length) =>
+        (flags & ~CmdFlagFua) == 0 && length <= MaxPayload && export.Writable && InRange(export, offset, length);
+
+    /// <summary>
+    /// A validated write served beside others: the node's asynchronous write (it orders overlapping
+    /// requests), a flush for FUA, then the reply under the send lock. Owns <paramref name="payload"/>.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask ConcurrentWriteAsync(NbdExport export, ushort flags, ulong cookie, ulong offset, byte[] payload, int length)
+    {
+        BlockNode node = export.Enter();
+        try
+        {
+            uint err = 0;
+            try
+            {
+                await node.WriteAsync((long)offset, payload.AsMemory(0, length)).ConfigureAwait(false);
+                if ((flags & CmdFlagFua) != 0)
+                {
+                    await node.FlushAsync().ConfigureAwait(false);
+                }
+            }
+            catch (Exception e) when (e is BlockException or IOException or UnauthorizedAccessException)
+            {
+                err = EIo;
+            }
+            finally
+            {
+                export.Leave();
+            }
+
+            await _sendLock.WaitAsync().ConfigureAwait(false);
+            try
+            {
+                // The payload buffer is free now: the reply is built in it.
+                int n = StructuredReplyHeaderSize;
+                if (err == 0 && _structured)
+                {
+                    WriteChunkHeader(payload, ReplyFlagDone, ReplyTypeNone, cookie, 0);
+                }
+                else
+                {
+                    n = ErrorReply(payload, cookie, err);
+                }
+
+                await SendAsync(payload.AsMemory(0, n)).ConfigureAwait(false);
+            }
+            finally
+            {
+                _sendLock.Release();
+            }
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException)
+        {
+            Abort();
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(payload);
+        }
+    }
+
     /// <summary>Waits until no concurrent read is in flight.</summary>
     private async ValueTask DrainReadsAsync()
     {
@@ -571,13 +653,18 @@ internal sealed class NbdConnection : IDisposable
         {
             Memory<byte> data = buf.AsMemory(ReadPrefix, (int)length);
             uint err = 0;
+            BlockNode node = export.Enter();
             try
             {
-                await export.Node.ReadAsync((long)offset, data).ConfigureAwait(false);
+                await node.ReadAsync((long)offset, data).ConfigureAwait(false);
             }
             catch (Exception e) when (e is BlockException or IOException or UnauthorizedAccessException)
             {
                 err = EIo;
+            }
+            finally
+            {
+                export.Leave();
             }
 
             Memory<byte> reply;

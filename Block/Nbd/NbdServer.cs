@@ -34,6 +34,40 @@ public sealed class NbdExport
     /// <summary>Serialises requests from every connection onto the (not thread-safe) node.</summary>
     internal Lock Gate { get; } = new();
 
+    private int _inFlight;
+
+    /// <summary>
+    /// Starts a request that runs outside <see cref="Gate"/> (concurrent reads and writes) and returns the
+    /// node it goes to; <see cref="Leave"/> ends it. <see cref="SwitchNode"/> waits for such requests, so
+    /// none straddles a switch.
+    /// </summary>
+    internal BlockNode Enter()
+    {
+        lock (Gate)
+        {
+            Interlocked.Increment(ref _inFlight);
+            return Node;
+        }
+    }
+
+    internal void Leave() => Interlocked.Decrement(ref _inFlight);
+
+    /// <summary>Sends further requests to <paramref name="node"/> once every request in flight has ended.</summary>
+    internal void SwitchNode(BlockNode node)
+    {
+        lock (Gate)
+        {
+            // Holding the gate keeps new concurrent requests out; the ones in flight need no lock to end.
+            var spin = new SpinWait();
+            while (Volatile.Read(ref _inFlight) != 0)
+            {
+                spin.SpinOnce();
+            }
+
+            Node = node;
+        }
+    }
+
     internal ushort TransmissionFlags
     {
         get

@@ -149,11 +149,8 @@ public sealed class NbdServerHost : IDisposable
         {
             if (Underlying(e.Origin) == origin)
             {
-                lock (e.Gate)
-                {
-                    // Undoing restores what the export named (a drive's device view stays a view).
-                    e.Node = front == origin ? e.Origin : front;
-                }
+                // Undoing restores what the export named (a drive's device view stays a view).
+                e.SwitchNode(front == origin ? e.Origin : front);
             }
         }
     }

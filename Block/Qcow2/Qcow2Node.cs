@@ -56,9 +56,16 @@ public sealed partial class Qcow2Node : BlockNode
     private byte[]? _decompressed;
     private long _decompressedEntry = -1;
 
-    // Metadata (tables, caches, scratch buffers) is touched only under this lock; data preads of
-    // ReadAsync run outside it. Reentrant: writes read their cluster's old contents.
+    // Metadata (tables, caches, scratch buffers) is touched only under this lock; data preads and
+    // in-place pwrites of ReadAsync/WriteAsync run outside it. Reentrant: writes read their cluster's old
+    // contents.
     private readonly Lock _lock = new();
+
+    // Guest ranges of the requests in flight: taken before _lock, never while holding it. It orders
+    // overlapping requests and keeps a range's clusters mapped while a read or write of it runs outside
+    // the lock (a discard or write-zeroes of the range waits for it, so its host cluster cannot be freed
+    // and reused under it).
+    private readonly RequestTracker _tracker = new();
 
     private Qcow2Node(BlockNode file, BlockNode? backing, Qcow2Header header, bool readOnly, string? nodeName)
         : base(nodeName, readOnly)
@@ -296,21 +303,32 @@ public sealed partial class Qcow2Node : BlockNode
     public override void Read(long offset, Span<byte> buffer)
     {
         CheckRequest(offset, buffer.Length);
-        lock (_lock)
+        int slot = _tracker.BeginSync(offset, buffer.Length, write: false);
+        try
         {
-            while (buffer.Length > 0)
+            lock (_lock)
             {
-                int n = MapRead(offset, buffer, out long host);
-                if (host >= 0)
+                while (buffer.Length > 0)
                 {
-                    _file.Read(host, buffer[..n]);
-                }
+                    int n = MapRead(offset, buffer, out long host);
+                    if (host >= 0)
+                    {
+                        _file.Read(host, buffer[..n]);
+                    }
 
-                buffer = buffer[n..];
-                offset += n;
+                    buffer = buffer[n..];
+                    offset += n;
+                }
             }
         }
+        finally
+        {
+            _tracker.End(slot);
+        }
     }
+
+    /// <summary>Requests in flight (running or waiting for an overlapping one); for tests.</summary>
+    internal int RequestsInFlight => _tracker.Count;
 
     /// <summary>Data clusters are read from the file outside the lock, so reads run side by side.</summary>
     public override bool ConcurrentReads => _file.ConcurrentReads;
@@ -324,22 +342,35 @@ public sealed partial class Qcow2Node : BlockNode
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ReadAsyncCore(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
-        while (buffer.Length > 0)
+        int slot = _tracker.Begin(offset, buffer.Length, write: false, out Task? wait);
+        try
         {
-            int n;
-            long host;
-            lock (_lock)
+            if (wait != null)
             {
-                n = MapRead(offset, buffer.Span, out host);
+                await wait.ConfigureAwait(false);
             }
 
-            if (host >= 0)
+            while (buffer.Length > 0)
             {
-                await _file.ReadAsync(host, buffer[..n], cancellationToken).ConfigureAwait(false);
-            }
+                int n;
+                long host;
+                lock (_lock)
+                {
+                    n = MapRead(offset, buffer.Span, out host);
+                }
 
-            buffer = buffer[n..];
-            offset += n;
+                if (host >= 0)
+                {
+                    await _file.ReadAsync(host, buffer[..n], cancellationToken).ConfigureAwait(false);
+                }
+
+                buffer = buffer[n..];
+                offset += n;
+            }
+        }
+        finally
+        {
+            _tracker.End(slot);
         }
     }
 
@@ -602,20 +633,148 @@ public sealed partial class Qcow2Node : BlockNode
 
     public override void Write(long offset, ReadOnlySpan<byte> buffer)
     {
-        lock (_lock)
+        CheckWritable();
+        CheckRequest(offset, buffer.Length);
+        int slot = _tracker.BeginSync(offset, buffer.Length, write: true);
+        try
+        {
+            lock (_lock)
+            {
+                WriteCore(offset, buffer);
+            }
+        }
+        finally
+        {
+            _tracker.End(slot);
+        }
+    }
+
+    /// <summary>
+    /// The write itself (caller holds the tracker slot and <see cref="_lock"/>): runs of in-place clusters
+    /// back to back in the file take one pwrite each, as in the asynchronous path.
+    /// </summary>
+    private void WriteCore(long offset, ReadOnlySpan<byte> buffer)
+    {
+        while (buffer.Length > 0)
+        {
+            int n = MapWrite(offset, buffer, out long host);
+            if (host >= 0)
+            {
+                _file.Write(host, buffer[..n]);
+            }
+
+            buffer = buffer[n..];
+            offset += n;
+        }
+    }
+
+    /// <summary>Where the file allows it, writes to clusters already ours run outside the lock, side by side.</summary>
+    public override bool ConcurrentWrites => !ReadOnly && _file.ConcurrentWrites;
+
+    public override ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    {
+        try
         {
             CheckWritable();
             CheckRequest(offset, buffer.Length);
-            int mask = _clusterSize - 1;
+        }
+        catch (BlockException e)
+        {
+            return ValueTask.FromException(e);
+        }
+
+        return WriteAsyncCore(offset, buffer, cancellationToken);
+    }
+
+    /// <summary>
+    /// Runs of clusters that are allocated, ours alone (COPIED) and plain data are written in place with
+    /// one pwrite each outside the lock, as many requests side by side as the caller keeps in flight.
+    /// Anything else (allocation, copy-on-write, zero or compressed clusters) is done under the lock
+    /// with the synchronous path's ordering: data, then refcounts, then L2, then L1.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask WriteAsyncCore(long offset, ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken)
+    {
+        int slot = _tracker.Begin(offset, buffer.Length, write: true, out Task? wait);
+        try
+        {
+            if (wait != null)
+            {
+                await wait.ConfigureAwait(false);
+            }
+
             while (buffer.Length > 0)
             {
-                int inCluster = (int)(offset & mask);
-                int n = Math.Min(_clusterSize - inCluster, buffer.Length);
-                WriteInCluster(offset, inCluster, buffer[..n]);
+                int n;
+                long host;
+                lock (_lock)
+                {
+                    n = MapWrite(offset, buffer.Span, out host);
+                }
+
+                if (host >= 0)
+                {
+                    await _file.WriteAsync(host, buffer[..n], cancellationToken).ConfigureAwait(false);
+                }
+
                 buffer = buffer[n..];
                 offset += n;
             }
         }
+        finally
+        {
+            _tracker.End(slot);
+        }
+    }
+
+    /// <summary>
+    /// Maps the start of a write (caller holds <see cref="_lock"/>): for a run of in-place clusters back to
+    /// back in the file it returns the run's length and host offset for the caller to write; anything else
+    /// is written here for the rest of its cluster and <paramref name="host"/> is -1.
+    /// </summary>
+    private int MapWrite(long offset, ReadOnlySpan<byte> data, out long host)
+    {
+        int inCluster = (int)(offset & (_clusterSize - 1));
+        int n = Math.Min(_clusterSize - inCluster, data.Length);
+        long start = InPlaceHost(offset >> _clusterBits);
+        if (start < 0)
+        {
+            WriteInCluster(offset, inCluster, data[..n]);
+            host = -1;
+            return n;
+        }
+
+        host = start + inCluster;
+        long next = start + _clusterSize;
+        while (n < data.Length && InPlaceHost((offset + n) >> _clusterBits) == next)
+        {
+            n += Math.Min(_clusterSize, data.Length - n);
+            next += _clusterSize;
+        }
+
+        return n;
+    }
+
+    /// <summary>Host offset of a cluster a write may overwrite in place (no metadata change), or -1.</summary>
+    private long InPlaceHost(long vcluster)
+    {
+        long l1Index = vcluster >> _l2Bits;
+        ulong l1e = (ulong)l1Index < (ulong)_l1.Length ? _l1[l1Index] : 0;
+        if ((l1e & OflagCopied) == 0 || (l1e & L1OffsetMask) == 0)
+        {
+            return -1;
+        }
+
+        byte[] l2 = GetL2((long)(l1e & L1OffsetMask));
+        ulong entry = BinaryPrimitives.ReadUInt64BigEndian(l2.AsSpan((int)(vcluster & ((1 << _l2Bits) - 1)) * 8));
+        ulong host = entry & L2OffsetMask;
+        if ((entry & (OflagCompressed | OflagCopied)) != OflagCopied || (entry & OflagZero) != 0 || host == 0)
+        {
+            return -1;
+        }
+
+        CheckDataCluster(host, entry);
+        return (long)host;
     }
 
     private void WriteInCluster(long guestOffset, int inCluster, ReadOnlySpan<byte> data)
@@ -756,6 +915,22 @@ public sealed partial class Qcow2Node : BlockNode
 
         long guestOffset = vcluster << _clusterBits;
         CheckRequest(guestOffset, Math.Min(_clusterSize, Size - guestOffset));
+        int slot = _tracker.BeginSync(guestOffset, _clusterSize, write: true);
+        try
+        {
+            lock (_lock)
+            {
+                WriteCompressedCore(vcluster, guestOffset, data);
+            }
+        }
+        finally
+        {
+            _tracker.End(slot);
+        }
+    }
+
+    private void WriteCompressedCore(long vcluster, long guestOffset, ReadOnlySpan<byte> data)
+    {
         if (_header.CompressionType != 0)
         {
             throw new BlockException("Writing zstd-compressed clusters is not supported by Colo");
@@ -774,7 +949,7 @@ public sealed partial class Qcow2Node : BlockNode
         int len = _deflater.Compress(data, _compressOut, _clusterSize - 512);
         if (len < 0)
         {
-            Write(guestOffset, data[..(int)Math.Min(_clusterSize, Size - guestOffset)]);
+            WriteCore(guestOffset, data[..(int)Math.Min(_clusterSize, Size - guestOffset)]);
             return;
         }
 
@@ -804,57 +979,101 @@ public sealed partial class Qcow2Node : BlockNode
     /// </summary>
     public override void Discard(long offset, long length)
     {
-        lock (_lock)
+        CheckWritable();
+        CheckRequest(offset, length);
+        // Waits for the reads and writes of the range in flight: the clusters it frees are theirs.
+        int slot = _tracker.BeginSync(offset, length, write: true);
+        try
         {
-            CheckWritable();
-            CheckRequest(offset, length);
-            ClearClusters(offset, length, _backing != null && _header.Version >= 3 ? OflagZero : 0, wholeOnly: true);
+            lock (_lock)
+            {
+                ClearClusters(offset, length, _backing != null && _header.Version >= 3 ? OflagZero : 0, wholeOnly: true);
+            }
+        }
+        finally
+        {
+            _tracker.End(slot);
         }
     }
 
     /// <summary>Drops every cluster so the image reads through to its backing file (QEMU's make_empty).</summary>
     public void MakeEmpty()
     {
-        lock (_lock)
+        CheckWritable();
+        int slot = _tracker.BeginSync(0, long.MaxValue, write: true);
+        try
         {
-            CheckWritable();
-            ClearClusters(0, Size, 0, wholeOnly: true);
-            Flush();
+            lock (_lock)
+            {
+                ClearClusters(0, Size, 0, wholeOnly: true);
+                Flush();
+            }
+        }
+        finally
+        {
+            _tracker.End(slot);
         }
     }
 
     public override void WriteZeroes(long offset, long length)
     {
-        lock (_lock)
+        CheckWritable();
+        CheckRequest(offset, length);
+        int slot = _tracker.BeginSync(offset, length, write: true);
+        try
         {
-            CheckWritable();
-            CheckRequest(offset, length);
-            if (_header.Version < 3 && _backing != null)
+            lock (_lock)
             {
-                base.WriteZeroes(offset, length); // v2 has no zero flag; unallocating would expose the backing file
-                return;
+                WriteZeroesCore(offset, length);
             }
+        }
+        finally
+        {
+            _tracker.End(slot);
+        }
+    }
 
-            long cs = _clusterSize;
-            long headEnd = Math.Min(offset + length, (offset + cs - 1) & ~(cs - 1));
-            if (headEnd > offset)
-            {
-                base.WriteZeroes(offset, headEnd - offset);
-                length -= headEnd - offset;
-                offset = headEnd;
-            }
+    private void WriteZeroesCore(long offset, long length)
+    {
+        if (_header.Version < 3 && _backing != null)
+        {
+            ZeroFill(offset, length); // v2 has no zero flag; unallocating would expose the backing file
+            return;
+        }
 
-            long whole = length & ~(cs - 1);
-            if (offset + length == Size)
-            {
-                whole = length; // a partial last cluster is whole as far as the guest can see
-            }
+        long cs = _clusterSize;
+        long headEnd = Math.Min(offset + length, (offset + cs - 1) & ~(cs - 1));
+        if (headEnd > offset)
+        {
+            ZeroFill(offset, headEnd - offset);
+            length -= headEnd - offset;
+            offset = headEnd;
+        }
 
-            ClearClusters(offset, whole, _header.Version >= 3 ? OflagZero : 0, wholeOnly: false);
-            if (length > whole)
-            {
-                base.WriteZeroes(offset + whole, length - whole);
-            }
+        long whole = length & ~(cs - 1);
+        if (offset + length == Size)
+        {
+            whole = length; // a partial last cluster is whole as far as the guest can see
+        }
+
+        ClearClusters(offset, whole, _header.Version >= 3 ? OflagZero : 0, wholeOnly: false);
+        if (length > whole)
+        {
+            ZeroFill(offset + whole, length - whole);
+        }
+    }
+
+    /// <summary>Writes zero bytes (caller holds the tracker slot and the lock).</summary>
+    private void ZeroFill(long offset, long length)
+    {
+        Span<byte> zeros = stackalloc byte[4096];
+        zeros.Clear();
+        while (length > 0)
+        {
+            int n = (int)Math.Min(length, zeros.Length);
+            WriteCore(offset, zeros[..n]);
+            offset += n;
+            length -= n;
         }
     }
 
@@ -897,38 +1116,51 @@ public sealed partial class Qcow2Node : BlockNode
     /// <summary>Grows the virtual disk (shrinking is refused: it would need data relocation checks).</summary>
     public override void Truncate(long size)
     {
-        lock (_lock)
+        CheckWritable();
+        int slot = _tracker.BeginSync(0, long.MaxValue, write: true); // after every request in flight
+        try
         {
-            CheckWritable();
-            if (size % 512 != 0)
+            lock (_lock)
             {
-                throw new BlockException("The new size must be a multiple of 512");
+                TruncateCore(size);
             }
-
-            if (size < Size)
-            {
-                Shrink(size);
-                return;
-            }
-
-            long l2Coverage = (long)_clusterSize << _l2Bits;
-            long needL1 = (size + l2Coverage - 1) / l2Coverage;
-            if (needL1 * 8 > MaxL1Bytes)
-            {
-                throw new BlockException("Active L1 table too large");
-            }
-
-            if (needL1 > _l1.Length)
-            {
-                GrowL1((int)needL1);
-            }
-
-            Span<byte> b = stackalloc byte[8];
-            BinaryPrimitives.WriteUInt64BigEndian(b, (ulong)size);
-            _file.Flush();
-            _file.Write(Qcow2Header.OffsetSize, b);
-            _header.Size = (ulong)size;
         }
+        finally
+        {
+            _tracker.End(slot);
+        }
+    }
+
+    private void TruncateCore(long size)
+    {
+        if (size % 512 != 0)
+        {
+            throw new BlockException("The new size must be a multiple of 512");
+        }
+
+        if (size < Size)
+        {
+            Shrink(size);
+            return;
+        }
+
+        long l2Coverage = (long)_clusterSize << _l2Bits;
+        long needL1 = (size + l2Coverage - 1) / l2Coverage;
+        if (needL1 * 8 > MaxL1Bytes)
+        {
+            throw new BlockException("Active L1 table too large");
+        }
+
+        if (needL1 > _l1.Length)
+        {
+            GrowL1((int)needL1);
+        }
+
+        Span<byte> b = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64BigEndian(b, (ulong)size);
+        _file.Flush();
+        _file.Write(Qcow2Header.OffsetSize, b);
+        _header.Size = (ulong)size;
     }
 
     /// <summary>

@@ -9,8 +9,8 @@ namespace Colo.QemuImg;
 /// qemu-img bench [-c count] [-d depth] [-f fmt] [--flush-interval=N] [--no-drain] [-i aio] [-n] [-o offset]
 /// [--pattern=byte] [-q] [-s buffer_size] [-S step_size] [-t cache] [-U] [-w] filename: QEMU's request loop,
 /// the same messages and checks. Each request goes to the offset of the previous one plus the step, modulo the
-/// image size. Reads keep up to <c>-d</c> requests in flight through the asynchronous read path (where the
-/// node allows concurrent reads); writes are exclusive in Colo's block layer and run one after another.
+/// image size. Reads and writes keep up to <c>-d</c> requests in flight through the asynchronous paths (where the
+/// node allows concurrent requests); with <c>--flush-interval</c> the requests in flight drain before each flush.
 /// </summary>
 internal static class BenchCommand
 {
@@ -95,7 +95,7 @@ internal static class BenchCommand
             Console.Out.Flush();
         }
 
-        bool inFlight = !s.Write && node.ConcurrentReads && s.Depth > 1 && s.Count > 1 && size > 0;
+        bool inFlight = (s.Write ? node.ConcurrentWrites : node.ConcurrentReads) && s.Depth > 1 && s.Count > 1 && size > 0;
         int depth = inFlight ? (int)Math.Min(s.Depth, s.Count) : 1;
         if (s.BufSize * depth > int.MaxValue)
         {
@@ -109,7 +109,7 @@ internal static class BenchCommand
         {
             if (inFlight)
             {
-                ReadInFlight(node, s, step, size, buffer, depth).GetAwaiter().GetResult();
+                InFlight(node, s, step, size, buffer, depth).GetAwaiter().GetResult();
             }
             else
             {
@@ -121,6 +121,18 @@ internal static class BenchCommand
             throw new QemuImgException("Failed request: Input/output error");
         }
         clock.Stop();
+        if (s.Write)
+        {
+            // QEMU flushes when it closes the image, after it took the time: so does Colo.
+            try
+            {
+                node.Flush();
+            }
+            catch (BlockException)
+            {
+                throw new QemuImgException("Failed request: Input/output error");
+            }
+        }
         {
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Run completed in {clock.Elapsed.TotalSeconds:F3} seconds."));
         }
@@ -146,40 +158,54 @@ internal static class BenchCommand
             }
             offset = size == 0 ? 0 : (offset + step) % size;
         }
-        if (s.Write)
-        {
-            node.Flush();
-        }
     }
 
     /// <summary>
-    /// QEMU's bench loop for reads: <c>depth</c> requests in flight, each taking the next request number
-    /// when its previous one completes, so the offsets are issued in the same order as one at a time.
+    /// QEMU's bench loop: <c>depth</c> requests in flight, each taking the next request number when its
+    /// previous one completes, so the offsets are issued in the same order as one at a time. Writes with a
+    /// flush interval run in rounds of that many requests, each drained and then flushed (QEMU waits for the
+    /// requests in flight before its flush too).
     /// </summary>
-    private static async Task ReadInFlight(BlockNode node, Settings s, long step, long size, byte[] buffer, int depth)
+    private static async Task InFlight(BlockNode node, Settings s, long step, long size, byte[] buffer, int depth)
     {
         int bufSize = (int)s.BufSize;
-        long next = -1;
+        long round = s.Write && s.FlushInterval > 0 ? s.FlushInterval : s.Count;
         var workers = new Task[depth];
-        for (int w = 0; w < depth; w++)
+        for (long first = 0; first < s.Count; first += round)
         {
-            workers[w] = Worker(buffer.AsMemory(w * bufSize, bufSize));
-        }
-        await Task.WhenAll(workers).ConfigureAwait(false);
-
-        async Task Worker(Memory<byte> slice)
-        {
-            await Task.Yield(); // start the workers side by side, not nested in the loop above
-            while (true)
+            long next = first - 1;
+            long end = Math.Min(s.Count, first + round);
+            for (int w = 0; w < depth; w++)
             {
-                long i = Interlocked.Increment(ref next);
-                if (i >= s.Count)
+                workers[w] = Worker(buffer.AsMemory(w * bufSize, bufSize), end);
+            }
+            await Task.WhenAll(workers).ConfigureAwait(false);
+            if (s.Write && s.FlushInterval > 0)
+            {
+                await node.FlushAsync().ConfigureAwait(false);
+            }
+
+            async Task Worker(Memory<byte> slice, long end)
+            {
+                await Task.Yield(); // start the workers side by side, not nested in the loop above
+                while (true)
                 {
-                    return;
+                    long i = Interlocked.Increment(ref next);
+                    if (i >= end)
+                    {
+                        return;
+                    }
+                    // Request i of the one-at-a-time loop: the start offset, then (start + i * step) mod size.
+                    long offset = i == 0 ? s.Offset : (long)(((UInt128)(ulong)i * (ulong)step + (ulong)s.Offset) % (ulong)size);
+                    if (s.Write)
+                    {
+                        await node.WriteAsync(offset, slice).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        await node.ReadAsync(offset, slice).ConfigureAwait(false);
+                    }
                 }
-                // Request i of the one-at-a-time loop: the start offset, then (start + i * step) mod size.
-                long offset = i == 0 ? s.Offset : (long)(((UInt128)(ulong)i * (ulong)step + (ulong)s.Offset) % (ulong)size);
-                await node.ReadAsync(offset, slice).ConfigureAwait(false);
             }
         }
     }

@@ -4,26 +4,28 @@ using Microsoft.Win32.SafeHandles;
 namespace Colo.Block.File;
 
 /// <summary>
-/// One positional read (pread) run on a <see cref="BlockIoThreads"/> worker and awaited as a <see cref="ValueTask"/>: the
-/// asynchronous file read of <see cref="FileNode"/>. Linux has no asynchronous buffered file I/O that
+/// One positional read or write (pread/pwrite) run on a <see cref="BlockIoThreads"/> worker and awaited as a
+/// <see cref="ValueTask"/>: the asynchronous file I/O of <see cref="FileNode"/>. Linux has no asynchronous buffered file I/O that
 /// .NET exposes, so, as QEMU's thread-pool AIO (aio=threads, qemu-img bench's default), the blocking call
 /// runs on a worker while the caller keeps other requests in flight. Requests are pooled, so a read in
 /// steady state allocates nothing (<see cref="RandomAccess.ReadAsync(SafeFileHandle, Memory{byte}, long, CancellationToken)"/>
 /// caches only one such object per handle and allocates whenever two reads overlap).
 /// </summary>
-internal sealed class FileReadRequest : IValueTaskSource, IThreadPoolWorkItem
+internal sealed class FileIoRequest : IValueTaskSource, IThreadPoolWorkItem
 {
     // Enough for qemu-img bench's default depth (64) plus NBD's in-flight reads; beyond that requests
     // are allocated and dropped, which stays correct.
-    private static readonly FileReadRequest?[] s_pool = new FileReadRequest?[256];
+    private static readonly FileIoRequest?[] s_pool = new FileIoRequest?[256];
 
     private ManualResetValueTaskSourceCore<bool> _core;
     private SafeFileHandle? _handle;
     private Memory<byte> _buffer;
+    private ReadOnlyMemory<byte> _source;
+    private bool _write;
     private long _offset;
     private string _filename = "";
 
-    private FileReadRequest()
+    private FileIoRequest()
     {
         // Completions resume the awaiting request on the worker that did the read (QEMU also completes
         // on the thread pool's side): a hop to .NET's pool would only add latency.
@@ -32,14 +34,41 @@ internal sealed class FileReadRequest : IValueTaskSource, IThreadPoolWorkItem
 
     public static ValueTask Start(SafeFileHandle handle, string filename, Memory<byte> buffer, long offset)
     {
-        FileReadRequest r = Rent();
+        FileIoRequest r = Rent();
         r._handle = handle;
         r._filename = filename;
         r._buffer = buffer;
+        r._write = false;
         r._offset = offset;
         short version = r._core.Version;
         BlockIoThreads.Queue(r);
         return new ValueTask(r, version);
+    }
+
+    public static ValueTask StartWrite(SafeFileHandle handle, string filename, ReadOnlyMemory<byte> source, long offset)
+    {
+        FileIoRequest r = Rent();
+        r._handle = handle;
+        r._filename = filename;
+        r._source = source;
+        r._write = true;
+        r._offset = offset;
+        short version = r._core.Version;
+        BlockIoThreads.Queue(r);
+        return new ValueTask(r, version);
+    }
+
+    /// <summary>pwrite of the whole buffer, with the block layer's error shape.</summary>
+    public static void WriteFully(SafeFileHandle handle, string filename, ReadOnlySpan<byte> source, long offset)
+    {
+        try
+        {
+            RandomAccess.Write(handle, source, offset);
+        }
+        catch (Exception e) when (e is IOException or ArgumentOutOfRangeException or ObjectDisposedException)
+        {
+            throw new BlockException($"Could not write '{filename}' at offset {offset}: {e.Message}", e);
+        }
     }
 
     /// <summary>Reads until the buffer is full; bytes past end of file read as zeroes (a sparse file's hole).</summary>
@@ -70,7 +99,15 @@ internal sealed class FileReadRequest : IValueTaskSource, IThreadPoolWorkItem
     {
         try
         {
-            ReadFully(_handle!, _filename, _buffer.Span, _offset);
+            if (_write)
+            {
+                WriteFully(_handle!, _filename, _source.Span, _offset);
+            }
+            else
+            {
+                ReadFully(_handle!, _filename, _buffer.Span, _offset);
+            }
+
             _core.SetResult(true);
         }
         catch (Exception e)
@@ -95,13 +132,14 @@ internal sealed class FileReadRequest : IValueTaskSource, IThreadPoolWorkItem
             _core.Reset();
             _handle = null;
             _buffer = default;
+            _source = default;
             Return(this);
         }
     }
 
-    private static FileReadRequest Rent()
+    private static FileIoRequest Rent()
     {
-        FileReadRequest?[] pool = s_pool;
+        FileIoRequest?[] pool = s_pool;
         for (int i = 0; i < pool.Length; i++)
         {
             if (Volatile.Read(ref pool[i]) != null && Interlocked.Exchange(ref pool[i], null) is { } r)
@@ -110,12 +148,12 @@ internal sealed class FileReadRequest : IValueTaskSource, IThreadPoolWorkItem
             }
         }
 
-        return new FileReadRequest();
+        return new FileIoRequest();
     }
 
-    private static void Return(FileReadRequest r)
+    private static void Return(FileIoRequest r)
     {
-        FileReadRequest?[] pool = s_pool;
+        FileIoRequest?[] pool = s_pool;
         for (int i = 0; i < pool.Length; i++)
         {
             if (Volatile.Read(ref pool[i]) == null && Interlocked.CompareExchange(ref pool[i], r, null) == null)
