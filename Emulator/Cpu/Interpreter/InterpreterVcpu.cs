@@ -323,6 +323,7 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         // TLB entries carry rights checked for the CPL class of their walk.
         _tlb = _state.Cpl == 3 ? _tlbUser : _tlbSupervisor;
         _modeKey = modeKey;
+        UpdateSegmentChecks();
     }
 
     /// <summary>Forgets every linear → block mapping (any TLB flush: a linear address may now map elsewhere).</summary>

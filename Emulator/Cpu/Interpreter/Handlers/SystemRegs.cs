@@ -118,7 +118,11 @@ internal static class SystemRegs
     private static ExecStatus LoadFarPointer(InterpreterVcpu c, ref DecodedOp op, SegmentIndex seg)
     {
         int size = op.Size;
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, size + 2, InterpreterVcpu.AccessRead, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         ExecStatus s = c.ReadMem(linear, size, out ulong offset);
         if (s != Ok)
         {
@@ -182,7 +186,11 @@ internal static class SystemRegs
         {
             return c.Raise(Vector.GP, 0);
         }
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, 2 + (c.Bitness == 64 ? 8 : 4), InterpreterVcpu.AccessRead, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         ExecStatus s = c.ReadMem(linear, 2, out ulong limit);
         if (s != Ok)
         {
@@ -215,7 +223,11 @@ internal static class SystemRegs
 
     private static ExecStatus StoreTable(InterpreterVcpu c, ref DecodedOp op, DescriptorTableRegister table)
     {
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, 2 + (c.Bitness == 64 ? 8 : 4), InterpreterVcpu.AccessWrite, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         ExecStatus s = c.WriteMem(linear, 2, table.Limit);
         return s != Ok ? s : c.WriteMem(linear + 2, c.Bitness == 64 ? 8 : 4, table.Base);
     }
@@ -313,7 +325,11 @@ internal static class SystemRegs
 
     private static ExecStatus FarJmpMem(InterpreterVcpu c, ref DecodedOp op, int offsetSize)
     {
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, offsetSize + 2, InterpreterVcpu.AccessRead, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         ExecStatus s = c.ReadMem(linear, offsetSize, out ulong offset);
         if (s != Ok)
         {
@@ -351,7 +367,11 @@ internal static class SystemRegs
 
     private static ExecStatus FarCallMem(InterpreterVcpu c, ref DecodedOp op, int size)
     {
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, size + 2, InterpreterVcpu.AccessRead, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         ExecStatus s = c.ReadMem(linear, size, out ulong offset);
         if (s != Ok)
         {

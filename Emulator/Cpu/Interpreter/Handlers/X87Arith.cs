@@ -154,7 +154,7 @@ internal static class X87Arith
     private static ExecStatus ReadOperand(InterpreterVcpu c, ref DecodedOp op, bool integer, out FpNum value)
     {
         value = default;
-        ExecStatus st = c.ReadMem(c.LinearAddress(ref op), op.Size, out ulong raw);
+        ExecStatus st = c.ReadMemOp(ref op, op.Size, out ulong raw);
         if (st != Ok)
         {
             return st;
@@ -303,7 +303,11 @@ internal static class X87Arith
         ushort se;
         if (op.K0 == OperandKind.Mem)
         {
-            ulong linear = c.LinearAddress(ref op);
+            ExecStatus sg = c.OperandLinear(ref op, op.Size, InterpreterVcpu.AccessRead, out ulong linear);
+            if (sg != Ok)
+            {
+                return sg;
+            }
             if (op.Size == 10)
             {
                 st = c.ReadMem(linear, 8, out sig);
@@ -405,7 +409,11 @@ internal static class X87Arith
             }
             return Ok;
         }
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, op.Size, InterpreterVcpu.AccessWrite, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         if (op.Size == 10)
         {
             ulong sig = Sig(ref s, 0);
@@ -506,7 +514,11 @@ internal static class X87Arith
                 roundedUp = (ulong)(v < 0 ? -v : v) > 0 && Magnitude(a) < (ulong)(v < 0 ? -v : v);
             }
         }
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, op.Size, InterpreterVcpu.AccessWrite, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         if (!c.ProbeWritable(linear) || !c.ProbeWritable(c.WrapAddress(linear + (ulong)op.Size - 1)))
         {
             return ExecStatus.Fault;
@@ -539,7 +551,11 @@ internal static class X87Arith
         {
             return st;
         }
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, 10, InterpreterVcpu.AccessRead, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         st = c.ReadMem(linear, 8, out ulong lo);
         if (st != Ok)
         {
@@ -614,7 +630,11 @@ internal static class X87Arith
             hi = (m % 10) | ((m / 10 % 10) << 4);
             hi |= negative ? 0x8000UL : 0;
         }
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, 10, InterpreterVcpu.AccessWrite, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         if (!c.ProbeWritable(linear) || !c.ProbeWritable(c.WrapAddress(linear + 9)))
         {
             return ExecStatus.Fault;
@@ -1564,7 +1584,11 @@ internal static class X87Arith
             }
             length += 80;
         }
-        ExecStatus st = c.WriteBlockBytes(c.LinearAddress(ref op), image[..length]);
+        ExecStatus st = c.OperandLinear(ref op, length, InterpreterVcpu.AccessWrite, out ulong linear);
+        if (st == Ok)
+        {
+            st = c.WriteBlockBytes(linear, image[..length]);
+        }
         if (st != Ok)
         {
             return st;
@@ -1599,7 +1623,11 @@ internal static class X87Arith
         int envSize = wide ? 28 : 14;
         int length = envSize + (full ? 80 : 0);
         Span<byte> image = stackalloc byte[112];
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, length, InterpreterVcpu.AccessRead, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         for (int i = 0; i < length; i += 2)
         {
             ExecStatus st = c.ReadMem(c.WrapAddress(linear + (ulong)i), 2, out ulong v);
