@@ -197,7 +197,7 @@ public sealed unsafe partial class InterpreterVcpu
         {
             if (iret)
             {
-                WriteFlagsFromGuest(flags, size);
+                WriteFlagsFromGuest(flags, size, iret: true);
             }
             LoadCodeSegmentCache(ref cs, selector, desc);
             ulong rsp = _state.Gpr[4];
@@ -235,7 +235,7 @@ public sealed unsafe partial class InterpreterVcpu
         if (iret)
         {
             // The flag rules apply with the privilege the IRET ran at, before CS/SS change it.
-            WriteFlagsFromGuest(flags, size);
+            WriteFlagsFromGuest(flags, size, iret: true);
         }
         LoadCodeSegmentCache(ref cs, selector, desc);
         LoadCodeSegmentCache(ref ss, ssSelector, ssDesc);

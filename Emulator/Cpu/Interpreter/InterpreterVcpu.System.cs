@@ -96,10 +96,15 @@ public sealed unsafe partial class InterpreterVcpu
     }
 
     /// <summary>POPF/IRET flag rules: IOPL only at CPL 0, IF only at CPL ≤ IOPL, VM/VIF/VIP never.</summary>
-    internal void WriteFlagsFromGuest(ulong value, int size)
+    internal void WriteFlagsFromGuest(ulong value, int size, bool iret = false)
     {
         ulong old = MaterializeFlags();
         ulong mask = X86CpuState.ArithmeticFlags | X86CpuState.FlagTf | X86CpuState.FlagDf | (1UL << 14) | (1UL << 18) | (1UL << 21);
+        if (iret)
+        {
+            // IRET loads RF (a debugger's handler sets it to resume past an instruction breakpoint); POPF leaves it.
+            mask |= FlagRf;
+        }
         bool real = (_state.Cr0 & X86CpuState.Cr0Pe) == 0;
         int cpl = _state.Cpl;
         int iopl = (int)(old >> 12) & 3;
@@ -116,6 +121,11 @@ public sealed unsafe partial class InterpreterVcpu
             mask &= 0xFFFF;
         }
         _state.Rflags = (old & ~mask) | (value & mask) | X86CpuState.FlagReserved1;
+        if ((_state.Rflags & ~old & X86CpuState.FlagTf) != 0)
+        {
+            // Single-stepping starts after the next instruction: leave the block so the run loop sees TF.
+            ExitBlock = true;
+        }
     }
 
     /// <summary>Completes a 64-bit IRET once the frame was read: loads CS/SS caches, flags, RSP, RIP.</summary>
@@ -141,7 +151,7 @@ public sealed unsafe partial class InterpreterVcpu
         {
             return ExecStatus.Fault;
         }
-        WriteFlagsFromGuest(flags, 8);
+        WriteFlagsFromGuest(flags, 8, iret: true);
         LoadCodeSegmentCache(ref _state.Segments[(int)SegmentIndex.Cs], csSelector, csDesc);
         ref SegmentRegister ss = ref _state.Segments[(int)SegmentIndex.Ss];
         if (nullSs)

@@ -233,7 +233,8 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
             int executed = 0;
             if (status == ExecStatus.Continue)
             {
-                status = ExecuteBlock(start, count, out executed);
+                // Single-step or breakpoints armed: one instruction at a time, with the debug checks around it.
+                status = DebugArmed ? StepDebug(start, out executed) : ExecuteBlock(start, count, out executed);
             }
             _instructions += (ulong)executed;
 
@@ -754,6 +755,13 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
     {
         MaterializeFlags();
         return TryDeliver(vector, hasError: false, error: 0, isInterrupt: true) ? ExecStatus.Branch : ExecStatus.Fault;
+    }
+
+    /// <summary>INT1 / ICEBP: #DB with the next RIP, without the software-interrupt DPL check.</summary>
+    internal ExecStatus DebugTrapInstruction()
+    {
+        MaterializeFlags();
+        return TryDeliver(Vector.DB, hasError: false, error: 0, isInterrupt: false) ? ExecStatus.Branch : ExecStatus.Fault;
     }
 
     /// <inheritdoc/>

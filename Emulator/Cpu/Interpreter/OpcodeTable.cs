@@ -180,6 +180,7 @@ internal static unsafe class OpcodeTable
             case Mnemonic.Int: return &SystemCalls.Int;
             case Mnemonic.Int3: return &SystemCalls.Int3;
             case Mnemonic.Into: return &SystemCalls.Into;
+            case Mnemonic.Int1: return &SystemCalls.Int1;
             case Mnemonic.Syscall: return &SystemCalls.Syscall;
             case Mnemonic.Sysenter: return &SystemCalls.Sysenter;
             case Mnemonic.Sysexit or Mnemonic.Sysexitq: return &SystemCalls.Sysexit;
