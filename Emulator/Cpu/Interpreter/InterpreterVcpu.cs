@@ -449,6 +449,7 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
                 crossed = true;
             }
             Prepare(ref op);
+            CaptureX87Opcode(ref op);
             n++;
             // A block runs on past conditional branches (their handlers return Continue when not taken and leave
             // the block when taken), so short loop bodies pay one block dispatch per iteration, not one per branch.

@@ -19,6 +19,8 @@ public sealed class IntegerOracleTests
 {
     private const int RunsPerCase = 40;
     private const int Window = 256;
+    // Where real-mode runs keep the data window (DS = ES = 0x2000).
+    private const ulong RealModeData = 0x20000;
     private const ulong Cf = 1, Pf = 4, Af = 0x10, Zf = 0x40, Sf = 0x80, Of = 0x800, Df = 0x400;
     private const ulong Compared = Cf | Pf | Af | Zf | Sf | Of | Df;
     private static readonly MemoryOperand Mem = new(Register.RSI, 32, 1);
@@ -126,6 +128,8 @@ public sealed class IntegerOracleTests
             {
                 RunLegacy(g, 16, code16, inputs, data, c.Name);
                 CompareLegacy(g, $"{context} (16-bit)", native, nativeData, mask);
+                RunLegacy(g, 16, code16, inputs, data, c.Name, real: true);
+                CompareLegacy(g, $"{context} (real mode)", native, nativeData, mask, RealModeData);
             }
         }
     }
@@ -199,13 +203,14 @@ public sealed class IntegerOracleTests
     }
 
     /// <summary>
-    /// Runs the case in 32-bit protected mode (flat) or 16-bit protected mode (CS based at the code, DS/ES at the
-    /// data window so [SI+disp] and the string registers' low words address it like the host's RSI/RDI).
+    /// Runs the case in 32-bit protected mode (flat), 16-bit protected mode (CS based at the code, DS/ES at the
+    /// data window so [SI+disp] and the string registers' low words address it like the host's RSI/RDI), or real mode
+    /// (the 16-bit code, with the data window copied below 1 MiB).
     /// </summary>
-    private static void RunLegacy(GuestHarness g, int bitness, byte[] code, ulong[] inputs, byte[] data, string name)
+    private static void RunLegacy(GuestHarness g, int bitness, byte[] code, ulong[] inputs, byte[] data, string name, bool real = false)
     {
         g.Memory.Write(GuestHarness.CodeAddress, [.. code, 0xF4]);
-        g.Memory.Write(NativeOracle.DataAddress, data);
+        g.Memory.Write(real ? RealModeData : NativeOracle.DataAddress, data);
         g.State.SetFlatLongMode(GuestHarness.CodeAddress, GuestHarness.StackTop);
         g.State.Efer = 0;
         g.State.Cr0 = 0x11;
@@ -238,13 +243,30 @@ public sealed class IntegerOracleTests
                 };
             }
         }
+        if (real)
+        {
+            // Real mode: the same 16-bit code at CS 0x1000, the data window at DS = ES = 0x2000 (the oracle's data
+            // address lies above 1 MiB), 64 KiB limits, so the segment limit checks are in force as on hardware.
+            g.State.Cr0 = 0x10;
+            for (int i = 0; i < 6; i++)
+            {
+                ushort selector = i == 1 ? (ushort)(GuestHarness.CodeAddress >> 4) : i is (int)SegmentIndex.Ds or (int)SegmentIndex.Es ? (ushort)(RealModeData >> 4) : (ushort)0;
+                g.State.Segments[i] = new SegmentRegister
+                {
+                    Selector = selector,
+                    Base = (ulong)selector << 4,
+                    Limit = 0xFFFF,
+                    Attributes = (ushort)(SegmentRegister.S | SegmentRegister.P | (i == 1 ? 0xB : 3)),
+                };
+            }
+        }
         g.State.Rflags = inputs[16];
         VcpuExit exit = g.Vcpu.Run();
-        Assert.That(exit, Is.EqualTo(VcpuExit.Halted), $"{name} ({bitness}-bit): exit {exit}, exception {g.State.ExceptionVector} pending={g.State.ExceptionPending} at RIP {g.State.Rip:X}");
+        Assert.That(exit, Is.EqualTo(VcpuExit.Halted), $"{name} ({(real ? "real mode" : $"{bitness}-bit")}): exit {exit}, exception {g.State.ExceptionVector} pending={g.State.ExceptionPending} at RIP {g.State.Rip:X}");
     }
 
     /// <summary>Compares the low 32 bits of the legacy GPRs (but ESP), the defined flags and the data window.</summary>
-    private static void CompareLegacy(GuestHarness g, string context, ulong[] native, byte[] nativeData, ulong flagMask)
+    private static void CompareLegacy(GuestHarness g, string context, ulong[] native, byte[] nativeData, ulong flagMask, ulong dataAddress = NativeOracle.DataAddress)
     {
         for (int i = 0; i < 8; i++)
         {
@@ -258,7 +280,7 @@ public sealed class IntegerOracleTests
             Assert.Fail($"{context}: flags interpreter {g.State.Rflags & flagMask:X} host {native[16] & flagMask:X} (mask {flagMask:X})");
         }
         byte[] guestData = new byte[Window];
-        g.Memory.Read(NativeOracle.DataAddress, guestData);
+        g.Memory.Read(dataAddress, guestData);
         Assert.That(guestData, Is.EqualTo(nativeData), $"{context}: data window differs");
     }
 

@@ -51,6 +51,7 @@ internal static class X87
         {
             return c.Raise(Vector.NM);
         }
+        c.RecordX87Pointers(ref op);
         int size = op.Size;
         ExecStatus st = c.ReadMemOp(ref op, size, out ulong raw);
         if (st != Ok)
