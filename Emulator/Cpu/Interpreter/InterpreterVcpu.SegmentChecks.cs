@@ -162,6 +162,25 @@ public sealed unsafe partial class InterpreterVcpu
         return s != ExecStatus.Continue ? s : WriteMem(linear, size, value);
     }
 
+    /// <summary>Reads <paramref name="size"/> bytes at SS:<paramref name="offset"/> (ENTER's frame-pointer copies), checked.</summary>
+    internal ExecStatus ReadStack(ulong offset, int size, out ulong value)
+    {
+        if ((_segCheckMask & (1u << (int)SegmentIndex.Ss)) != 0)
+        {
+            ExecStatus c = CheckSegment((int)SegmentIndex.Ss, offset, size, AccessRead);
+            if (c != ExecStatus.Continue)
+            {
+                value = 0;
+                return c;
+            }
+        }
+        return ReadMem(Bitness == 64 ? offset : SegmentLinear((int)SegmentIndex.Ss, offset), size, out value);
+    }
+
+    /// <summary>ENTER's check that the new stack top lies within SS.</summary>
+    internal ExecStatus CheckStackTop(ulong offset) =>
+        (_segCheckMask & (1u << (int)SegmentIndex.Ss)) != 0 ? CheckSegment((int)SegmentIndex.Ss, offset, 1, AccessRead) : ExecStatus.Continue;
+
     /// <summary>
     /// A 64-bit push/pop (or SS-based operand) whose address is not canonical raises #SS(0), not #GP(0)
     /// (SDM vol. 3 6.15, "Interrupt 12"). Called only on the fault path.

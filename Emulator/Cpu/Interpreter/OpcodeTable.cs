@@ -218,6 +218,13 @@ internal static unsafe class OpcodeTable
                     Code.Leaved => &StackOps.Leave32,
                     _ => &StackOps.Leave64,
                 };
+            case Mnemonic.Enter:
+                return code switch
+                {
+                    Code.Enterw_imm16_imm8 => &StackOps.Enter16,
+                    Code.Enterd_imm16_imm8 => &StackOps.Enter32,
+                    _ => &StackOps.Enter64,
+                };
             case Mnemonic.Nop: return &SystemOps.Nop;
             // The host is x86 too: its loads and stores already keep x86 order, except a store before a load, which
             // MFENCE must order across vCPU threads.

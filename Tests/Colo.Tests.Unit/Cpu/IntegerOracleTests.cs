@@ -296,7 +296,8 @@ public sealed class IntegerOracleTests
         {
             foreach (string name in new[] { "Add rm16,r16 (mem)", "Adc rm32,r32 (mem)", "Sbb rm8,r8 (reg)", "Xor ah,ch", "Div rm32 (mem)", "Idiv rm16 (reg)",
                 "Shld m16,r16,cl", "Bts m32,r32 (mem, signed offset)", "Cmovle r16,rm16", "lock Cmpxchg8b m64", "rep movsd DF=1", "repne scasb DF=0", "Cwd", "Cdq",
-                "seq loop sum (legacy regs)", "seq cmp jcc chain (legacy regs)" })
+                "seq loop sum (legacy regs)", "seq cmp jcc chain (legacy regs)", "seq push pop rotate (legacy regs)", "seq enter leave (legacy regs)",
+                "seq call ret imm (legacy regs)" })
             {
                 Assert.That(in32, Does.Contain(name), "32-bit");
                 Assert.That(in16, Does.Contain(name), "16-bit");
@@ -991,6 +992,83 @@ public sealed class IntegerOracleTests
             a.sbb(eax, ecx);
         };
         yield return new("seq cmp jcc chain (legacy regs)", GuestHarness.Assemble(64, 0, jccChain), 0) { Body = jccChain };
+        // Stack sequences in every mode: 64-bit code moves RBX/RCX/RDX, 32- and 16-bit code EBX/ECX/EDX (a 16-bit
+        // PUSH of a 32-bit register takes 4 bytes), so the low 32 bits the legacy runs compare agree with the host's.
+        // The stack width differs (RSP/ESP/SP, 8/4/2-byte CALL frames) but what the registers see does not.
+        Action<Assembler> pushPop = a =>
+        {
+            if (a.Bitness == 64)
+            {
+                a.push(rbx);
+                a.push(rcx);
+                a.push(rdx);
+                a.pop(rax);
+                a.pop(rbx);
+                a.pop(rcx);
+            }
+            else
+            {
+                a.push(ebx);
+                a.push(ecx);
+                a.push(edx);
+                a.pop(eax);
+                a.pop(ebx);
+                a.pop(ecx);
+            }
+            a.xor(eax, ebx);
+        };
+        yield return new("seq push pop rotate (legacy regs)", GuestHarness.Assemble(64, 0, pushPop), 0) { Body = pushPop };
+        Action<Assembler> enterLeave = a =>
+        {
+            // ENTER 16,0 and 16,1 (level 1 pushes the new frame pointer too); locals through [rBP-n]; LEAVE restores rBP.
+            for (int level = 0; level < 2; level++)
+            {
+                a.enter(16, (byte)level);
+                switch (a.Bitness)
+                {
+                    case 64: a.mov(__qword_ptr[rbp - 8 * (level + 1) - 8], rcx); a.add(ecx, __dword_ptr[rbp - 8 * (level + 1) - 8]); break;
+                    case 32: a.mov(__dword_ptr[ebp - 4 * (level + 1) - 4], ecx); a.add(ecx, __dword_ptr[ebp - 4 * (level + 1) - 4]); break;
+                    default: a.mov(__dword_ptr[bp - 2 * (level + 1) - 4], ecx); a.add(ecx, __dword_ptr[bp - 2 * (level + 1) - 4]); break;
+                }
+                a.leave();
+            }
+            a.adc(eax, ebp);
+        };
+        yield return new("seq enter leave (legacy regs)", GuestHarness.Assemble(64, 0, enterLeave), 0) { Body = enterLeave };
+        Action<Assembler> callRetImm = a =>
+        {
+            // CALL, then RET imm16 releasing the two pushed arguments: the sentinel below them pops back into EAX.
+            Label fn = a.CreateLabel();
+            Label end = a.CreateLabel();
+            if (a.Bitness == 64)
+            {
+                a.push(rbx);
+                a.push(rcx);
+                a.push(rdx);
+            }
+            else
+            {
+                a.push(ebx);
+                a.push(ecx);
+                a.push(edx);
+            }
+            a.call(fn);
+            if (a.Bitness == 64)
+            {
+                a.pop(rax);
+            }
+            else
+            {
+                a.pop(eax);
+            }
+            a.jmp(end);
+            a.Label(ref fn);
+            a.add(edx, ecx);
+            a.ret((ushort)(a.Bitness == 64 ? 16 : 8));
+            a.Label(ref end);
+            a.sub(eax, edx);
+        };
+        yield return new("seq call ret imm (legacy regs)", GuestHarness.Assemble(64, 0, callRetImm), 0) { Body = callRetImm };
         yield return new("seq popf", GuestHarness.Assemble(64, 0, a =>
         {
             a.and(rbx, 0xCD5);
