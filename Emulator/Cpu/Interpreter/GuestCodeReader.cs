@@ -14,6 +14,9 @@ internal sealed unsafe class GuestCodeReader : CodeReader
 
     public int Position => _position;
 
+    /// <summary>A byte of the current window already decoded (index &lt; <see cref="Position"/>).</summary>
+    public byte ByteAt(int index) => _data[index];
+
     public void Reset(byte* data, int length)
     {
         _data = data;

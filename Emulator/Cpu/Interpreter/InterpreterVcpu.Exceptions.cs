@@ -17,6 +17,10 @@ public sealed unsafe partial class InterpreterVcpu
     private bool DeliverException()
     {
         MaterializeFlags();
+        if (_nonCanonicalFault)
+        {
+            FixNonCanonicalStackFault();
+        }
         if (TraceExceptions)
         {
             Console.Error.WriteLine($"colo: CPU {Index}: exception {_state.ExceptionVector} error 0x{_state.ExceptionErrorCode:x} at {_state.Segments[1].Selector:x4}:{_state.Rip:x} (cr0 0x{_state.Cr0:x} cr2 0x{_state.Cr2:x})");

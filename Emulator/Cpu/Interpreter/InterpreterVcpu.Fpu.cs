@@ -43,7 +43,13 @@ public sealed unsafe partial class InterpreterVcpu
             value = Xmm(reg);
             return ExecStatus.Continue;
         }
-        return ReadMem128(LinearAddress(ref op), aligned, out value);
+        ExecStatus s = OperandLinear(ref op, 16, AccessRead, out ulong linear);
+        if (s != ExecStatus.Continue)
+        {
+            value = default;
+            return s;
+        }
+        return ReadMem128(linear, aligned, out value);
     }
 
     internal ExecStatus ReadMem128(ulong linear, bool aligned, out Vector128<byte> value)
@@ -92,7 +98,8 @@ public sealed unsafe partial class InterpreterVcpu
             Xmm(reg) = value;
             return ExecStatus.Continue;
         }
-        return WriteMem128(LinearAddress(ref op), aligned, value);
+        ExecStatus s = OperandLinear(ref op, 16, AccessWrite, out ulong linear);
+        return s != ExecStatus.Continue ? s : WriteMem128(linear, aligned, value);
     }
 
     /// <summary>Writes a block of bytes (FXSAVE image) after checking the first and last byte are writable.</summary>

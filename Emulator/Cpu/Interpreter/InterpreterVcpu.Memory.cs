@@ -6,8 +6,8 @@ namespace Colo.Cpu.Interpreter;
 
 public sealed unsafe partial class InterpreterVcpu
 {
-    private const int AccessRead = 0;
-    private const int AccessWrite = 1;
+    internal const int AccessRead = 0;
+    internal const int AccessWrite = 1;
     private const int AccessExec = 2;
     private const int TlbBits = 8;
     private const ulong PhysAddrMask = 0x000F_FFFF_FFFF_F000;
@@ -172,7 +172,7 @@ public sealed unsafe partial class InterpreterVcpu
             value = op.Imm;
             return ExecStatus.Continue;
         }
-        return ReadMem(LinearAddress(ref op), size, out value);
+        return ReadMemOp(ref op, size, out value);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -183,7 +183,7 @@ public sealed unsafe partial class InterpreterVcpu
             SetReg(reg, size, value);
             return ExecStatus.Continue;
         }
-        return WriteMem(LinearAddress(ref op), size, value);
+        return WriteMemOp(ref op, size, value);
     }
 
     // ---- linear memory -----------------------------------------------------------------------------------------
@@ -433,26 +433,45 @@ public sealed unsafe partial class InterpreterVcpu
     {
         ulong rsp = _state.Gpr[4];
         ulong newSp = (rsp & ~StackMask) | ((rsp - (ulong)size) & StackMask);
+        if ((_segCheckMask & (1u << (int)SegmentIndex.Ss)) != 0)
+        {
+            ExecStatus c = CheckSegment((int)SegmentIndex.Ss, newSp & StackMask, size, AccessWrite);
+            if (c != ExecStatus.Continue)
+            {
+                return c;
+            }
+        }
         ulong linear = Bitness == 64 ? newSp : SegmentLinear((int)SegmentIndex.Ss, newSp & StackMask);
         ExecStatus s = WriteMem(linear, size, value);
         if (s == ExecStatus.Continue)
         {
             _state.Gpr[4] = newSp;
+            return s;
         }
-        return s;
+        return Bitness == 64 ? StackFault64(linear) : s;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal ExecStatus Pop(int size, out ulong value)
     {
         ulong rsp = _state.Gpr[4];
+        if ((_segCheckMask & (1u << (int)SegmentIndex.Ss)) != 0)
+        {
+            ExecStatus c = CheckSegment((int)SegmentIndex.Ss, rsp & StackMask, size, AccessRead);
+            if (c != ExecStatus.Continue)
+            {
+                value = 0;
+                return c;
+            }
+        }
         ulong linear = Bitness == 64 ? rsp : SegmentLinear((int)SegmentIndex.Ss, rsp & StackMask);
         ExecStatus s = ReadMem(linear, size, out value);
         if (s == ExecStatus.Continue)
         {
             _state.Gpr[4] = (rsp & ~StackMask) | ((rsp + (ulong)size) & StackMask);
+            return s;
         }
-        return s;
+        return Bitness == 64 ? StackFault64(linear) : s;
     }
 
     // ---- faults --------------------------------------------------------------------------------------------------
@@ -498,6 +517,7 @@ public sealed unsafe partial class InterpreterVcpu
     {
         if (Bitness == 64 && (ulong)(((long)linear << 16) >> 16) != linear)
         {
+            _nonCanonicalFault = true;
             Raise(Vector.GP, 0);
             phys = 0;
             return false;

@@ -28,6 +28,7 @@ public sealed unsafe partial class InterpreterVcpu
         ref SegmentRegister s = ref _state.Segments[seg];
         if (!ProtectedMode)
         {
+            // Real mode keeps the cached limit and attributes (unreal mode), so the checks stay as they were.
             s.Selector = selector;
             s.Base = (ulong)selector << 4;
             return ExecStatus.Continue;
@@ -41,6 +42,7 @@ public sealed unsafe partial class InterpreterVcpu
             }
             // A null selector loads an unusable segment; in long mode FS/GS keep no base either.
             s = new SegmentRegister { Selector = selector, Attributes = seg == (int)SegmentIndex.Ss ? (ushort)(SegmentRegister.S | SegmentRegister.P | SegmentRegister.DB | 3 | (cpl << 5)) : (ushort)0 };
+            UpdateSegmentChecks();
             return ExecStatus.Continue;
         }
         if (!ReadDescriptor(selector, out ulong desc))
@@ -80,6 +82,10 @@ public sealed unsafe partial class InterpreterVcpu
         if (seg == (int)SegmentIndex.Ss)
         {
             UpdateMode();
+        }
+        else
+        {
+            UpdateSegmentChecks();
         }
         return ExecStatus.Continue;
     }
@@ -191,7 +197,7 @@ public sealed unsafe partial class InterpreterVcpu
         {
             if (iret)
             {
-                WriteFlagsFromGuest(flags, size);
+                WriteFlagsFromGuest(flags, size, iret: true);
             }
             LoadCodeSegmentCache(ref cs, selector, desc);
             ulong rsp = _state.Gpr[4];
@@ -229,7 +235,7 @@ public sealed unsafe partial class InterpreterVcpu
         if (iret)
         {
             // The flag rules apply with the privilege the IRET ran at, before CS/SS change it.
-            WriteFlagsFromGuest(flags, size);
+            WriteFlagsFromGuest(flags, size, iret: true);
         }
         LoadCodeSegmentCache(ref cs, selector, desc);
         LoadCodeSegmentCache(ref ss, ssSelector, ssDesc);
@@ -258,6 +264,7 @@ public sealed unsafe partial class InterpreterVcpu
                 seg = new SegmentRegister { Selector = 0 };
             }
         }
+        UpdateSegmentChecks();
     }
 
     /// <summary>MOV to CRn, with the mode and TLB consequences.</summary>

@@ -15,6 +15,52 @@ public sealed unsafe partial class InterpreterVcpu
         return _state.Cpl <= iopl;
     }
 
+    /// <summary>
+    /// IN/OUT/INS/OUTS permission: allowed in real mode or at CPL &lt;= IOPL; otherwise every bit of the accessed
+    /// ports in the TSS's I/O permission bitmap must be clear (SDM vol. 1 19.5.2), else #GP(0). The two bytes holding
+    /// them are read at TSS + bitmap base + port / 8 and must lie inside the TSS limit; a 16-bit TSS has no bitmap.
+    /// </summary>
+    internal ExecStatus CheckIoPermission(ushort port, int size)
+    {
+        return IoPrivileged() ? ExecStatus.Continue : CheckIoBitmap(port, size);
+    }
+
+    private ExecStatus CheckIoBitmap(ushort port, int size)
+    {
+        ref SegmentRegister tr = ref _state.Tr;
+        int type = tr.Attributes & 0xF;
+        if ((type != 0x9 && type != 0xB) || tr.Limit < 0x67 || (tr.Attributes & SegmentRegister.P) == 0)
+        {
+            return Raise(Vector.GP, 0);
+        }
+        bool saved = _supervisorAccess;
+        _supervisorAccess = true;
+        try
+        {
+            ExecStatus s = ReadMem(WrapLinear(tr.Base + 0x66), 2, out ulong mapBase);
+            if (s != ExecStatus.Continue)
+            {
+                return s;
+            }
+            ulong offset = mapBase + (ulong)(port >> 3);
+            if (offset + 1 > tr.Limit)
+            {
+                return Raise(Vector.GP, 0);
+            }
+            s = ReadMem(WrapLinear(tr.Base + offset), 2, out ulong bits);
+            if (s != ExecStatus.Continue)
+            {
+                return s;
+            }
+            ulong mask = ((1UL << size) - 1) << (port & 7);
+            return (bits & mask) != 0 ? Raise(Vector.GP, 0) : ExecStatus.Continue;
+        }
+        finally
+        {
+            _supervisorAccess = saved;
+        }
+    }
+
     internal ulong PortRead(ushort port, int size)
     {
         ulong v = 0;
@@ -50,10 +96,15 @@ public sealed unsafe partial class InterpreterVcpu
     }
 
     /// <summary>POPF/IRET flag rules: IOPL only at CPL 0, IF only at CPL ≤ IOPL, VM/VIF/VIP never.</summary>
-    internal void WriteFlagsFromGuest(ulong value, int size)
+    internal void WriteFlagsFromGuest(ulong value, int size, bool iret = false)
     {
         ulong old = MaterializeFlags();
         ulong mask = X86CpuState.ArithmeticFlags | X86CpuState.FlagTf | X86CpuState.FlagDf | (1UL << 14) | (1UL << 18) | (1UL << 21);
+        if (iret)
+        {
+            // IRET loads RF (a debugger's handler sets it to resume past an instruction breakpoint); POPF leaves it.
+            mask |= FlagRf;
+        }
         bool real = (_state.Cr0 & X86CpuState.Cr0Pe) == 0;
         int cpl = _state.Cpl;
         int iopl = (int)(old >> 12) & 3;
@@ -70,6 +121,11 @@ public sealed unsafe partial class InterpreterVcpu
             mask &= 0xFFFF;
         }
         _state.Rflags = (old & ~mask) | (value & mask) | X86CpuState.FlagReserved1;
+        if ((_state.Rflags & ~old & X86CpuState.FlagTf) != 0)
+        {
+            // Single-stepping starts after the next instruction: leave the block so the run loop sees TF.
+            ExitBlock = true;
+        }
     }
 
     /// <summary>Completes a 64-bit IRET once the frame was read: loads CS/SS caches, flags, RSP, RIP.</summary>
@@ -95,7 +151,7 @@ public sealed unsafe partial class InterpreterVcpu
         {
             return ExecStatus.Fault;
         }
-        WriteFlagsFromGuest(flags, 8);
+        WriteFlagsFromGuest(flags, 8, iret: true);
         LoadCodeSegmentCache(ref _state.Segments[(int)SegmentIndex.Cs], csSelector, csDesc);
         ref SegmentRegister ss = ref _state.Segments[(int)SegmentIndex.Ss];
         if (nullSs)

@@ -233,7 +233,8 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
             int executed = 0;
             if (status == ExecStatus.Continue)
             {
-                status = ExecuteBlock(start, count, out executed);
+                // Single-step or breakpoints armed: one instruction at a time, with the debug checks around it.
+                status = DebugArmed ? StepDebug(start, out executed) : ExecuteBlock(start, count, out executed);
             }
             _instructions += (ulong)executed;
 
@@ -323,6 +324,7 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         // TLB entries carry rights checked for the CPL class of their walk.
         _tlb = _state.Cpl == 3 ? _tlbUser : _tlbSupervisor;
         _modeKey = modeKey;
+        UpdateSegmentChecks();
     }
 
     /// <summary>Forgets every linear → block mapping (any TLB flush: a linear address may now map elsewhere).</summary>
@@ -447,6 +449,7 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
                 crossed = true;
             }
             Prepare(ref op);
+            CaptureX87Opcode(ref op);
             n++;
             // A block runs on past conditional branches (their handlers return Continue when not taken and leave
             // the block when taken), so short loop bodies pay one block dispatch per iteration, not one per branch.
@@ -753,6 +756,13 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
     {
         MaterializeFlags();
         return TryDeliver(vector, hasError: false, error: 0, isInterrupt: true) ? ExecStatus.Branch : ExecStatus.Fault;
+    }
+
+    /// <summary>INT1 / ICEBP: #DB with the next RIP, without the software-interrupt DPL check.</summary>
+    internal ExecStatus DebugTrapInstruction()
+    {
+        MaterializeFlags();
+        return TryDeliver(Vector.DB, hasError: false, error: 0, isInterrupt: false) ? ExecStatus.Branch : ExecStatus.Fault;
     }
 
     /// <inheritdoc/>

@@ -180,6 +180,7 @@ internal static unsafe class OpcodeTable
             case Mnemonic.Int: return &SystemCalls.Int;
             case Mnemonic.Int3: return &SystemCalls.Int3;
             case Mnemonic.Into: return &SystemCalls.Into;
+            case Mnemonic.Int1: return &SystemCalls.Int1;
             case Mnemonic.Syscall: return &SystemCalls.Syscall;
             case Mnemonic.Sysenter: return &SystemCalls.Sysenter;
             case Mnemonic.Sysexit or Mnemonic.Sysexitq: return &SystemCalls.Sysexit;
@@ -216,6 +217,13 @@ internal static unsafe class OpcodeTable
                     Code.Leavew => &StackOps.Leave16,
                     Code.Leaved => &StackOps.Leave32,
                     _ => &StackOps.Leave64,
+                };
+            case Mnemonic.Enter:
+                return code switch
+                {
+                    Code.Enterw_imm16_imm8 => &StackOps.Enter16,
+                    Code.Enterd_imm16_imm8 => &StackOps.Enter32,
+                    _ => &StackOps.Enter64,
                 };
             case Mnemonic.Nop: return &SystemOps.Nop;
             // The host is x86 too: its loads and stores already keep x86 order, except a store before a load, which

@@ -19,6 +19,8 @@ public sealed class IntegerOracleTests
 {
     private const int RunsPerCase = 40;
     private const int Window = 256;
+    // Where real-mode runs keep the data window (DS = ES = 0x2000).
+    private const ulong RealModeData = 0x20000;
     private const ulong Cf = 1, Pf = 4, Af = 0x10, Zf = 0x40, Sf = 0x80, Of = 0x800, Df = 0x400;
     private const ulong Compared = Cf | Pf | Af | Zf | Sf | Of | Df;
     private static readonly MemoryOperand Mem = new(Register.RSI, 32, 1);
@@ -126,6 +128,8 @@ public sealed class IntegerOracleTests
             {
                 RunLegacy(g, 16, code16, inputs, data, c.Name);
                 CompareLegacy(g, $"{context} (16-bit)", native, nativeData, mask);
+                RunLegacy(g, 16, code16, inputs, data, c.Name, real: true);
+                CompareLegacy(g, $"{context} (real mode)", native, nativeData, mask, RealModeData);
             }
         }
     }
@@ -199,13 +203,14 @@ public sealed class IntegerOracleTests
     }
 
     /// <summary>
-    /// Runs the case in 32-bit protected mode (flat) or 16-bit protected mode (CS based at the code, DS/ES at the
-    /// data window so [SI+disp] and the string registers' low words address it like the host's RSI/RDI).
+    /// Runs the case in 32-bit protected mode (flat), 16-bit protected mode (CS based at the code, DS/ES at the
+    /// data window so [SI+disp] and the string registers' low words address it like the host's RSI/RDI), or real mode
+    /// (the 16-bit code, with the data window copied below 1 MiB).
     /// </summary>
-    private static void RunLegacy(GuestHarness g, int bitness, byte[] code, ulong[] inputs, byte[] data, string name)
+    private static void RunLegacy(GuestHarness g, int bitness, byte[] code, ulong[] inputs, byte[] data, string name, bool real = false)
     {
         g.Memory.Write(GuestHarness.CodeAddress, [.. code, 0xF4]);
-        g.Memory.Write(NativeOracle.DataAddress, data);
+        g.Memory.Write(real ? RealModeData : NativeOracle.DataAddress, data);
         g.State.SetFlatLongMode(GuestHarness.CodeAddress, GuestHarness.StackTop);
         g.State.Efer = 0;
         g.State.Cr0 = 0x11;
@@ -238,13 +243,30 @@ public sealed class IntegerOracleTests
                 };
             }
         }
+        if (real)
+        {
+            // Real mode: the same 16-bit code at CS 0x1000, the data window at DS = ES = 0x2000 (the oracle's data
+            // address lies above 1 MiB), 64 KiB limits, so the segment limit checks are in force as on hardware.
+            g.State.Cr0 = 0x10;
+            for (int i = 0; i < 6; i++)
+            {
+                ushort selector = i == 1 ? (ushort)(GuestHarness.CodeAddress >> 4) : i is (int)SegmentIndex.Ds or (int)SegmentIndex.Es ? (ushort)(RealModeData >> 4) : (ushort)0;
+                g.State.Segments[i] = new SegmentRegister
+                {
+                    Selector = selector,
+                    Base = (ulong)selector << 4,
+                    Limit = 0xFFFF,
+                    Attributes = (ushort)(SegmentRegister.S | SegmentRegister.P | (i == 1 ? 0xB : 3)),
+                };
+            }
+        }
         g.State.Rflags = inputs[16];
         VcpuExit exit = g.Vcpu.Run();
-        Assert.That(exit, Is.EqualTo(VcpuExit.Halted), $"{name} ({bitness}-bit): exit {exit}, exception {g.State.ExceptionVector} pending={g.State.ExceptionPending} at RIP {g.State.Rip:X}");
+        Assert.That(exit, Is.EqualTo(VcpuExit.Halted), $"{name} ({(real ? "real mode" : $"{bitness}-bit")}): exit {exit}, exception {g.State.ExceptionVector} pending={g.State.ExceptionPending} at RIP {g.State.Rip:X}");
     }
 
     /// <summary>Compares the low 32 bits of the legacy GPRs (but ESP), the defined flags and the data window.</summary>
-    private static void CompareLegacy(GuestHarness g, string context, ulong[] native, byte[] nativeData, ulong flagMask)
+    private static void CompareLegacy(GuestHarness g, string context, ulong[] native, byte[] nativeData, ulong flagMask, ulong dataAddress = NativeOracle.DataAddress)
     {
         for (int i = 0; i < 8; i++)
         {
@@ -258,7 +280,7 @@ public sealed class IntegerOracleTests
             Assert.Fail($"{context}: flags interpreter {g.State.Rflags & flagMask:X} host {native[16] & flagMask:X} (mask {flagMask:X})");
         }
         byte[] guestData = new byte[Window];
-        g.Memory.Read(NativeOracle.DataAddress, guestData);
+        g.Memory.Read(dataAddress, guestData);
         Assert.That(guestData, Is.EqualTo(nativeData), $"{context}: data window differs");
     }
 
@@ -274,7 +296,8 @@ public sealed class IntegerOracleTests
         {
             foreach (string name in new[] { "Add rm16,r16 (mem)", "Adc rm32,r32 (mem)", "Sbb rm8,r8 (reg)", "Xor ah,ch", "Div rm32 (mem)", "Idiv rm16 (reg)",
                 "Shld m16,r16,cl", "Bts m32,r32 (mem, signed offset)", "Cmovle r16,rm16", "lock Cmpxchg8b m64", "rep movsd DF=1", "repne scasb DF=0", "Cwd", "Cdq",
-                "seq loop sum (legacy regs)", "seq cmp jcc chain (legacy regs)" })
+                "seq loop sum (legacy regs)", "seq cmp jcc chain (legacy regs)", "seq push pop rotate (legacy regs)", "seq enter leave (legacy regs)",
+                "seq call ret imm (legacy regs)" })
             {
                 Assert.That(in32, Does.Contain(name), "32-bit");
                 Assert.That(in16, Does.Contain(name), "16-bit");
@@ -969,6 +992,83 @@ public sealed class IntegerOracleTests
             a.sbb(eax, ecx);
         };
         yield return new("seq cmp jcc chain (legacy regs)", GuestHarness.Assemble(64, 0, jccChain), 0) { Body = jccChain };
+        // Stack sequences in every mode: 64-bit code moves RBX/RCX/RDX, 32- and 16-bit code EBX/ECX/EDX (a 16-bit
+        // PUSH of a 32-bit register takes 4 bytes), so the low 32 bits the legacy runs compare agree with the host's.
+        // The stack width differs (RSP/ESP/SP, 8/4/2-byte CALL frames) but what the registers see does not.
+        Action<Assembler> pushPop = a =>
+        {
+            if (a.Bitness == 64)
+            {
+                a.push(rbx);
+                a.push(rcx);
+                a.push(rdx);
+                a.pop(rax);
+                a.pop(rbx);
+                a.pop(rcx);
+            }
+            else
+            {
+                a.push(ebx);
+                a.push(ecx);
+                a.push(edx);
+                a.pop(eax);
+                a.pop(ebx);
+                a.pop(ecx);
+            }
+            a.xor(eax, ebx);
+        };
+        yield return new("seq push pop rotate (legacy regs)", GuestHarness.Assemble(64, 0, pushPop), 0) { Body = pushPop };
+        Action<Assembler> enterLeave = a =>
+        {
+            // ENTER 16,0 and 16,1 (level 1 pushes the new frame pointer too); locals through [rBP-n]; LEAVE restores rBP.
+            for (int level = 0; level < 2; level++)
+            {
+                a.enter(16, (byte)level);
+                switch (a.Bitness)
+                {
+                    case 64: a.mov(__qword_ptr[rbp - 8 * (level + 1) - 8], rcx); a.add(ecx, __dword_ptr[rbp - 8 * (level + 1) - 8]); break;
+                    case 32: a.mov(__dword_ptr[ebp - 4 * (level + 1) - 4], ecx); a.add(ecx, __dword_ptr[ebp - 4 * (level + 1) - 4]); break;
+                    default: a.mov(__dword_ptr[bp - 2 * (level + 1) - 4], ecx); a.add(ecx, __dword_ptr[bp - 2 * (level + 1) - 4]); break;
+                }
+                a.leave();
+            }
+            a.adc(eax, ebp);
+        };
+        yield return new("seq enter leave (legacy regs)", GuestHarness.Assemble(64, 0, enterLeave), 0) { Body = enterLeave };
+        Action<Assembler> callRetImm = a =>
+        {
+            // CALL, then RET imm16 releasing the two pushed arguments: the sentinel below them pops back into EAX.
+            Label fn = a.CreateLabel();
+            Label end = a.CreateLabel();
+            if (a.Bitness == 64)
+            {
+                a.push(rbx);
+                a.push(rcx);
+                a.push(rdx);
+            }
+            else
+            {
+                a.push(ebx);
+                a.push(ecx);
+                a.push(edx);
+            }
+            a.call(fn);
+            if (a.Bitness == 64)
+            {
+                a.pop(rax);
+            }
+            else
+            {
+                a.pop(eax);
+            }
+            a.jmp(end);
+            a.Label(ref fn);
+            a.add(edx, ecx);
+            a.ret((ushort)(a.Bitness == 64 ? 16 : 8));
+            a.Label(ref end);
+            a.sub(eax, edx);
+        };
+        yield return new("seq call ret imm (legacy regs)", GuestHarness.Assemble(64, 0, callRetImm), 0) { Body = callRetImm };
         yield return new("seq popf", GuestHarness.Assemble(64, 0, a =>
         {
             a.and(rbx, 0xCD5);

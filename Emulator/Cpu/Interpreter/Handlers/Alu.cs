@@ -269,7 +269,7 @@ internal static class Alu
 
     public static ExecStatus MovRM(InterpreterVcpu c, ref DecodedOp op)
     {
-        ExecStatus s = c.ReadMem(c.LinearAddress(ref op), op.Size, out ulong v);
+        ExecStatus s = c.ReadMemOp(ref op, op.Size, out ulong v);
         if (s == Ok)
         {
             c.Gpr(op.R0) = v;
@@ -277,15 +277,15 @@ internal static class Alu
         return s;
     }
 
-    public static ExecStatus MovMR(InterpreterVcpu c, ref DecodedOp op) => c.WriteMem(c.LinearAddress(ref op), op.Size, c.Gpr(op.R1));
+    public static ExecStatus MovMR(InterpreterVcpu c, ref DecodedOp op) => c.WriteMemOp(ref op, op.Size, c.Gpr(op.R1));
 
     /// <summary>MOV m, imm (any size).</summary>
-    public static ExecStatus MovMI(InterpreterVcpu c, ref DecodedOp op) => c.WriteMem(c.LinearAddress(ref op), op.Size, op.Imm);
+    public static ExecStatus MovMI(InterpreterVcpu c, ref DecodedOp op) => c.WriteMemOp(ref op, op.Size, op.Imm);
 
     /// <summary>MOV r8/r16, m (low GPR bytes merge) and MOV m, r8/r16.</summary>
     public static ExecStatus MovRMNarrow(InterpreterVcpu c, ref DecodedOp op)
     {
-        ExecStatus s = c.ReadMem(c.LinearAddress(ref op), op.Size, out ulong v);
+        ExecStatus s = c.ReadMemOp(ref op, op.Size, out ulong v);
         if (s == Ok)
         {
             c.SetReg(op.R0, op.Size, v);
@@ -293,12 +293,12 @@ internal static class Alu
         return s;
     }
 
-    public static ExecStatus MovMRNarrow(InterpreterVcpu c, ref DecodedOp op) => c.WriteMem(c.LinearAddress(ref op), op.Size, c.GetReg(op.R1, op.Size));
+    public static ExecStatus MovMRNarrow(InterpreterVcpu c, ref DecodedOp op) => c.WriteMemOp(ref op, op.Size, c.GetReg(op.R1, op.Size));
 
     /// <summary>MOVZX r32/r64, m8/m16: the load is already zero-extended, and a 32-bit write clears bits 63:32.</summary>
     public static ExecStatus MovzxRM(InterpreterVcpu c, ref DecodedOp op)
     {
-        ExecStatus s = c.ReadMem(c.LinearAddress(ref op), op.SrcSize, out ulong v);
+        ExecStatus s = c.ReadMemOp(ref op, op.SrcSize, out ulong v);
         if (s == Ok)
         {
             c.Gpr(op.R0) = v;
@@ -464,7 +464,11 @@ internal static class Alu
 
     public static ExecStatus Cmpxchg8b(InterpreterVcpu c, ref DecodedOp op)
     {
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, 8, InterpreterVcpu.AccessWrite, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         ExecStatus s = c.ReadMem(linear, 8, out ulong current);
         if (s != Ok)
         {
@@ -494,7 +498,11 @@ internal static class Alu
 
     public static ExecStatus Cmpxchg16b(InterpreterVcpu c, ref DecodedOp op)
     {
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, 16, InterpreterVcpu.AccessWrite, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         if ((linear & 15) != 0)
         {
             return c.Raise(Vector.GP, 0);
@@ -558,7 +566,11 @@ internal static class Alu
     public static ExecStatus Bound(InterpreterVcpu c, ref DecodedOp op)
     {
         int size = op.Size;
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, 2 * size, InterpreterVcpu.AccessRead, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         ExecStatus s = c.ReadMem(linear, size, out ulong lower);
         if (s == Ok)
         {
@@ -665,8 +677,15 @@ internal static class Alu
         }
         else
         {
-            linear = BitOperandAddress(c, ref op, out bit);
-            s = c.ReadMem(linear, size, out value);
+            s = BitOperandAddress(c, ref op, kind == 0 ? InterpreterVcpu.AccessRead : InterpreterVcpu.AccessWrite, out linear, out bit);
+            if (s == Ok)
+            {
+                s = c.ReadMem(linear, size, out value);
+            }
+            else
+            {
+                value = 0;
+            }
             if (s != Ok)
             {
                 return s;
@@ -693,26 +712,33 @@ internal static class Alu
     }
 
     /// <summary>Linear address of the unit a memory bit operation touches, and the bit within it.</summary>
-    internal static ulong BitOperandAddress(InterpreterVcpu c, ref DecodedOp op, out int bit)
+    internal static ExecStatus BitOperandAddress(InterpreterVcpu c, ref DecodedOp op, int access, out ulong linear, out int bit)
     {
         int size = op.Size;
         int bits = size * 8;
-        ulong linear = c.LinearAddress(ref op);
         if (op.K1 == OperandKind.Imm)
         {
             bit = (int)(op.Imm & (ulong)(bits - 1));
-            return linear;
+            return c.OperandLinear(ref op, size, access, out linear);
         }
         // A register bit offset is signed and may address outside the operand.
         long signed = (long)SignExtend(c.GetReg(op.R1, size), size);
         long units = signed >> BitOperations.Log2((uint)bits);
-        linear += (ulong)(units * size);
+        bit = (int)(signed & (bits - 1));
+        if (c.SegmentNeedsCheck(op.Seg))
+        {
+            // The limit check applies to the unit actually addressed: the offset moved by the bit offset, in the
+            // address size.
+            ulong offset = (c.EffectiveAddress(ref op) + (ulong)(units * size)) & InterpreterVcpu.SizeMask(op.AddrSize);
+            linear = c.SegmentLinear(op.Seg, offset);
+            return c.CheckSegment(op.Seg, offset, size, access);
+        }
+        linear = c.LinearAddress(ref op) + (ulong)(units * size);
         if (c.Bitness != 64)
         {
             linear = (uint)linear;
         }
-        bit = (int)(signed & (bits - 1));
-        return linear;
+        return Ok;
     }
 
     private static ExecStatus SetRegOk(InterpreterVcpu c, int r, int size, ulong v)

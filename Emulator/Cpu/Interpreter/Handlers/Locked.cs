@@ -130,7 +130,12 @@ internal static unsafe class Locked
         where T : struct, IRmw
     {
         int size = op.Size;
-        ExecStatus s = c.LockedTarget(c.LinearAddress(ref op), size, out byte* p);
+        ExecStatus s = c.OperandLinear(ref op, size, InterpreterVcpu.AccessWrite, out ulong linear);
+        byte* p = null;
+        if (s == Ok)
+        {
+            s = c.LockedTarget(linear, size, out p);
+        }
         if (s != Ok)
         {
             return s;
@@ -164,7 +169,12 @@ internal static unsafe class Locked
     public static ExecStatus Xchg(InterpreterVcpu c, ref DecodedOp op)
     {
         int size = op.Size;
-        ExecStatus s = c.LockedTarget(c.LinearAddress(ref op), size, out byte* p);
+        ExecStatus s = c.OperandLinear(ref op, size, InterpreterVcpu.AccessWrite, out ulong linear);
+        byte* p = null;
+        if (s == Ok)
+        {
+            s = c.LockedTarget(linear, size, out p);
+        }
         if (s != Ok)
         {
             return s;
@@ -188,7 +198,12 @@ internal static unsafe class Locked
     public static ExecStatus Cmpxchg(InterpreterVcpu c, ref DecodedOp op)
     {
         int size = op.Size;
-        ExecStatus s = c.LockedTarget(c.LinearAddress(ref op), size, out byte* p);
+        ExecStatus s = c.OperandLinear(ref op, size, InterpreterVcpu.AccessWrite, out ulong linear);
+        byte* p = null;
+        if (s == Ok)
+        {
+            s = c.LockedTarget(linear, size, out p);
+        }
         if (s != Ok)
         {
             return s;
@@ -210,7 +225,12 @@ internal static unsafe class Locked
     public static ExecStatus Xadd(InterpreterVcpu c, ref DecodedOp op)
     {
         int size = op.Size;
-        ExecStatus s = c.LockedTarget(c.LinearAddress(ref op), size, out byte* p);
+        ExecStatus s = c.OperandLinear(ref op, size, InterpreterVcpu.AccessWrite, out ulong linear);
+        byte* p = null;
+        if (s == Ok)
+        {
+            s = c.LockedTarget(linear, size, out p);
+        }
         if (s != Ok)
         {
             return s;
@@ -235,8 +255,12 @@ internal static unsafe class Locked
     private static ExecStatus BitOp(InterpreterVcpu c, ref DecodedOp op, int kind)
     {
         int size = op.Size;
-        ulong linear = Alu.BitOperandAddress(c, ref op, out int bit);
-        ExecStatus s = c.LockedTarget(linear, size, out byte* p);
+        ExecStatus s = Alu.BitOperandAddress(c, ref op, InterpreterVcpu.AccessWrite, out ulong linear, out int bit);
+        byte* p = null;
+        if (s == Ok)
+        {
+            s = c.LockedTarget(linear, size, out p);
+        }
         if (s != Ok)
         {
             return s;
@@ -264,7 +288,12 @@ internal static unsafe class Locked
 
     public static ExecStatus Cmpxchg8b(InterpreterVcpu c, ref DecodedOp op)
     {
-        ExecStatus s = c.LockedTarget(c.LinearAddress(ref op), 8, out byte* p);
+        ExecStatus s = c.OperandLinear(ref op, 8, InterpreterVcpu.AccessWrite, out ulong linear);
+        byte* p = null;
+        if (s == Ok)
+        {
+            s = c.LockedTarget(linear, 8, out p);
+        }
         if (s != Ok)
         {
             return s;

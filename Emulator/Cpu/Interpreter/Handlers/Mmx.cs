@@ -94,7 +94,7 @@ internal static class Mmx
             value = Mm(c, op.R1);
             return Ok;
         }
-        return c.ReadMem(c.LinearAddress(ref op), op.SrcSize, out value);
+        return c.ReadMemOp(ref op, op.SrcSize, out value);
     }
 
     private static ulong Low(Vector128<byte> v) => v.AsUInt64().GetElement(0);
@@ -396,7 +396,20 @@ internal static class Mmx
     {
         for (int i = 0; i < 8; i++)
         {
-            if (((mask >> (8 * i + 7)) & 1) != 0 && !c.ProbeWritable(MaskedLinear(c, ref op, (ulong)(first + i))))
+            if (((mask >> (8 * i + 7)) & 1) == 0)
+            {
+                continue;
+            }
+            if (c.SegmentNeedsCheck(op.Seg))
+            {
+                ulong ea = (MaskedBase(c, ref op) + (ulong)(first + i)) & InterpreterVcpu.SizeMask(op.AddrSize);
+                ExecStatus s = c.CheckSegment(op.Seg, ea, 1, InterpreterVcpu.AccessWrite);
+                if (s != Ok)
+                {
+                    return s;
+                }
+            }
+            if (!c.ProbeWritable(MaskedLinear(c, ref op, (ulong)(first + i))))
             {
                 return ExecStatus.Fault;
             }
@@ -508,7 +521,7 @@ internal static class Mmx
         else
         {
             ulong q = 0;
-            s = op.K1 == OperandKind.Reg ? Ok : c.ReadMem(c.LinearAddress(ref op), 8, out q);
+            s = op.K1 == OperandKind.Reg ? Ok : c.ReadMemOp(ref op, 8, out q);
             if (op.K1 == OperandKind.Reg)
             {
                 q = c.Xmm(op.R1).AsUInt64().GetElement(0);

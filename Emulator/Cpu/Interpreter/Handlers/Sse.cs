@@ -50,7 +50,7 @@ internal static class Sse
         if (!IsXmm(op.K0, op.R0))
         {
             ulong low = c.Xmm(op.R1).AsUInt64().GetElement(0);
-            return c.WriteMem(c.LinearAddress(ref op), n, n == 4 ? (uint)low : low);
+            return c.WriteMemOp(ref op, n, n == 4 ? (uint)low : low);
         }
         ref Vector128<byte> dst = ref c.Xmm(op.R0);
         if (IsXmm(op.K1, op.R1))
@@ -60,7 +60,7 @@ internal static class Sse
                 : dst.AsUInt64().WithElement(0, src.AsUInt64().GetElement(0)).AsByte();
             return Ok;
         }
-        ExecStatus s = c.ReadMem(c.LinearAddress(ref op), n, out ulong v);
+        ExecStatus s = c.ReadMemOp(ref op, n, out ulong v);
         if (s != Ok)
         {
             return s;
@@ -114,9 +114,9 @@ internal static class Sse
         }
         if (!IsXmm(op.K0, op.R0))
         {
-            return c.WriteMem(c.LinearAddress(ref op), 8, c.Xmm(op.R1).AsUInt64().GetElement(half));
+            return c.WriteMemOp(ref op, 8, c.Xmm(op.R1).AsUInt64().GetElement(half));
         }
-        ExecStatus s = c.ReadMem(c.LinearAddress(ref op), 8, out ulong v);
+        ExecStatus s = c.ReadMemOp(ref op, 8, out ulong v);
         if (s != Ok)
         {
             return s;

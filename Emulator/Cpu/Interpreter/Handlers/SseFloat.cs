@@ -349,7 +349,7 @@ internal static class SseFloat
             v = n == 4 ? (uint)low : low;
             return Ok;
         }
-        return c.ReadMem(c.LinearAddress(ref op), n, out v);
+        return c.ReadMemOp(ref op, n, out v);
     }
 
     /// <summary>Scalar single: element 0 = T(dst[0], src[0]); the rest of the destination is kept.</summary>

@@ -2,7 +2,7 @@ using Colo.Core.Cpu;
 
 namespace Colo.Cpu.Interpreter.Handlers;
 
-/// <summary>PUSH, POP, PUSHA, POPA, PUSHF, POPF, LEAVE.</summary>
+/// <summary>PUSH, POP, PUSHA, POPA, PUSHF, POPF, ENTER, LEAVE.</summary>
 internal static class StackOps
 {
     private const ExecStatus Ok = ExecStatus.Continue;
@@ -66,6 +66,58 @@ internal static class StackOps
         c.SetReg(5, size, v);
         return Ok;
     }
+
+    /// <summary>
+    /// ENTER alloc, level (SDM vol. 2): push rBP; for level &gt; 1 copy level-1 frame pointers from the enclosing frame
+    /// ([SS:rBP] stepping down by the operand size, in the stack's address width); for level &gt; 0 push the new frame
+    /// pointer; rBP (by operand size) takes the frame pointer and rSP drops by alloc. All or nothing on a fault.
+    /// </summary>
+    private static ExecStatus Enter(InterpreterVcpu c, ref DecodedOp op, int size)
+    {
+        ulong alloc = op.Instr.Immediate16;
+        int level = op.Instr.Immediate8_2nd & 31;
+        ulong mask = c.StackMask;
+        ulong oldRsp = c.Gpr(4);
+        ulong oldRbp = c.Gpr(5);
+        ExecStatus s = c.Push(oldRbp, size);
+        ulong frame = c.Gpr(4) & mask;
+        ulong bp = oldRbp;
+        for (int i = 1; i < level && s == Ok; i++)
+        {
+            bp = (bp & ~mask) | ((bp - (ulong)size) & mask);
+            s = c.ReadStack(bp & mask, size, out ulong v);
+            if (s == Ok)
+            {
+                s = c.Push(v, size);
+            }
+        }
+        if (s == Ok && level > 0)
+        {
+            s = c.Push(frame, size);
+        }
+        ulong rsp = c.Gpr(4);
+        ulong newSp = (rsp & ~mask) | ((rsp - alloc) & mask);
+        if (s == Ok)
+        {
+            // The new stack top must lie within SS (#SS(0)).
+            s = c.CheckStackTop(newSp & mask);
+        }
+        if (s != Ok)
+        {
+            c.Gpr(4) = oldRsp;
+            c.Gpr(5) = oldRbp;
+            return s;
+        }
+        c.SetReg(5, size, frame);
+        c.Gpr(4) = newSp;
+        return Ok;
+    }
+
+    public static ExecStatus Enter16(InterpreterVcpu c, ref DecodedOp op) => Enter(c, ref op, 2);
+
+    public static ExecStatus Enter32(InterpreterVcpu c, ref DecodedOp op) => Enter(c, ref op, 4);
+
+    public static ExecStatus Enter64(InterpreterVcpu c, ref DecodedOp op) => Enter(c, ref op, 8);
 
     public static ExecStatus Leave16(InterpreterVcpu c, ref DecodedOp op) => Leave(c, 2);
 

@@ -22,6 +22,8 @@ internal static class StringOps
         ulong delta = (c.MaterializeFlags() & X86CpuState.FlagDf) != 0 ? (ulong)-size : (ulong)size;
         int srcSeg = op.Seg == DecodedOp.NoReg ? -1 : op.Seg;
         bool esBase = c.Bitness != 64;
+        // Segment limit/type checks (only when a segment involved is not flat); ES is always the destination.
+        bool checks = c.SegmentNeedsCheck(srcSeg < 0 ? DecodedOp.NoReg : srcSeg) || c.SegmentNeedsCheck((int)SegmentIndex.Es);
         for (int budget = SliceIterations; ; budget--)
         {
             if (rep && c.GetReg(1, addrSize) == 0)
@@ -33,6 +35,14 @@ internal static class StringOps
             ulong src = srcSeg < 0 ? rsi : c.SegmentLinear(srcSeg, rsi);
             ulong dst = esBase ? c.SegmentLinear((int)SegmentIndex.Es, rdi) : rdi;
             ExecStatus s;
+            if (checks)
+            {
+                s = CheckSegments(c, kind, srcSeg, rsi, rdi, size);
+                if (s != Ok)
+                {
+                    return s;
+                }
+            }
             bool advanceSi = false;
             bool advanceDi = false;
             switch (kind)
@@ -143,6 +153,27 @@ internal static class StringOps
         }
     }
 
+    /// <summary>The source (seg:rSI, read) and destination (ES:rDI, written by MOVS/STOS/INS, read by CMPS/SCAS) checks.</summary>
+    private static ExecStatus CheckSegments(InterpreterVcpu c, int kind, int srcSeg, ulong rsi, ulong rdi, int size)
+    {
+        bool usesSrc = kind is KMovs or KLods or KCmps or KOuts;
+        bool usesDst = kind is KMovs or KStos or KCmps or KScas or KIns;
+        if (usesSrc && srcSeg >= 0 && c.SegmentNeedsCheck(srcSeg))
+        {
+            ExecStatus s = c.CheckSegment(srcSeg, rsi, size, InterpreterVcpu.AccessRead);
+            if (s != Ok)
+            {
+                return s;
+            }
+        }
+        if (usesDst && c.SegmentNeedsCheck((int)SegmentIndex.Es))
+        {
+            int access = kind is KCmps or KScas ? InterpreterVcpu.AccessRead : InterpreterVcpu.AccessWrite;
+            return c.CheckSegment((int)SegmentIndex.Es, rdi, size, access);
+        }
+        return Ok;
+    }
+
     public static ExecStatus Movs(InterpreterVcpu c, ref DecodedOp op) => Run(c, ref op, KMovs);
 
     public static ExecStatus Stos(InterpreterVcpu c, ref DecodedOp op) => Run(c, ref op, KStos);
@@ -153,9 +184,17 @@ internal static class StringOps
 
     public static ExecStatus Scas(InterpreterVcpu c, ref DecodedOp op) => Run(c, ref op, KScas);
 
-    /// <summary>INS: port DX → ES:rDI (IOPL/CPL checked; the TSS I/O bitmap is not consulted yet).</summary>
-    public static ExecStatus Ins(InterpreterVcpu c, ref DecodedOp op) => c.IoPrivileged() ? Run(c, ref op, KIns) : c.Raise(Vector.GP, 0);
+    /// <summary>INS: port DX → ES:rDI (IOPL/CPL, then the TSS I/O bitmap).</summary>
+    public static ExecStatus Ins(InterpreterVcpu c, ref DecodedOp op)
+    {
+        ExecStatus s = c.CheckIoPermission((ushort)c.Gpr(2), op.Size);
+        return s != Ok ? s : Run(c, ref op, KIns);
+    }
 
     /// <summary>OUTS: seg:rSI → port DX.</summary>
-    public static ExecStatus Outs(InterpreterVcpu c, ref DecodedOp op) => c.IoPrivileged() ? Run(c, ref op, KOuts) : c.Raise(Vector.GP, 0);
+    public static ExecStatus Outs(InterpreterVcpu c, ref DecodedOp op)
+    {
+        ExecStatus s = c.CheckIoPermission((ushort)c.Gpr(2), op.SrcSize);
+        return s != Ok ? s : Run(c, ref op, KOuts);
+    }
 }

@@ -93,23 +93,25 @@ internal static class SystemOps
 
     public static ExecStatus In(InterpreterVcpu c, ref DecodedOp op)
     {
-        if (!c.IoPrivileged())
-        {
-            return c.Raise(Vector.GP, 0);
-        }
         ushort port = (ushort)(op.K1 == OperandKind.Imm ? op.Imm : c.GetReg(2, 2));
+        ExecStatus s = c.CheckIoPermission(port, op.Size);
+        if (s != Ok)
+        {
+            return s;
+        }
         c.SetReg(0, op.Size, c.PortRead(port, op.Size));
         return Ok;
     }
 
     public static ExecStatus Out(InterpreterVcpu c, ref DecodedOp op)
     {
-        if (!c.IoPrivileged())
-        {
-            return c.Raise(Vector.GP, 0);
-        }
         ushort port = (ushort)(op.K0 == OperandKind.Imm ? op.Imm : c.GetReg(2, 2));
         int size = op.SrcSize;
+        ExecStatus s = c.CheckIoPermission(port, size);
+        if (s != Ok)
+        {
+            return s;
+        }
         c.PortWrite(port, size, c.GetReg(0, size));
         return Ok;
     }

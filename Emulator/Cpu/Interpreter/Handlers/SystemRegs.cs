@@ -56,8 +56,8 @@ internal static class SystemRegs
     }
 
     /// <summary>
-    /// MOV to/from DR0–DR7 (SDM 17.2): ring 0 only; DR4/DR5 alias DR6/DR7 unless CR4.DE makes them #UD. The values
-    /// are kept (guests save and restore them) but breakpoints do not fire: the interpreter has no debug traps yet.
+    /// MOV to/from DR0–DR7 (SDM 17.2): ring 0 only; DR4/DR5 alias DR6/DR7 unless CR4.DE makes them #UD; #GP for
+    /// bits 63:32 of DR6/DR7 in 64-bit mode. Breakpoints fire through <c>InterpreterVcpu.StepDebug</c>.
     /// </summary>
     public static ExecStatus MovDr(InterpreterVcpu c, ref DecodedOp op)
     {
@@ -108,6 +108,8 @@ internal static class SystemRegs
             case 6: s.Dr6 = (v & 0xE00F) | 0xFFFF_0FF0; break;
             default: s.Dr7 = (v & 0xFFFF_2BFF) | 0x400; break;
         }
+        // Breakpoints may have been armed: the run loop decides between blocks whether to step with debug checks.
+        c.ExitBlock = true;
         return Ok;
     }
 
@@ -118,7 +120,11 @@ internal static class SystemRegs
     private static ExecStatus LoadFarPointer(InterpreterVcpu c, ref DecodedOp op, SegmentIndex seg)
     {
         int size = op.Size;
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, size + 2, InterpreterVcpu.AccessRead, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         ExecStatus s = c.ReadMem(linear, size, out ulong offset);
         if (s != Ok)
         {
@@ -182,7 +188,11 @@ internal static class SystemRegs
         {
             return c.Raise(Vector.GP, 0);
         }
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, 2 + (c.Bitness == 64 ? 8 : 4), InterpreterVcpu.AccessRead, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         ExecStatus s = c.ReadMem(linear, 2, out ulong limit);
         if (s != Ok)
         {
@@ -215,7 +225,11 @@ internal static class SystemRegs
 
     private static ExecStatus StoreTable(InterpreterVcpu c, ref DecodedOp op, DescriptorTableRegister table)
     {
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, 2 + (c.Bitness == 64 ? 8 : 4), InterpreterVcpu.AccessWrite, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         ExecStatus s = c.WriteMem(linear, 2, table.Limit);
         return s != Ok ? s : c.WriteMem(linear + 2, c.Bitness == 64 ? 8 : 4, table.Base);
     }
@@ -313,7 +327,11 @@ internal static class SystemRegs
 
     private static ExecStatus FarJmpMem(InterpreterVcpu c, ref DecodedOp op, int offsetSize)
     {
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, offsetSize + 2, InterpreterVcpu.AccessRead, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         ExecStatus s = c.ReadMem(linear, offsetSize, out ulong offset);
         if (s != Ok)
         {
@@ -351,7 +369,11 @@ internal static class SystemRegs
 
     private static ExecStatus FarCallMem(InterpreterVcpu c, ref DecodedOp op, int size)
     {
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, size + 2, InterpreterVcpu.AccessRead, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         ExecStatus s = c.ReadMem(linear, size, out ulong offset);
         if (s != Ok)
         {
@@ -443,7 +465,7 @@ internal static class SystemRegs
             c.Gpr(4) = oldRsp;
             return s;
         }
-        c.WriteFlagsFromGuest(flags, size);
+        c.WriteFlagsFromGuest(flags, size, iret: true);
         ref SegmentRegister seg = ref c.State.Segments[(int)SegmentIndex.Cs];
         seg.Selector = (ushort)cs;
         seg.Base = (cs & 0xFFFF) << 4;
@@ -462,6 +484,12 @@ internal static class SystemCalls
     public static ExecStatus Int3(InterpreterVcpu c, ref DecodedOp op) => c.SoftwareInterrupt(Vector.BP);
 
     public static ExecStatus Into(InterpreterVcpu c, ref DecodedOp op) => c.Condition(1) ? c.SoftwareInterrupt(4) : ExecStatus.Continue;
+
+    /// <summary>
+    /// INT1 / ICEBP (F1): a #DB delivered like a hardware exception (no gate DPL check), past the instruction; DR6 is
+    /// left alone.
+    /// </summary>
+    public static ExecStatus Int1(InterpreterVcpu c, ref DecodedOp op) => c.DebugTrapInstruction();
 
     /// <summary>SYSCALL in long mode: RCX/R11 take RIP/RFLAGS, CS/SS come from STAR, RIP from LSTAR.</summary>
     public static ExecStatus Syscall(InterpreterVcpu c, ref DecodedOp op)

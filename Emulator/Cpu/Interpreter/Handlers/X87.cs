@@ -51,8 +51,9 @@ internal static class X87
         {
             return c.Raise(Vector.NM);
         }
+        c.RecordX87Pointers(ref op);
         int size = op.Size;
-        ExecStatus st = c.ReadMem(c.LinearAddress(ref op), size, out ulong raw);
+        ExecStatus st = c.ReadMemOp(ref op, size, out ulong raw);
         if (st != Ok)
         {
             return st;
@@ -127,7 +128,7 @@ internal static class X87
         {
             return c.Raise(Vector.NM);
         }
-        return c.WriteMem(c.LinearAddress(ref op), 2, c.State.Fcw);
+        return c.WriteMemOp(ref op, 2, c.State.Fcw);
     }
 
     public static ExecStatus Fldcw(InterpreterVcpu c, ref DecodedOp op)
@@ -136,7 +137,7 @@ internal static class X87
         {
             return c.Raise(Vector.NM);
         }
-        ExecStatus st = c.ReadMem(c.LinearAddress(ref op), 2, out ulong v);
+        ExecStatus st = c.ReadMemOp(ref op, 2, out ulong v);
         if (st != Ok)
         {
             return st;
@@ -175,7 +176,7 @@ internal static class X87
         {
             return c.SseFault();
         }
-        return c.WriteMem(c.LinearAddress(ref op), 4, c.State.Mxcsr);
+        return c.WriteMemOp(ref op, 4, c.State.Mxcsr);
     }
 
     public static ExecStatus Ldmxcsr(InterpreterVcpu c, ref DecodedOp op)
@@ -184,7 +185,7 @@ internal static class X87
         {
             return c.SseFault();
         }
-        ExecStatus st = c.ReadMem(c.LinearAddress(ref op), 4, out ulong v);
+        ExecStatus st = c.ReadMemOp(ref op, 4, out ulong v);
         if (st != Ok)
         {
             return st;
@@ -218,7 +219,11 @@ internal static class X87
         {
             return c.Raise(Vector.NM);
         }
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, 512, InterpreterVcpu.AccessWrite, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         if ((linear & 15) != 0)
         {
             return c.Raise(Vector.GP, 0);
@@ -245,7 +250,11 @@ internal static class X87
         {
             return c.Raise(Vector.NM);
         }
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, 512, InterpreterVcpu.AccessRead, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         if ((linear & 15) != 0)
         {
             return c.Raise(Vector.GP, 0);

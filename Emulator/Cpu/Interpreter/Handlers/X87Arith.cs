@@ -98,7 +98,7 @@ internal static class X87Arith
 
     /// <summary>The checks every waiting x87 instruction makes: #NM for CR0.EM/TS, then #MF for a pending unmasked exception (CR0.NE).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool Enter(InterpreterVcpu c, out ExecStatus status)
+    private static bool Enter(InterpreterVcpu c, ref DecodedOp op, out ExecStatus status)
     {
         if (c.FpuOff())
         {
@@ -111,6 +111,7 @@ internal static class X87Arith
             status = c.Raise(Vector.MF);
             return false;
         }
+        c.RecordX87Pointers(ref op);
         status = Ok;
         return true;
     }
@@ -154,7 +155,7 @@ internal static class X87Arith
     private static ExecStatus ReadOperand(InterpreterVcpu c, ref DecodedOp op, bool integer, out FpNum value)
     {
         value = default;
-        ExecStatus st = c.ReadMem(c.LinearAddress(ref op), op.Size, out ulong raw);
+        ExecStatus st = c.ReadMemOp(ref op, op.Size, out ulong raw);
         if (st != Ok)
         {
             return st;
@@ -203,7 +204,7 @@ internal static class X87Arith
 
     private static ExecStatus Arith(InterpreterVcpu c, ref DecodedOp op, int kind, bool pop, bool integer)
     {
-        if (!Enter(c, out ExecStatus st))
+        if (!Enter(c, ref op, out ExecStatus st))
         {
             return st;
         }
@@ -293,7 +294,7 @@ internal static class X87Arith
     /// <summary>FLD m32/m64/m80/ST(i). m32/m64 are widened exactly (DE for denormals, IE and quieting for SNaN).</summary>
     public static ExecStatus Fld(InterpreterVcpu c, ref DecodedOp op)
     {
-        if (!Enter(c, out ExecStatus st))
+        if (!Enter(c, ref op, out ExecStatus st))
         {
             return st;
         }
@@ -303,7 +304,11 @@ internal static class X87Arith
         ushort se;
         if (op.K0 == OperandKind.Mem)
         {
-            ulong linear = c.LinearAddress(ref op);
+            ExecStatus sg = c.OperandLinear(ref op, op.Size, InterpreterVcpu.AccessRead, out ulong linear);
+            if (sg != Ok)
+            {
+                return sg;
+            }
             if (op.Size == 10)
             {
                 st = c.ReadMem(linear, 8, out sig);
@@ -376,7 +381,7 @@ internal static class X87Arith
     /// <summary>FST/FSTP m32/m64 (rounded per FCW.RC, PC ignored), FSTP m80 and FST(P) ST(i) (exact copies).</summary>
     private static ExecStatus Store(InterpreterVcpu c, ref DecodedOp op, bool pop)
     {
-        if (!Enter(c, out ExecStatus st))
+        if (!Enter(c, ref op, out ExecStatus st))
         {
             return st;
         }
@@ -405,7 +410,11 @@ internal static class X87Arith
             }
             return Ok;
         }
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, op.Size, InterpreterVcpu.AccessWrite, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         if (op.Size == 10)
         {
             ulong sig = Sig(ref s, 0);
@@ -479,7 +488,7 @@ internal static class X87Arith
     /// <summary>FIST/FISTP (FCW rounding) and FISTTP (truncation) to m16/m32/m64; NaN, infinity and overflow store the integer indefinite.</summary>
     private static ExecStatus StoreInt(InterpreterVcpu c, ref DecodedOp op, bool pop, bool truncate)
     {
-        if (!Enter(c, out ExecStatus st))
+        if (!Enter(c, ref op, out ExecStatus st))
         {
             return st;
         }
@@ -506,7 +515,11 @@ internal static class X87Arith
                 roundedUp = (ulong)(v < 0 ? -v : v) > 0 && Magnitude(a) < (ulong)(v < 0 ? -v : v);
             }
         }
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, op.Size, InterpreterVcpu.AccessWrite, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         if (!c.ProbeWritable(linear) || !c.ProbeWritable(c.WrapAddress(linear + (ulong)op.Size - 1)))
         {
             return ExecStatus.Fault;
@@ -535,11 +548,15 @@ internal static class X87Arith
     /// <summary>FBLD m80: pushes an 18-digit packed-BCD integer (sign in bit 79), exactly. Invalid digits are not checked (undefined on hardware).</summary>
     public static ExecStatus Fbld(InterpreterVcpu c, ref DecodedOp op)
     {
-        if (!Enter(c, out ExecStatus st))
+        if (!Enter(c, ref op, out ExecStatus st))
         {
             return st;
         }
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, 10, InterpreterVcpu.AccessRead, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         st = c.ReadMem(linear, 8, out ulong lo);
         if (st != Ok)
         {
@@ -572,7 +589,7 @@ internal static class X87Arith
     /// <summary>FBSTP m80: ST(0) rounded per FCW.RC to an 18-digit packed-BCD integer, then pop; out of range or NaN stores the BCD indefinite.</summary>
     public static ExecStatus Fbstp(InterpreterVcpu c, ref DecodedOp op)
     {
-        if (!Enter(c, out ExecStatus st))
+        if (!Enter(c, ref op, out ExecStatus st))
         {
             return st;
         }
@@ -614,7 +631,11 @@ internal static class X87Arith
             hi = (m % 10) | ((m / 10 % 10) << 4);
             hi |= negative ? 0x8000UL : 0;
         }
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, 10, InterpreterVcpu.AccessWrite, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         if (!c.ProbeWritable(linear) || !c.ProbeWritable(c.WrapAddress(linear + 9)))
         {
             return ExecStatus.Fault;
@@ -673,7 +694,7 @@ internal static class X87Arith
     /// </summary>
     private static ExecStatus Compare(InterpreterVcpu c, ref DecodedOp op, bool quiet, int pops, bool eflags, bool integer, bool zero = false)
     {
-        if (!Enter(c, out ExecStatus st))
+        if (!Enter(c, ref op, out ExecStatus st))
         {
             return st;
         }
@@ -755,7 +776,7 @@ internal static class X87Arith
     /// <summary>FXAM: C3,C2,C0 classify ST(0) (even when empty), C1 = its sign.</summary>
     public static ExecStatus Fxam(InterpreterVcpu c, ref DecodedOp op)
     {
-        if (!Enter(c, out ExecStatus st))
+        if (!Enter(c, ref op, out ExecStatus st))
         {
             return st;
         }
@@ -791,9 +812,9 @@ internal static class X87Arith
     // ---------------- one-operand ops on ST(0) ----------------
 
     /// <summary>Runs <paramref name="f"/> on ST(0) with the stack-underflow and commit protocol.</summary>
-    private static ExecStatus Unary(InterpreterVcpu c, int kind)
+    private static ExecStatus Unary(InterpreterVcpu c, ref DecodedOp op, int kind)
     {
-        if (!Enter(c, out ExecStatus st))
+        if (!Enter(c, ref op, out ExecStatus st))
         {
             return st;
         }
@@ -830,13 +851,13 @@ internal static class X87Arith
         return Ok;
     }
 
-    public static ExecStatus Fchs(InterpreterVcpu c, ref DecodedOp op) => Unary(c, 0);
+    public static ExecStatus Fchs(InterpreterVcpu c, ref DecodedOp op) => Unary(c, ref op, 0);
 
-    public static ExecStatus Fabs(InterpreterVcpu c, ref DecodedOp op) => Unary(c, 1);
+    public static ExecStatus Fabs(InterpreterVcpu c, ref DecodedOp op) => Unary(c, ref op, 1);
 
-    public static ExecStatus Fsqrt(InterpreterVcpu c, ref DecodedOp op) => Unary(c, 2);
+    public static ExecStatus Fsqrt(InterpreterVcpu c, ref DecodedOp op) => Unary(c, ref op, 2);
 
-    public static ExecStatus Frndint(InterpreterVcpu c, ref DecodedOp op) => Unary(c, 3);
+    public static ExecStatus Frndint(InterpreterVcpu c, ref DecodedOp op) => Unary(c, ref op, 3);
 
     /// <summary>Rounds to an integral value per <paramref name="rounding"/> (exact in extended; PE and C1 when it changed).</summary>
     private static FpResult RoundToIntegral(in FpNum a, int rounding, ref FpEnv env)
@@ -892,24 +913,24 @@ internal static class X87Arith
 
     // ---------------- constants ----------------
 
-    public static ExecStatus Fld1(InterpreterVcpu c, ref DecodedOp op) => LoadConstant(c, 0, 0x8000_0000_0000_0000, 0);
+    public static ExecStatus Fld1(InterpreterVcpu c, ref DecodedOp op) => LoadConstant(c, ref op, 0, 0x8000_0000_0000_0000, 0);
 
-    public static ExecStatus Fldz(InterpreterVcpu c, ref DecodedOp op) => LoadConstant(c, 0, 0, 0, zero: true);
+    public static ExecStatus Fldz(InterpreterVcpu c, ref DecodedOp op) => LoadConstant(c, ref op, 0, 0, 0, zero: true);
 
-    public static ExecStatus Fldpi(InterpreterVcpu c, ref DecodedOp op) => LoadConstant(c, 1, 0xC90F_DAA2_2168_C234, 0xC4C6_628B_80DC_1CD1);
+    public static ExecStatus Fldpi(InterpreterVcpu c, ref DecodedOp op) => LoadConstant(c, ref op, 1, 0xC90F_DAA2_2168_C234, 0xC4C6_628B_80DC_1CD1);
 
-    public static ExecStatus Fldl2e(InterpreterVcpu c, ref DecodedOp op) => LoadConstant(c, 0, 0xB8AA_3B29_5C17_F0BB, 0xBE87_FED0_691D_3E89);
+    public static ExecStatus Fldl2e(InterpreterVcpu c, ref DecodedOp op) => LoadConstant(c, ref op, 0, 0xB8AA_3B29_5C17_F0BB, 0xBE87_FED0_691D_3E89);
 
-    public static ExecStatus Fldl2t(InterpreterVcpu c, ref DecodedOp op) => LoadConstant(c, 1, 0xD49A_784B_CD1B_8AFE, 0x492B_F6FF_4DAF_DB4C);
+    public static ExecStatus Fldl2t(InterpreterVcpu c, ref DecodedOp op) => LoadConstant(c, ref op, 1, 0xD49A_784B_CD1B_8AFE, 0x492B_F6FF_4DAF_DB4C);
 
-    public static ExecStatus Fldlg2(InterpreterVcpu c, ref DecodedOp op) => LoadConstant(c, -2, 0x9A20_9A84_FBCF_F798, 0x8F89_59AC_0B7C_9178);
+    public static ExecStatus Fldlg2(InterpreterVcpu c, ref DecodedOp op) => LoadConstant(c, ref op, -2, 0x9A20_9A84_FBCF_F798, 0x8F89_59AC_0B7C_9178);
 
-    public static ExecStatus Fldln2(InterpreterVcpu c, ref DecodedOp op) => LoadConstant(c, -1, 0xB172_17F7_D1CF_79AB, 0xC9E3_B398_03F2_F6AF);
+    public static ExecStatus Fldln2(InterpreterVcpu c, ref DecodedOp op) => LoadConstant(c, ref op, -1, 0xB172_17F7_D1CF_79AB, 0xC9E3_B398_03F2_F6AF);
 
     /// <summary>Pushes a constant given to 128 bits, rounded to 64 per FCW.RC (no precision exception, as on hardware).</summary>
-    private static ExecStatus LoadConstant(InterpreterVcpu c, int exp, ulong hi, ulong lo, bool zero = false)
+    private static ExecStatus LoadConstant(InterpreterVcpu c, ref DecodedOp op, int exp, ulong hi, ulong lo, bool zero = false)
     {
-        if (!Enter(c, out ExecStatus st))
+        if (!Enter(c, ref op, out ExecStatus st))
         {
             return st;
         }
@@ -926,7 +947,7 @@ internal static class X87Arith
     /// <summary>FXCH ST(i): swaps with ST(0); an empty register reads as the indefinite (IE, SF).</summary>
     public static ExecStatus Fxch(InterpreterVcpu c, ref DecodedOp op)
     {
-        if (!Enter(c, out ExecStatus st))
+        if (!Enter(c, ref op, out ExecStatus st))
         {
             return st;
         }
@@ -955,7 +976,7 @@ internal static class X87Arith
     /// <summary>FFREE ST(i): tags the register empty (TOP unchanged).</summary>
     public static ExecStatus Ffree(InterpreterVcpu c, ref DecodedOp op)
     {
-        if (!Enter(c, out ExecStatus st))
+        if (!Enter(c, ref op, out ExecStatus st))
         {
             return st;
         }
@@ -975,13 +996,13 @@ internal static class X87Arith
         return st;
     }
 
-    public static ExecStatus Fincstp(InterpreterVcpu c, ref DecodedOp op) => MoveTop(c, 1);
+    public static ExecStatus Fincstp(InterpreterVcpu c, ref DecodedOp op) => MoveTop(c, ref op, 1);
 
-    public static ExecStatus Fdecstp(InterpreterVcpu c, ref DecodedOp op) => MoveTop(c, -1);
+    public static ExecStatus Fdecstp(InterpreterVcpu c, ref DecodedOp op) => MoveTop(c, ref op, -1);
 
-    private static ExecStatus MoveTop(InterpreterVcpu c, int delta)
+    private static ExecStatus MoveTop(InterpreterVcpu c, ref DecodedOp op, int delta)
     {
-        if (!Enter(c, out ExecStatus st))
+        if (!Enter(c, ref op, out ExecStatus st))
         {
             return st;
         }
@@ -992,7 +1013,7 @@ internal static class X87Arith
     }
 
     /// <summary>FNOP (and the obsolete FENI/FDISI/FSETPM encodings): only the #NM/#MF checks.</summary>
-    public static ExecStatus Fnop(InterpreterVcpu c, ref DecodedOp op) => Enter(c, out ExecStatus st) ? Ok : st;
+    public static ExecStatus Fnop(InterpreterVcpu c, ref DecodedOp op) => Enter(c, ref op, out ExecStatus st) ? Ok : st;
 
     // iced reports no ConditionCode for FCMOVcc, so each gets its own entry (iced numbering: 3 b, 4 ae, 5 e, 6 ne, 7 be, 8 a, 11 p, 12 np).
     public static ExecStatus Fcmovb(InterpreterVcpu c, ref DecodedOp op) => Fcmov(c, ref op, 3);
@@ -1014,7 +1035,7 @@ internal static class X87Arith
     /// <summary>FCMOVcc ST(0), ST(i).</summary>
     private static ExecStatus Fcmov(InterpreterVcpu c, ref DecodedOp op, int cc)
     {
-        if (!Enter(c, out ExecStatus st))
+        if (!Enter(c, ref op, out ExecStatus st))
         {
             return st;
         }
@@ -1043,7 +1064,7 @@ internal static class X87Arith
     /// <summary>FSCALE: ST(0) × 2^trunc(ST(1)).</summary>
     public static ExecStatus Fscale(InterpreterVcpu c, ref DecodedOp op)
     {
-        if (!Enter(c, out ExecStatus st))
+        if (!Enter(c, ref op, out ExecStatus st))
         {
             return st;
         }
@@ -1104,7 +1125,7 @@ internal static class X87Arith
     /// <summary>FXTRACT: ST(0) becomes its significand (exponent 0) and its unbiased exponent is pushed beneath... above it.</summary>
     public static ExecStatus Fxtract(InterpreterVcpu c, ref DecodedOp op)
     {
-        if (!Enter(c, out ExecStatus st))
+        if (!Enter(c, ref op, out ExecStatus st))
         {
             return st;
         }
@@ -1166,18 +1187,18 @@ internal static class X87Arith
         return Ok;
     }
 
-    public static ExecStatus Fprem(InterpreterVcpu c, ref DecodedOp op) => Remainder(c, nearest: false);
+    public static ExecStatus Fprem(InterpreterVcpu c, ref DecodedOp op) => Remainder(c, ref op, nearest: false);
 
-    public static ExecStatus Fprem1(InterpreterVcpu c, ref DecodedOp op) => Remainder(c, nearest: true);
+    public static ExecStatus Fprem1(InterpreterVcpu c, ref DecodedOp op) => Remainder(c, ref op, nearest: true);
 
     /// <summary>
     /// FPREM (truncating quotient) / FPREM1 (IEEE, nearest-even quotient): ST(0) ← ST(0) − q × ST(1), exact. With an
     /// exponent difference of 64 or more only a partial reduction is done (C2 = 1): by 2^(d − n) with n = 32 + (d mod 32),
     /// QEMU's choice. Otherwise C0, C3, C1 receive quotient bits 2, 1, 0 and C2 = 0.
     /// </summary>
-    private static ExecStatus Remainder(InterpreterVcpu c, bool nearest)
+    private static ExecStatus Remainder(InterpreterVcpu c, ref DecodedOp op, bool nearest)
     {
-        if (!Enter(c, out ExecStatus st))
+        if (!Enter(c, ref op, out ExecStatus st))
         {
             return st;
         }
@@ -1300,9 +1321,9 @@ internal static class X87Arith
     /// double first, results widened back), so they are as accurate as the host's double libm — not the x87's 64-bit
     /// accuracy. Operands beyond ±2^63 leave FSIN/FCOS/FSINCOS/FPTAN with C2 = 1 and ST(0) unchanged, as on hardware.
     /// </summary>
-    private static ExecStatus Transcendental(InterpreterVcpu c, int kind)
+    private static ExecStatus Transcendental(InterpreterVcpu c, ref DecodedOp op, int kind)
     {
-        if (!Enter(c, out ExecStatus st))
+        if (!Enter(c, ref op, out ExecStatus st))
         {
             return st;
         }
@@ -1481,21 +1502,21 @@ internal static class X87Arith
         return u == 1.0 ? x : Math.Log(u) * x / (u - 1.0);
     }
 
-    public static ExecStatus Fsin(InterpreterVcpu c, ref DecodedOp op) => Transcendental(c, 0);
+    public static ExecStatus Fsin(InterpreterVcpu c, ref DecodedOp op) => Transcendental(c, ref op, 0);
 
-    public static ExecStatus Fcos(InterpreterVcpu c, ref DecodedOp op) => Transcendental(c, 1);
+    public static ExecStatus Fcos(InterpreterVcpu c, ref DecodedOp op) => Transcendental(c, ref op, 1);
 
-    public static ExecStatus Fsincos(InterpreterVcpu c, ref DecodedOp op) => Transcendental(c, 2);
+    public static ExecStatus Fsincos(InterpreterVcpu c, ref DecodedOp op) => Transcendental(c, ref op, 2);
 
-    public static ExecStatus Fptan(InterpreterVcpu c, ref DecodedOp op) => Transcendental(c, 3);
+    public static ExecStatus Fptan(InterpreterVcpu c, ref DecodedOp op) => Transcendental(c, ref op, 3);
 
-    public static ExecStatus F2xm1(InterpreterVcpu c, ref DecodedOp op) => Transcendental(c, 4);
+    public static ExecStatus F2xm1(InterpreterVcpu c, ref DecodedOp op) => Transcendental(c, ref op, 4);
 
-    public static ExecStatus Fyl2x(InterpreterVcpu c, ref DecodedOp op) => Transcendental(c, 5);
+    public static ExecStatus Fyl2x(InterpreterVcpu c, ref DecodedOp op) => Transcendental(c, ref op, 5);
 
-    public static ExecStatus Fyl2xp1(InterpreterVcpu c, ref DecodedOp op) => Transcendental(c, 6);
+    public static ExecStatus Fyl2xp1(InterpreterVcpu c, ref DecodedOp op) => Transcendental(c, ref op, 6);
 
-    public static ExecStatus Fpatan(InterpreterVcpu c, ref DecodedOp op) => Transcendental(c, 7);
+    public static ExecStatus Fpatan(InterpreterVcpu c, ref DecodedOp op) => Transcendental(c, ref op, 7);
 
     // ---------------- environment save/restore ----------------
 
@@ -1529,8 +1550,8 @@ internal static class X87Arith
 
     /// <summary>
     /// FNSTENV/FNSAVE: the 14-byte (16-bit operand size) or 28-byte environment, then for FNSAVE the eight registers
-    /// in stack order and an FNINIT; FNSTENV masks every exception afterwards. The instruction/data pointers and
-    /// opcode are not tracked by this model and are stored as zero.
+    /// in stack order and an FNINIT; FNSTENV masks every exception afterwards. FIP/FOP/FDP are those of the last
+    /// non-control x87 instruction (<see cref="InterpreterVcpu.RecordX87Pointers"/>).
     /// </summary>
     [SkipLocalsInit]
     private static ExecStatus SaveEnv(InterpreterVcpu c, ref DecodedOp op, bool full)
@@ -1555,6 +1576,7 @@ internal static class X87Arith
             Unsafe.WriteUnaligned(ref image[6], (ushort)0xFFFF);
             Unsafe.WriteUnaligned(ref image[10], (ushort)0xFFFF);
         }
+        WritePointers(c, ref s, image, wide);
         int length = envSize;
         if (full)
         {
@@ -1564,22 +1586,87 @@ internal static class X87Arith
             }
             length += 80;
         }
-        ExecStatus st = c.WriteBlockBytes(c.LinearAddress(ref op), image[..length]);
+        ExecStatus st = c.OperandLinear(ref op, length, InterpreterVcpu.AccessWrite, out ulong linear);
+        if (st == Ok)
+        {
+            st = c.WriteBlockBytes(linear, image[..length]);
+        }
         if (st != Ok)
         {
             return st;
         }
         if (full)
         {
+            // FNSAVE ends with an FNINIT, which also clears the pointers and opcode.
             s.Fcw = 0x037F;
             s.Fsw = 0;
             s.Ftw = 0;
+            ((Span<byte>)s.Fx)[X86CpuState.FxFop..X86CpuState.FxMxcsr].Clear();
         }
         else
         {
             s.Fcw |= 0x3F;
         }
         return Ok;
+    }
+
+    /// <summary>
+    /// FIP, FOP and FDP in the environment image (SDM vol. 1 figs. 8-9 to 8-12). Protected mode: FIP offset, FCS with
+    /// FOP in bits 26:16 (32-bit form only), FDP offset, FDS; the selectors are the current CS and DS (the model keeps
+    /// no per-instruction selectors). Real mode: the 16-bit FIP/FDP with their bits 31:16 (19:16) in bits 31:12
+    /// (15:12) of the next field, FOP in bits 10:0 — built from the offsets, not linear addresses.
+    /// </summary>
+    private static void WritePointers(InterpreterVcpu c, ref X86CpuState s, Span<byte> image, bool wide)
+    {
+        ulong fip = Unsafe.ReadUnaligned<ulong>(ref s.Fx[X86CpuState.FxFip]);
+        ulong fdp = Unsafe.ReadUnaligned<ulong>(ref s.Fx[X86CpuState.FxFdp]);
+        uint fop = Unsafe.ReadUnaligned<ushort>(ref s.Fx[X86CpuState.FxFop]) & 0x7FFu;
+        bool real = (s.Cr0 & X86CpuState.Cr0Pe) == 0;
+        ushort fcs = s.Segments[(int)SegmentIndex.Cs].Selector;
+        ushort fds = s.Segments[(int)SegmentIndex.Ds].Selector;
+        if (wide)
+        {
+            Unsafe.WriteUnaligned(ref image[12], real ? (uint)(fip & 0xFFFF) : (uint)fip);
+            Unsafe.WriteUnaligned(ref image[16], real ? (uint)(((fip >> 16) & 0xFFFF) << 12) | fop : fcs | (fop << 16));
+            Unsafe.WriteUnaligned(ref image[20], real ? (uint)(fdp & 0xFFFF) : (uint)fdp);
+            Unsafe.WriteUnaligned(ref image[24], real ? (uint)(((fdp >> 16) & 0xFFFF) << 12) : 0xFFFF_0000u | fds);
+        }
+        else
+        {
+            Unsafe.WriteUnaligned(ref image[6], (ushort)fip);
+            Unsafe.WriteUnaligned(ref image[8], real ? (ushort)((((fip >> 16) & 0xF) << 12) | fop) : fcs);
+            Unsafe.WriteUnaligned(ref image[10], (ushort)fdp);
+            Unsafe.WriteUnaligned(ref image[12], real ? (ushort)(((fdp >> 16) & 0xF) << 12) : fds);
+        }
+    }
+
+    /// <summary>FLDENV/FRSTOR: the pointers and opcode back from the image (the selectors are dropped).</summary>
+    private static void ReadPointers(ref X86CpuState s, ReadOnlySpan<byte> image, bool wide)
+    {
+        bool real = (s.Cr0 & X86CpuState.Cr0Pe) == 0;
+        ulong fip, fdp;
+        uint fop;
+        if (wide)
+        {
+            uint w12 = Unsafe.ReadUnaligned<uint>(in image[12]);
+            uint w16 = Unsafe.ReadUnaligned<uint>(in image[16]);
+            uint w20 = Unsafe.ReadUnaligned<uint>(in image[20]);
+            uint w24 = Unsafe.ReadUnaligned<uint>(in image[24]);
+            fip = real ? (w12 & 0xFFFF) | ((ulong)(w16 >> 12) << 16) : w12;
+            fop = real ? w16 & 0x7FF : (w16 >> 16) & 0x7FF;
+            fdp = real ? (w20 & 0xFFFF) | ((ulong)(w24 >> 12) << 16) : w20;
+        }
+        else
+        {
+            ushort w8 = Unsafe.ReadUnaligned<ushort>(in image[8]);
+            ushort w12 = Unsafe.ReadUnaligned<ushort>(in image[12]);
+            fip = Unsafe.ReadUnaligned<ushort>(in image[6]) | (real ? (ulong)(w8 >> 12) << 16 : 0);
+            fop = real ? w8 & 0x7FFu : Unsafe.ReadUnaligned<ushort>(ref s.Fx[X86CpuState.FxFop]);
+            fdp = Unsafe.ReadUnaligned<ushort>(in image[10]) | (real ? (ulong)(w12 >> 12) << 16 : 0);
+        }
+        Unsafe.WriteUnaligned(ref s.Fx[X86CpuState.FxFop], (ushort)fop);
+        Unsafe.WriteUnaligned(ref s.Fx[X86CpuState.FxFip], fip);
+        Unsafe.WriteUnaligned(ref s.Fx[X86CpuState.FxFdp], fdp);
     }
 
     public static ExecStatus Fldenv(InterpreterVcpu c, ref DecodedOp op) => LoadEnv(c, ref op, full: false);
@@ -1599,7 +1686,11 @@ internal static class X87Arith
         int envSize = wide ? 28 : 14;
         int length = envSize + (full ? 80 : 0);
         Span<byte> image = stackalloc byte[112];
-        ulong linear = c.LinearAddress(ref op);
+        ExecStatus sg = c.OperandLinear(ref op, length, InterpreterVcpu.AccessRead, out ulong linear);
+        if (sg != Ok)
+        {
+            return sg;
+        }
         for (int i = 0; i < length; i += 2)
         {
             ExecStatus st = c.ReadMem(c.WrapAddress(linear + (ulong)i), 2, out ulong v);
@@ -1622,6 +1713,7 @@ internal static class X87Arith
             }
         }
         s.Ftw = abridged;
+        ReadPointers(ref s, image, wide);
         if (full)
         {
             for (int i = 0; i < 8; i++)
