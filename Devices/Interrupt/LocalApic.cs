@@ -553,7 +553,7 @@ public sealed class LocalApic : ILocalApic
     {
         if (!_timerRunning)
         {
-            _timer.Cancel();
+            CancelTimer();
             return;
         }
         ulong period = (ulong)_initialCount + 1;
@@ -564,7 +564,7 @@ public sealed class LocalApic : ILocalApic
             {
                 // Expired, but the timer thread has not fired it yet (a loaded host): deliver it now. Dropping it
                 // lost the guest's only clock event, and an idle guest then slept for good.
-                _timer.Cancel();
+                CancelTimer();
                 OnTimer();
                 return;
             }
@@ -573,6 +573,15 @@ public sealed class LocalApic : ILocalApic
         }
         ulong next = ((ticks / period) + 1) * period;
         _timer.Modify(_loadTimeNs + (long)(next << DivideShift));
+    }
+
+    private void CancelTimer()
+    {
+        if (Trace && _timer.IsPending)
+        {
+            Console.Error.WriteLine($"colo-apic {_id}: t={_timer.Clock.NowNs} cancel deadline={_timer.DeadlineNs}\n{Environment.StackTrace}");
+        }
+        _timer.Cancel();
     }
 
     private void OnTimer()
@@ -658,6 +667,6 @@ public sealed class LocalApic : ILocalApic
         _divide = 0;
         _loadTimeNs = 0;
         _timerRunning = false;
-        _timer.Cancel();
+        CancelTimer();
     }
 }

@@ -527,6 +527,11 @@ public sealed class VirtualMachine : IDisposable
         try
         {
             _board = new PcBoard(new PcBoardOptions(_config.RamSize, _config.Cpus, bios, serials, LoadKernel()), clock, MainLoop);
+            if (_virtualClock is not null)
+            {
+                Lock boardLock = _board.Lock;
+                _virtualClock.OwnerCheck = () => boardLock.IsHeldByCurrentThread;
+            }
         }
         catch (QmpException e)
         {

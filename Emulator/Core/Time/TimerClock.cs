@@ -16,9 +16,26 @@ public abstract class TimerClock : IClock
     /// <inheritdoc/>
     public long NextDeadlineNs => _armed.Count == 0 ? long.MaxValue : _armed[0].DeadlineNs;
 
+    /// <summary>
+    /// Debug aid (COLO_TRACE_CLOCK=1): tells whether the caller holds the lock that must guard this clock's timers;
+    /// a list change without it is reported with its stack on stderr.
+    /// </summary>
+    public Func<bool>? OwnerCheck { get; set; }
+
+    private static readonly bool TraceOwner = Environment.GetEnvironmentVariable("COLO_TRACE_CLOCK") == "1";
+
+    private void CheckOwner(string what)
+    {
+        if (TraceOwner && OwnerCheck is { } check && !check())
+        {
+            Console.Error.WriteLine($"colo-clock: {what} without the board lock on thread '{Thread.CurrentThread.Name}':\n{Environment.StackTrace}");
+        }
+    }
+
     /// <inheritdoc/>
     public void Arm(ClockTimer timer)
     {
+        CheckOwner("arm");
         if (timer.IsPending)
         {
             _armed.Remove(timer);
@@ -45,6 +62,7 @@ public abstract class TimerClock : IClock
     /// <inheritdoc/>
     public void Disarm(ClockTimer timer)
     {
+        CheckOwner("disarm");
         if (timer.IsPending)
         {
             _armed.Remove(timer);
@@ -59,6 +77,7 @@ public abstract class TimerClock : IClock
     /// </summary>
     protected int RunDueTimers(long limitNs)
     {
+        CheckOwner("run");
         int fired = 0;
         while (_armed.Count > 0 && _armed[0].DeadlineNs <= limitNs)
         {
