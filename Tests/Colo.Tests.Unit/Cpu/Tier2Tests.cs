@@ -148,6 +148,48 @@ public sealed class Tier2Tests
     [Test]
     public void HotLoop_WithPaging_CompiledMatchesInterpreter() => AssertSameAsInterpreter(HotLoop, paging: true);
 
+    [Test]
+    public void TightLoop_GoingRoundInsideCompiledCode_RetiresTheSameCount() => AssertSameAsInterpreter(a =>
+    {
+        Label top = a.CreateLabel();
+        Label inner = a.CreateLabel();
+        a.mov(ecx, 1000);
+        a.mov(rsi, Data);
+        a.Label(ref top);
+        a.add(rax, rcx);
+        a.xor(rdx, rax);
+        a.mov(__qword_ptr[rsi + rcx * 8], rdx);
+        a.mov(rbx, __qword_ptr[rsi + rcx * 4]);
+        a.dec(ecx);
+        a.jne(top);
+        a.mov(ecx, 50);
+        a.Label(ref inner);
+        a.sub(rbx, rcx);
+        a.dec(ecx);
+        a.cmp(ecx, 10);
+        a.ja(inner);
+        a.hlt();
+    });
+
+    [Test]
+    public void EndlessCompiledLoop_IsKicked()
+    {
+        using var g = new GuestHarness();
+        g.Vcpu.Tier2Threshold = 0;
+        g.Load64(a =>
+        {
+            Label top = a.CreateLabel();
+            a.Label(ref top);
+            a.inc(rax);
+            a.add(rbx, rax);
+            a.jmp(top);
+        });
+        using var kicker = new Timer(_ => g.Vcpu.Kick(), null, 50, Timeout.Infinite);
+        Assert.That(g.Vcpu.Run(), Is.EqualTo(VcpuExit.Kicked));
+        Assert.That(g.State.Gpr[0], Is.GreaterThan(0UL));
+        Assert.That(g.Vcpu.InstructionCount, Is.EqualTo(g.State.Gpr[0] * 3), "three instructions retired per pass");
+    }
+
     [TestCase(false)]
     [TestCase(true)]
     public void PageFault_InCompiledBlock_LeavesTheInterpretersState(bool store)

@@ -48,6 +48,44 @@ public sealed unsafe partial class InterpreterVcpu
         return text is not null && int.TryParse(text, out int value) ? value : 8192;
     }
 
+    /// <summary>
+    /// Whether a compiled block that branches back to its own start may go round again without returning to the Run
+    /// loop: only when the loop would find nothing to do between blocks (no kick, interrupt or NMI request, no code
+    /// or dirty-log change) and would pick the same block (its pages' code versions unchanged).
+    /// </summary>
+    private bool LoopBackAllowed(int versionSlot, int version, int versionSlot2, int version2)
+    {
+        uint[] versions = _codeVersions;
+        return Volatile.Read(ref _kick) == 0 && Volatile.Read(ref _interruptRequest) == 0 && Volatile.Read(ref _nmiRequest) == 0
+            && _memory.CodeGeneration == _seenCodeGeneration && _memory.DirtyLogEpoch == _seenDirtyEpoch
+            && versions[versionSlot] == (uint)version && versions[versionSlot2] == (uint)version2;
+    }
+
+    /// <summary>The flags of a compiled SHL/SHR/SAR by <paramref name="n"/> (1..63) exactly as Alu.ShiftRI sets them.</summary>
+    private static void Tier2ShiftFlags(InterpreterVcpu c, ulong a, ulong r, int n, int size, int kind)
+    {
+        int bits = size * 8;
+        ulong cf;
+        ulong of;
+        switch (kind)
+        {
+            case 0:
+                cf = (a >> (bits - n)) & 1;
+                of = ((r >> (bits - 1)) & 1) ^ cf;
+                break;
+            case 1:
+                cf = (a >> (n - 1)) & 1;
+                of = (a >> (bits - 1)) & 1;
+                break;
+            default:
+                long sa = size == 4 ? (int)(uint)a : (long)a;
+                cf = (ulong)(sa >> (n - 1)) & 1;
+                of = 0;
+                break;
+        }
+        c.ReplaceArithmeticFlags(ResultFlags(r, size) | (cf != 0 ? X86CpuState.FlagCf : 0) | (of != 0 ? X86CpuState.FlagOf : 0));
+    }
+
     /// <summary>Runs a compiled block with <see cref="ExecuteBlock"/>'s entry and fault conventions.</summary>
     private ExecStatus ExecuteCompiled(CompiledBlock code, int start, out int executed)
     {
@@ -74,7 +112,7 @@ public sealed unsafe partial class InterpreterVcpu
         }
         if (RuntimeFeature.IsDynamicCodeSupported)
         {
-            entry.Compiled = Tier2Compiler.Compile(this, _pool, entry.Start, entry.Count, Bitness, force: threshold == 0);
+            entry.Compiled = Tier2Compiler.Compile(this, _pool, ref entry, Bitness, force: threshold == 0);
             if (entry.Compiled is not null)
             {
                 Tier2CompiledBlocks++;
@@ -106,6 +144,8 @@ public sealed unsafe partial class InterpreterVcpu
         private static readonly MethodInfo CarryMethod = typeof(InterpreterVcpu).GetMethod(nameof(Carry), Private)!;
         private static readonly MethodInfo GetRegMethod = typeof(InterpreterVcpu).GetMethod(nameof(GetReg), Private)!;
         private static readonly MethodInfo SetRegMethod = typeof(InterpreterVcpu).GetMethod(nameof(SetReg), Private)!;
+        private static readonly MethodInfo LoopBackAllowedMethod = typeof(InterpreterVcpu).GetMethod(nameof(LoopBackAllowed), Private)!;
+        private static readonly FieldInfo InstructionsField = typeof(InterpreterVcpu).GetField(nameof(_instructions), Private)!;
 
         private static readonly nint HMovRR = (nint)(delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus>)&Alu.MovRR;
         private static readonly nint HMovRI = (nint)(delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus>)&Alu.MovRI;
@@ -133,6 +173,10 @@ public sealed unsafe partial class InterpreterVcpu
         private static readonly nint HIncR = (nint)(delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus>)&Alu.IncR;
         private static readonly nint HDecR = (nint)(delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus>)&Alu.DecR;
         private static readonly nint HLea = (nint)(delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus>)&Alu.Lea;
+        private static readonly nint HShlRI = (nint)(delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus>)&Alu.ShlRI;
+        private static readonly nint HShrRI = (nint)(delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus>)&Alu.ShrRI;
+        private static readonly nint HSarRI = (nint)(delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus>)&Alu.SarRI;
+        private static readonly MethodInfo ShiftFlagsMethod = typeof(InterpreterVcpu).GetMethod(nameof(Tier2ShiftFlags), BindingFlags.NonPublic | BindingFlags.Static)!;
         private static readonly nint HJcc = (nint)(delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus>)&Flow.Jcc;
         private static readonly nint HJmpRel = (nint)(delegate*<InterpreterVcpu, ref DecodedOp, ExecStatus>)&Flow.JmpRel;
 
@@ -152,6 +196,15 @@ public sealed unsafe partial class InterpreterVcpu
         // changed the flags; None when unknown at this point of the block.
         private LazyOp _knownOp;
         private int _knownSize;
+        // Every op is inline (none can change mode, paging or interrupt state), so a branch back to the block's
+        // start may stay in the method while LoopBackAllowed says the Run loop would pick this block again.
+        private bool _loopBack;
+        private int _versionSlot;
+        private uint _version;
+        private int _versionSlot2;
+        private uint _version2;
+        private ulong _blockIp;
+        private Label _top;
 
         private Tier2Compiler(ILGenerator il)
         {
@@ -169,8 +222,10 @@ public sealed unsafe partial class InterpreterVcpu
         }
 
         [UnconditionalSuppressMessage("AOT", "IL3050", Justification = "Only called when RuntimeFeature.IsDynamicCodeSupported.")]
-        public static CompiledBlock? Compile(InterpreterVcpu vcpu, DecodedOp[] pool, int start, int count, int bitness, bool force)
+        public static CompiledBlock? Compile(InterpreterVcpu vcpu, DecodedOp[] pool, ref BlockEntry entry, int bitness, bool force)
         {
+            int start = entry.Start;
+            int count = entry.Count;
             // The JIT's time is the cost: a block with almost nothing to inline gains too little to pay for it.
             int inline = 0;
             for (int i = 0; i < count; i++)
@@ -187,6 +242,11 @@ public sealed unsafe partial class InterpreterVcpu
             var method = new DynamicMethod("colo_tier2_block", typeof(ExecStatus), Parameters, typeof(InterpreterVcpu), skipVisibility: true);
             ILGenerator il = method.GetILGenerator(256 + count * 96);
             var compiler = new Tier2Compiler(il);
+            compiler._loopBack = inline == count;
+            compiler._versionSlot = entry.VersionSlot;
+            compiler._version = entry.Version;
+            compiler._versionSlot2 = entry.VersionSlot2;
+            compiler._version2 = entry.Version2;
             compiler.EmitBlock(pool, start, count, bitness);
             return method.CreateDelegate<CompiledBlock>(vcpu);
         }
@@ -201,6 +261,9 @@ public sealed unsafe partial class InterpreterVcpu
             il.Emit(OpCodes.Stloc, _stateRef);
             il.Emit(OpCodes.Ldflda, GprField);
             il.Emit(OpCodes.Stloc, _gpr);
+            _blockIp = pool[start].Ip;
+            _top = il.DefineLabel();
+            il.MarkLabel(_top);
             _knownOp = LazyOp.None;
             for (int i = 0; i < count; i++)
             {
@@ -260,7 +323,8 @@ public sealed unsafe partial class InterpreterVcpu
             nint h = (nint)op.Handler;
             if (h == HMovRR || h == HMovRI || h == HAddRR || h == HAddRI || h == HSubRR || h == HSubRI || h == HCmpRR
                 || h == HCmpRI || h == HAndRR || h == HAndRI || h == HOrRR || h == HOrRI || h == HXorRR || h == HXorRI
-                || h == HTestRR || h == HTestRI || h == HIncR || h == HDecR || h == HMovzxRR || h == HJcc || h == HJmpRel)
+                || h == HTestRR || h == HTestRI || h == HIncR || h == HDecR || h == HMovzxRR || h == HJcc || h == HJmpRel
+                || h == HShlRI || h == HShrRI || h == HSarRI)
             {
                 return true;
             }
@@ -328,6 +392,11 @@ public sealed unsafe partial class InterpreterVcpu
                 EmitIncDec(ref op, h == HIncR);
                 return true;
             }
+            if (h == HShlRI || h == HShrRI || h == HSarRI)
+            {
+                EmitShift(ref op, h == HShlRI ? 0 : h == HShrRI ? 1 : 2);
+                return true;
+            }
             if (h == HMovzxRR)
             {
                 EmitLoadGpr(op.R1);
@@ -349,8 +418,7 @@ public sealed unsafe partial class InterpreterVcpu
             }
             if (h == HJmpRel)
             {
-                EmitSetRip(op.Target);
-                EmitReturn(i + 1, ExecStatus.Branch);
+                EmitBranch(op.Target, i);
                 return true;
             }
             // Memory operands inline only in 64-bit code without an FS/GS base: no segment base or limit applies.
@@ -406,6 +474,34 @@ public sealed unsafe partial class InterpreterVcpu
                 return true;
             }
             return false;
+        }
+
+        /// <summary>A taken branch at op <paramref name="i"/>: loops back in place when it may, else leaves the block.</summary>
+        private void EmitBranch(ulong target, int i)
+        {
+            ILGenerator il = _il;
+            if (_loopBack && target == _blockIp)
+            {
+                // Retire this pass as the Run loop would (its count, then a fresh block) and go round again.
+                Label leave = il.DefineLabel();
+                il.Emit(OpCodes.Ldarg_0);
+                EmitConst(_versionSlot);
+                EmitConst((int)_version);
+                EmitConst(_versionSlot2);
+                EmitConst((int)_version2);
+                il.Emit(OpCodes.Call, LoopBackAllowedMethod);
+                il.Emit(OpCodes.Brfalse, leave);
+                il.Emit(OpCodes.Ldarg_0);
+                il.Emit(OpCodes.Ldarg_0);
+                il.Emit(OpCodes.Ldfld, InstructionsField);
+                EmitConst((ulong)(i + 1));
+                il.Emit(OpCodes.Add);
+                il.Emit(OpCodes.Stfld, InstructionsField);
+                il.Emit(OpCodes.Br, _top);
+                il.MarkLabel(leave);
+            }
+            EmitSetRip(target);
+            EmitReturn(i + 1, ExecStatus.Branch);
         }
 
         /// <summary>ReadMem(ea, size, out _value), leaving the block on a fault.</summary>
@@ -507,6 +603,42 @@ public sealed unsafe partial class InterpreterVcpu
             EmitLazyFlags(inc ? LazyOp.Inc : LazyOp.Dec, op.Size);
         }
 
+        /// <summary>SHL/SHR/SAR r, imm (sizes 4 and 8), as Alu.ShiftRI: the value inline, the flags by a helper.</summary>
+        private void EmitShift(ref DecodedOp op, int kind)
+        {
+            ILGenerator il = _il;
+            int size = op.Size;
+            int n = (int)(op.Imm & (size == 8 ? 63UL : 31UL));
+            EmitLoadGpr(op.R0);
+            EmitTruncate(size);
+            if (n == 0)
+            {
+                // No flags change; a 32-bit destination is still zero-extended.
+                EmitStoreGprFromStack(op.R0);
+                return;
+            }
+            il.Emit(OpCodes.Stloc, _a);
+            il.Emit(OpCodes.Ldloc, _a);
+            if (kind == 2 && size == 4)
+            {
+                il.Emit(OpCodes.Conv_I4);
+            }
+            EmitConst(n);
+            il.Emit(kind == 0 ? OpCodes.Shl : kind == 1 ? OpCodes.Shr_Un : OpCodes.Shr);
+            EmitTruncate(size);
+            il.Emit(OpCodes.Stloc, _r);
+            il.Emit(OpCodes.Ldloc, _r);
+            EmitStoreGprFromStack(op.R0);
+            il.Emit(OpCodes.Ldarg_0);
+            il.Emit(OpCodes.Ldloc, _a);
+            il.Emit(OpCodes.Ldloc, _r);
+            EmitConst(n);
+            EmitConst(size);
+            EmitConst(kind);
+            il.Emit(OpCodes.Call, ShiftFlagsMethod);
+            _knownOp = LazyOp.None;
+        }
+
         /// <summary>Pushes CF (0 or 1) as a ulong: straight from the known compare, else through Carry().</summary>
         private void EmitCarry()
         {
@@ -565,8 +697,7 @@ public sealed unsafe partial class InterpreterVcpu
                 il.Emit(OpCodes.Call, ConditionMethod);
             }
             il.Emit(OpCodes.Brfalse, notTaken);
-            EmitSetRip(op.Target);
-            EmitReturn(i + 1, ExecStatus.Branch);
+            EmitBranch(op.Target, i);
             il.MarkLabel(notTaken);
         }
 
