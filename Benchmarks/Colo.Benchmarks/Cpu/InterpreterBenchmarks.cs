@@ -41,13 +41,17 @@ public class InterpreterBenchmarks : IDisposable
     private RamBlock? _ram;
     private InterpreterVcpu? _vcpu;
 
+    /// <summary>The second tier's threshold: -1 interprets only, 0 compiles every block at its first execution.</summary>
+    [Params(-1, 0)]
+    public int Tier2Threshold { get; set; }
+
     [GlobalSetup]
     public void Setup()
     {
         var bus = new NullBus();
         _ram = new RamBlock("pc.ram", 32 << 20);
         var memory = new GuestMemory(_ram, bus);
-        _vcpu = new InterpreterVcpu(0, memory, bus);
+        _vcpu = new InterpreterVcpu(0, memory, bus) { Tier2Threshold = Tier2Threshold };
         memory.Write(AluCode, Assemble(AluCode, a =>
         {
             Label top = a.CreateLabel();

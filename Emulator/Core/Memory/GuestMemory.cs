@@ -42,6 +42,7 @@ public sealed unsafe class GuestMemory : IPhysicalMemory
     private readonly bool[] _legacyWriteRam = new bool[LegacyPages];
     private readonly List<RomBlock> _roms = [];
     private int _codeGeneration;
+    private int _dirtyLogEpoch;
 
     // Per RAM page, bumped on a write to a page code was decoded from; the last slot stands for every non-RAM page.
     private readonly uint[] _codeVersions;
@@ -104,6 +105,21 @@ public sealed unsafe class GuestMemory : IPhysicalMemory
     /// drop their decoded blocks when it moved.
     /// </summary>
     public int CodeGeneration => Volatile.Read(ref _codeGeneration);
+
+    /// <summary>
+    /// Bumped by <see cref="RearmDirtyLog"/>. Interpreter vCPUs compare it at block boundaries (and on entering Run) and
+    /// then drop the write permissions of their software TLBs, whose host-pointer stores mark a page dirty only when the
+    /// entry is filled.
+    /// </summary>
+    public int DirtyLogEpoch => Volatile.Read(ref _dirtyLogEpoch);
+
+    /// <summary>
+    /// Re-arms dirty logging after pages were harvested from <see cref="RamBlock.DirtyPages"/> (TestAndClear /
+    /// ClearAll): every vCPU's next store to a page marks it again. The KVM order applies: clear the bits, re-arm,
+    /// and copy a harvested page only after every running vCPU has passed a block boundary (or is paused), so a store
+    /// through a permission granted before the re-arm lands before the copy.
+    /// </summary>
+    public void RearmDirtyLog() => Interlocked.Increment(ref _dirtyLogEpoch);
 
     /// <summary>
     /// True when the page of <paramref name="phys"/> is plain low RAM at the same offset in <see cref="Ram"/>, which a

@@ -269,20 +269,13 @@ public sealed unsafe partial class InterpreterVcpu
                 }
                 return ExecStatus.Continue;
             }
-            ulong phys;
-            if ((_state.Cr0 & X86CpuState.Cr0Pg) == 0 && Bitness != 64)
-            {
-                phys = linear;
-            }
-            else if (!Translate(linear, AccessWrite, out phys))
+            if (TranslateWrite(linear, out ulong phys, out byte* p) != ExecStatus.Continue)
             {
                 return ExecStatus.Fault;
             }
-            if (IsDirect(phys))
+            if (p != null)
             {
-                CheckCodeWrite(phys);
-                // SAFETY: direct means low RAM, and the access stays in phys's page, which RAM covers entirely.
-                byte* p = _ram + phys;
+                // SAFETY: TranslateWrite's pointer is direct low RAM, and the access stays in phys's page.
                 switch (size)
                 {
                     case 1:
@@ -318,7 +311,30 @@ public sealed unsafe partial class InterpreterVcpu
         {
             return ExecStatus.Continue;
         }
-        ulong phys;
+        if (TranslateWrite(linear, out ulong phys, out host) != ExecStatus.Continue)
+        {
+            return ExecStatus.Fault;
+        }
+        // Plain low RAM has its pointer from TranslateWrite; the APIC page stays MMIO.
+        if (host == null && (LocalApic is not { } apic || (phys & ~PageMask) != apic.MmioBase))
+        {
+            // Shadowed BIOS RAM (SeaBIOS keeps its SMP lock there) and RAM above 4 GiB.
+            host = _memory.GetReadWritePointer(phys);
+            ExitBlock = true; // the write may have been to code
+        }
+        return ExecStatus.Continue;
+    }
+
+    /// <summary>
+    /// The part of a store every path shares once the TLB's host-pointer hit missed: translates with write rights
+    /// (setting A/D) and, for plain low RAM, drops decoded code on the page, marks it dirty and returns its host
+    /// address in <paramref name="host"/>; null for anything else (MMIO, shadowed BIOS RAM, high RAM), which
+    /// <paramref name="phys"/> then names.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ExecStatus TranslateWrite(ulong linear, out ulong phys, out byte* host)
+    {
+        host = null;
         if ((_state.Cr0 & X86CpuState.Cr0Pg) == 0 && Bitness != 64)
         {
             phys = linear;
@@ -329,16 +345,34 @@ public sealed unsafe partial class InterpreterVcpu
         }
         if (IsDirect(phys))
         {
-            CheckCodeWrite(phys);
+            CheckDirectWrite(phys);
+            // SAFETY: direct means low RAM, which covers phys's page entirely.
             host = _ram + phys;
         }
-        else if (LocalApic is not { } apic || (phys & ~PageMask) != apic.MmioBase)
-        {
-            // Shadowed BIOS RAM (SeaBIOS keeps its SMP lock there) and RAM above 4 GiB.
-            host = _memory.GetReadWritePointer(phys);
-            ExitBlock = true; // the write may have been to code
-        }
         return ExecStatus.Continue;
+    }
+
+    /// <summary>A store to direct RAM outside the TLB fast path: decoded code on the page dies, the page is dirty.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void CheckDirectWrite(ulong phys)
+    {
+        CheckCodeWrite(phys);
+        MarkDirty(phys);
+    }
+
+    /// <summary>
+    /// Marks a low-RAM page in <see cref="RamBlock.DirtyPages"/> (low RAM's physical address is its RAM offset).
+    /// Stores through a TLB host pointer do not mark: the page was marked when the entry got its write tag, and
+    /// <see cref="GuestMemory.RearmDirtyLog"/> makes every vCPU drop those tags so the next store marks again.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void MarkDirty(ulong phys)
+    {
+        ulong page = phys >> 12;
+        if (!_dirtyPages.Test(page))
+        {
+            _dirtyPages.Set(page);
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -719,6 +753,11 @@ public sealed unsafe partial class InterpreterVcpu
         e.Host = IsDirect(e.PhysPage) ? _ram + e.PhysPage : null;
         e.ReadTag = vpage;
         e.WriteTag = canWrite && dirty ? vpage : ulong.MaxValue;
+        if (e.Host != null && e.WriteTag == vpage)
+        {
+            // Stores through the host pointer do not mark the page themselves (see MarkDirty).
+            MarkDirty(e.PhysPage);
+        }
         e.ExecTag = noExec ? ulong.MaxValue : vpage;
         return true;
     }
@@ -781,7 +820,7 @@ public sealed unsafe partial class InterpreterVcpu
     {
         if (IsDirect(phys) && (phys & PageMask) + 8 <= 0x1000)
         {
-            CheckCodeWrite(phys);
+            CheckDirectWrite(phys);
             // SAFETY: direct low RAM, and the access stays in the page.
             Unsafe.WriteUnaligned(_ram + phys, value);
             return;
@@ -793,7 +832,7 @@ public sealed unsafe partial class InterpreterVcpu
     {
         if (IsDirect(phys) && (phys & PageMask) + 4 <= 0x1000)
         {
-            CheckCodeWrite(phys);
+            CheckDirectWrite(phys);
             // SAFETY: direct low RAM, and the access stays in the page.
             Unsafe.WriteUnaligned(_ram + phys, value);
             return;

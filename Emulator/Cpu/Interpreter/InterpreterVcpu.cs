@@ -34,6 +34,9 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         public uint Version;
         public int VersionSlot2;
         public uint Version2;
+        // Executions counted towards the second tier, and the compiled code once it is hot (dies with the entry).
+        public int Hits;
+        public CompiledBlock? Compiled;
     }
 
     /// <summary>
@@ -58,6 +61,8 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
     private readonly ulong _holeStart;
     private readonly ulong _holeSize;
     private readonly PageBitmap _codePages;
+    private readonly PageBitmap _dirtyPages;
+    private int _seenDirtyEpoch;
     private readonly uint[] _codeVersions;
     private int _crossPageSlot;
     private uint _crossPageVersion;
@@ -102,6 +107,8 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         _holeStart = memory.HoleStart;
         _holeSize = memory.HoleSize;
         _codePages = memory.Ram.CodePages;
+        _dirtyPages = memory.Ram.DirtyPages;
+        _seenDirtyEpoch = memory.DirtyLogEpoch;
         _codeVersions = memory.CodeVersions;
         _decoder16 = Decoder.Create(16, _reader, DecoderOptions.None);
         _decoder32 = Decoder.Create(32, _reader, DecoderOptions.None);
@@ -228,13 +235,32 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
                 _seenCodeGeneration = generation;
                 FlushBlocks();
             }
+            int dirtyEpoch = _memory.DirtyLogEpoch;
+            if (dirtyEpoch != _seenDirtyEpoch)
+            {
+                // Dirty logging was re-armed: TLB write permissions granted before it must be taken again to mark.
+                _seenDirtyEpoch = dirtyEpoch;
+                FlushTlb();
+            }
 
-            ExecStatus status = LookupBlock(out int start, out int count);
+            ExecStatus status = LookupBlock(out int start, out int count, out int slot);
             int executed = 0;
             if (status == ExecStatus.Continue)
             {
-                // Single-step or breakpoints armed: one instruction at a time, with the debug checks around it.
-                status = DebugArmed ? StepDebug(start, out executed) : ExecuteBlock(start, count, out executed);
+                if (DebugArmed)
+                {
+                    // Single-step or breakpoints armed: one instruction at a time, with the debug checks around it.
+                    status = StepDebug(start, out executed);
+                }
+                else
+                {
+                    ref BlockEntry entry = ref _blocks[slot];
+                    if (entry.Compiled is null)
+                    {
+                        CountBlock(ref entry);
+                    }
+                    status = entry.Compiled is { } code ? ExecuteCompiled(code, start, out executed) : ExecuteBlock(start, count, out executed);
+                }
             }
             _instructions += (ulong)executed;
 
@@ -345,10 +371,11 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         _poolUsed = 0;
     }
 
-    private ExecStatus LookupBlock(out int start, out int count)
+    private ExecStatus LookupBlock(out int start, out int count, out int slotIndex)
     {
         start = 0;
         count = 0;
+        slotIndex = 0;
         ulong rip = _state.Rip;
         ulong linear = Bitness == 64 ? rip : (uint)(_state.Segments[(int)SegmentIndex.Cs].Base + rip);
         uint[] versions = _codeVersions;
@@ -359,6 +386,7 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
             if (cached.Count != 0 && cached.Phys == jump.Phys && cached.Rip == rip && cached.Mode == _modeKey
                 && versions[cached.VersionSlot] == cached.Version && versions[cached.VersionSlot2] == cached.Version2)
             {
+                slotIndex = jump.Slot;
                 start = cached.Start;
                 count = cached.Count;
                 return ExecStatus.Continue;
@@ -376,6 +404,7 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         jump.Mode = _modeKey;
         jump.Generation = _fetchGeneration;
         jump.Slot = (int)slot;
+        slotIndex = (int)slot;
         if (entry.Count != 0 && entry.Phys == phys && entry.Rip == rip && entry.Mode == _modeKey
             && versions[entry.VersionSlot] == entry.Version && versions[entry.VersionSlot2] == entry.Version2)
         {
@@ -402,6 +431,8 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
         entry.Version = version;
         entry.VersionSlot2 = _crossPageSlot;
         entry.Version2 = _crossPageVersion;
+        entry.Hits = 0;
+        entry.Compiled = null;
         return ExecStatus.Continue;
     }
 

@@ -12,10 +12,12 @@ namespace Colo.Tests.Unit.Cpu;
 /// protected mode (memory through ESI, flat segments) and 16-bit protected mode (memory through SI, DS/ES based at
 /// the data window, 66h/67h where the operand needs it) and compared with the same host result: those encodings
 /// mean the same there, and the data address fits 32 bits with a zero low word.
+/// Each case also runs with the second tier compiling every block at its first execution (fixture argument true).
 /// </summary>
-[TestFixture]
+[TestFixture(false)]
+[TestFixture(true)]
 [NonParallelizable]
-public sealed class IntegerOracleTests
+public sealed class IntegerOracleTests(bool tier2)
 {
     private const int RunsPerCase = 40;
     private const int Window = 256;
@@ -43,6 +45,7 @@ public sealed class IntegerOracleTests
         _oracle = NativeOracle.TryCreate();
         // Guest RAM must cover the oracle's fixed data address so pointers agree on both sides.
         _guest = new GuestHarness(NativeOracle.DataAddress + 0x10_0000);
+        _guest.Vcpu.Tier2Threshold = tier2 ? 0 : -1;
     }
 
     [OneTimeTearDown]
