@@ -575,6 +575,29 @@ public sealed class LocalApic : ILocalApic
         _timer.Modify(_loadTimeNs + (long)(next << DivideShift));
     }
 
+    /// <summary>
+    /// A one-shot whose count has reached zero but whose expiry the timer thread has not delivered is delivered now.
+    /// Boots under load occasionally lost an armed expiry (armed under the board lock, never fired, never cancelled:
+    /// traced with COLO_TRACE_APIC/COLO_TRACE_CLOCK, cause not found), leaving an idle guest asleep for good.
+    /// </summary>
+    public void PollTimer()
+    {
+        if (!_timerRunning || (_lvt[LvtTimer] & LvtPeriodic) != 0)
+        {
+            return;
+        }
+        ulong ticks = (ulong)(_timer.Clock.NowNs - _loadTimeNs) >> DivideShift;
+        if (ticks >= (ulong)_initialCount + 1)
+        {
+            if (Trace)
+            {
+                Console.Error.WriteLine($"colo-apic {_id}: t={_timer.Clock.NowNs} poll delivers an expiry (pending={_timer.IsPending})");
+            }
+            CancelTimer();
+            OnTimer();
+        }
+    }
+
     private void CancelTimer()
     {
         if (Trace && _timer.IsPending)

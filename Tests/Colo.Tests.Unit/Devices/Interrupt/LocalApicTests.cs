@@ -209,6 +209,28 @@ public sealed class LocalApicTests
     }
 
     [Test]
+    public void PollTimer_DeliversAnExpiredOneShotTheTimerThreadHasNotFired_Once()
+    {
+        var clock = new LateClock();
+        var apic = new LocalApic(0, true, clock, _bus, null);
+        Enable(apic);
+        Set(apic, LocalApic.RegDivide, 0xB);
+        Set(apic, LocalApic.RegLvtTimer, 0x40);
+        Set(apic, LocalApic.RegInitialCount, 100);
+        clock.Now = 50;
+        apic.PollTimer();
+        Assert.That(apic.TryAcknowledge(out _), Is.False, "not expired yet");
+        clock.Now = 1_000;
+        apic.PollTimer();
+        Assert.That(apic.TryAcknowledge(out byte v), Is.True);
+        Assert.That(v, Is.EqualTo(0x40));
+        Set(apic, LocalApic.RegEoi, 0);
+        clock.RunDue();
+        apic.PollTimer();
+        Assert.That(apic.TryAcknowledge(out _), Is.False, "delivered once: the clock's own expiry was withdrawn");
+    }
+
+    [Test]
     public void Timer_PeriodicFiresEachPeriod_AndMaskedDoesNotDeliver()
     {
         LocalApic apic = Create();
