@@ -245,16 +245,8 @@ public sealed unsafe class GuestMemory : IPhysicalMemory
     {
         if (Chunk(phys, size) == size && ReadPointer(phys) is var p && p != null)
         {
-            // One host load of the guest's size: a span copy may read a word in two overlapping halves, which a
-            // concurrent store of another vCPU would tear.
             // SAFETY: ReadPointer gives a pointer valid to the end of phys's page, and the access stays in it.
-            return size switch
-            {
-                1 => *p,
-                2 => Unsafe.ReadUnaligned<ushort>(p),
-                4 => Unsafe.ReadUnaligned<uint>(p),
-                _ => Unsafe.ReadUnaligned<ulong>(p),
-            };
+            return HostAccess.Load(p, size);
         }
         ulong v = 0;
         // SAFETY: size ≤ 8 and v is an 8-byte local; the host is little-endian like the guest.
@@ -267,27 +259,10 @@ public sealed unsafe class GuestMemory : IPhysicalMemory
     {
         if (Chunk(phys, size) == size && WriteTarget(phys, out ulong ramOffset) == Target.Ram)
         {
-            // One host store of the guest's size. A span copy of 4 bytes stores the word twice (overlapping head and
-            // tail moves); between the two, another vCPU can take a spin lock this store released, and the second
-            // store would release it again under that vCPU (SeaBIOS keeps its SMP lock in shadowed BIOS RAM).
+            // One host store (see HostAccess): SeaBIOS keeps its SMP spin lock in shadowed BIOS RAM.
             TouchRamPage(ramOffset / RamBlock.PageSize);
             // SAFETY: WriteTarget returned a RAM offset whose page is mapped, and the access stays in the page.
-            byte* h = Ram.HostPointer + ramOffset;
-            switch (size)
-            {
-                case 1:
-                    *h = (byte)value;
-                    break;
-                case 2:
-                    Unsafe.WriteUnaligned(h, (ushort)value);
-                    break;
-                case 4:
-                    Unsafe.WriteUnaligned(h, (uint)value);
-                    break;
-                default:
-                    Unsafe.WriteUnaligned(h, value);
-                    break;
-            }
+            HostAccess.Store(Ram.HostPointer + ramOffset, size, value);
             return;
         }
         // SAFETY: size ≤ 8 and value is an 8-byte local; the host is little-endian like the guest.

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Colo.Core.Cpu;
+using Colo.Core.Memory;
 
 namespace Colo.Cpu.Interpreter;
 
@@ -201,13 +202,7 @@ public sealed unsafe partial class InterpreterVcpu
             {
                 // SAFETY: Host points at a whole RAM page and the access stays inside it.
                 byte* h = e.Host + (linear & PageMask);
-                value = size switch
-                {
-                    1 => *h,
-                    2 => Unsafe.ReadUnaligned<ushort>(h),
-                    4 => Unsafe.ReadUnaligned<uint>(h),
-                    _ => Unsafe.ReadUnaligned<ulong>(h),
-                };
+                value = HostAccess.Load(h, size);
                 return ExecStatus.Continue;
             }
             ulong phys;
@@ -224,13 +219,7 @@ public sealed unsafe partial class InterpreterVcpu
             {
                 // SAFETY: direct means low RAM, and the access stays in phys's page, which RAM covers entirely.
                 byte* p = _ram + phys;
-                value = size switch
-                {
-                    1 => *p,
-                    2 => Unsafe.ReadUnaligned<ushort>(p),
-                    4 => Unsafe.ReadUnaligned<uint>(p),
-                    _ => Unsafe.ReadUnaligned<ulong>(p),
-                };
+                value = HostAccess.Load(p, size);
                 return ExecStatus.Continue;
             }
             value = MmioRead(phys, size);
@@ -252,21 +241,7 @@ public sealed unsafe partial class InterpreterVcpu
                 CheckCodeWrite(e.PhysPage);
                 // SAFETY: Host points at a whole RAM page and the access stays inside it.
                 byte* h = e.Host + (linear & PageMask);
-                switch (size)
-                {
-                    case 1:
-                        *h = (byte)value;
-                        break;
-                    case 2:
-                        Unsafe.WriteUnaligned(h, (ushort)value);
-                        break;
-                    case 4:
-                        Unsafe.WriteUnaligned(h, (uint)value);
-                        break;
-                    default:
-                        Unsafe.WriteUnaligned(h, value);
-                        break;
-                }
+                HostAccess.Store(h, size, value);
                 return ExecStatus.Continue;
             }
             if (TranslateWrite(linear, out ulong phys, out byte* p) != ExecStatus.Continue)
@@ -276,21 +251,7 @@ public sealed unsafe partial class InterpreterVcpu
             if (p != null)
             {
                 // SAFETY: TranslateWrite's pointer is direct low RAM, and the access stays in phys's page.
-                switch (size)
-                {
-                    case 1:
-                        *p = (byte)value;
-                        break;
-                    case 2:
-                        Unsafe.WriteUnaligned(p, (ushort)value);
-                        break;
-                    case 4:
-                        Unsafe.WriteUnaligned(p, (uint)value);
-                        break;
-                    default:
-                        Unsafe.WriteUnaligned(p, value);
-                        break;
-                }
+                HostAccess.Store(p, size, value);
                 return ExecStatus.Continue;
             }
             MmioWrite(phys, size, value);
