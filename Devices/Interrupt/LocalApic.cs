@@ -346,6 +346,13 @@ public sealed class LocalApic : ILocalApic
                 {
                     v |= LvtMasked;
                 }
+                if (index == LvtTimer && _timerRunning && (_lvt[LvtTimer] & LvtPeriodic) != 0 && (v & LvtPeriodic) == 0)
+                {
+                    // Periodic to one-shot: the count goes on from where it is, so the one-shot ends with this period.
+                    ulong period = (ulong)_initialCount + 1;
+                    ulong elapsed = (ulong)(_timer.Clock.NowNs - _loadTimeNs) >> DivideShift;
+                    _loadTimeNs += (long)((elapsed / period * period) << DivideShift);
+                }
                 _lvt[index] = v;
                 if (index == LvtTimer)
                 {
@@ -560,42 +567,15 @@ public sealed class LocalApic : ILocalApic
         ulong ticks = (ulong)(_timer.Clock.NowNs - _loadTimeNs) >> DivideShift;
         if ((_lvt[LvtTimer] & LvtPeriodic) == 0 && ticks >= period)
         {
-            if (_timer.IsPending)
-            {
-                // Expired, but the timer thread has not fired it yet (a loaded host): deliver it now. Dropping it
-                // lost the guest's only clock event, and an idle guest then slept for good.
-                CancelTimer();
-                OnTimer();
-                return;
-            }
-            _timerRunning = false;
+            // A running one-shot has not been delivered (OnTimer stops it), yet its count already ran out: the vCPU was
+            // pre-empted between loading TMICT and this look at the clock (a short count and a loaded host), or the
+            // timer thread is late. Deliver it now; treating it as over lost an idle guest's only clock event.
+            CancelTimer();
+            OnTimer();
             return;
         }
         ulong next = ((ticks / period) + 1) * period;
         _timer.Modify(_loadTimeNs + (long)(next << DivideShift));
-    }
-
-    /// <summary>
-    /// A one-shot whose count has reached zero but whose expiry the timer thread has not delivered is delivered now.
-    /// Boots under load occasionally lost an armed expiry (armed under the board lock, never fired, never cancelled:
-    /// traced with COLO_TRACE_APIC/COLO_TRACE_CLOCK, cause not found), leaving an idle guest asleep for good.
-    /// </summary>
-    public void PollTimer()
-    {
-        if (!_timerRunning || (_lvt[LvtTimer] & LvtPeriodic) != 0)
-        {
-            return;
-        }
-        ulong ticks = (ulong)(_timer.Clock.NowNs - _loadTimeNs) >> DivideShift;
-        if (ticks >= (ulong)_initialCount + 1)
-        {
-            if (Trace)
-            {
-                Console.Error.WriteLine($"colo-apic {_id}: t={_timer.Clock.NowNs} poll delivers an expiry (pending={_timer.IsPending})");
-            }
-            CancelTimer();
-            OnTimer();
-        }
     }
 
     private void CancelTimer()

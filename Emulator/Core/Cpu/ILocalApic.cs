@@ -7,14 +7,6 @@ namespace Colo.Core.Cpu;
 /// </summary>
 public interface ILocalApic : IInterruptSource
 {
-    /// <summary>
-    /// Called by a halted vCPU now and then: delivers a timer expiry the clock's timer thread has not reported yet.
-    /// A backstop for an idle guest whose clock event went missing (the cause is still open, see the LAPIC notes).
-    /// </summary>
-    void PollTimer()
-    {
-    }
-
     /// <summary>Physical address of the 4 KiB APIC page, or <see cref="ulong.MaxValue"/> while hardware-disabled.</summary>
     ulong MmioBase { get; }
 

@@ -35,4 +35,7 @@ public sealed class ClockTimer
     public void Cancel() => Clock.Disarm(this);
 
     internal void Fire() => _callback();
+
+    /// <summary>Debug aid: the callback's declaring type and method.</summary>
+    internal string CallbackName => $"{_callback.Method.DeclaringType?.Name}.{_callback.Method.Name}";
 }

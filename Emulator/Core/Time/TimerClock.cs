@@ -54,6 +54,9 @@ public abstract class TimerClock : IClock
         }
     }
 
+    /// <summary>Debug aid: the armed timers in list order, as "deadline:callback" pairs.</summary>
+    public string DescribeArmed() => string.Join(' ', _armed.Select(t => $"{t.DeadlineNs}:{t.CallbackName}"));
+
     /// <summary>Called when an arming made a new earliest deadline (a waiting timer thread must wake earlier).</summary>
     protected virtual void OnEarliestDeadlineChanged()
     {

@@ -212,12 +212,7 @@ public sealed unsafe partial class InterpreterVcpu : IVcpu, IDisposable
                 if (Interrupts is not null && (_state.Rflags & X86CpuState.FlagIf) != 0 && Volatile.Read(ref _interruptRequest) == 0
                     && !nmiReady)
                 {
-                    // Sleep until woken, looking at the local APIC's timer every 50 ms (see ILocalApic.PollTimer).
-                    if (!_wake.Wait(LocalApic is null ? Timeout.Infinite : 50))
-                    {
-                        LocalApic?.PollTimer();
-                        continue;
-                    }
+                    _wake.Wait();
                     _wake.Reset();
                     continue;
                 }

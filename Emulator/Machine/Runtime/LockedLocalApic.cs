@@ -43,15 +43,6 @@ public sealed class LockedLocalApic(ILocalApic inner, Lock boardLock) : ILocalAp
     }
 
     /// <inheritdoc/>
-    public void PollTimer()
-    {
-        lock (boardLock)
-        {
-            inner.PollTimer();
-        }
-    }
-
-    /// <inheritdoc/>
     public bool TryAcknowledge(out byte vector)
     {
         lock (boardLock)

@@ -40,6 +40,8 @@ public sealed class TimerThread : IDisposable
         _wake.Dispose();
     }
 
+    private static readonly bool Trace = Environment.GetEnvironmentVariable("COLO_TRACE_CLOCK") == "1";
+
     private void Loop()
     {
         while (!_stopping)
@@ -47,9 +49,10 @@ public sealed class TimerThread : IDisposable
             int waitMs;
             lock (_boardLock)
             {
+                int fired = 0;
                 try
                 {
-                    _clock.RunDue();
+                    fired = _clock.RunDue();
                 }
                 catch (Exception e)
                 {
@@ -64,6 +67,10 @@ public sealed class TimerThread : IDisposable
                 {
                     long delta = next - _clock.NowNs;
                     waitMs = delta <= 0 ? 0 : (int)Math.Min(int.MaxValue, (delta + 999_999) / 1_000_000);
+                }
+                if (Trace)
+                {
+                    Console.Error.WriteLine($"colo-timers: now={_clock.NowNs} fired={fired} wait={waitMs} armed=[{_clock.DescribeArmed()}]");
                 }
             }
             if (waitMs != 0)

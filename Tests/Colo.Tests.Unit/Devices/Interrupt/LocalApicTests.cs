@@ -176,7 +176,10 @@ public sealed class LocalApicTests
     {
         public long Now { get; set; }
 
-        public override long NowNs => Now;
+        /// <summary>Time that passes with every read (a thread pre-empted between two reads).</summary>
+        public long StepPerRead { get; init; }
+
+        public override long NowNs => Now += StepPerRead;
 
         public int RunDue() => RunDueTimers(Now);
 
@@ -209,25 +212,48 @@ public sealed class LocalApicTests
     }
 
     [Test]
-    public void PollTimer_DeliversAnExpiredOneShotTheTimerThreadHasNotFired_Once()
+    public void Timer_OneShotWhoseCountRunsOutBeforeItIsArmed_FiresOnce()
+    {
+        // The TMICT write reads the clock to load the count and again to arm: a vCPU pre-empted in between for
+        // longer than a short count found it expired and took it as delivered, and an idle guest slept for good.
+        var clock = new LateClock { StepPerRead = 1_000 };
+        var apic = new LocalApic(0, true, clock, _bus, null);
+        Enable(apic);
+        Set(apic, LocalApic.RegDivide, 0xB); // divide by 1
+        Set(apic, LocalApic.RegLvtTimer, 0x40);
+        Set(apic, LocalApic.RegInitialCount, 100);
+        Assert.That(apic.TryAcknowledge(out byte v), Is.True, "the one-shot interrupted");
+        Assert.That(v, Is.EqualTo(0x40));
+        Set(apic, LocalApic.RegEoi, 0);
+        clock.RunDue();
+        Assert.That(apic.TryAcknowledge(out _), Is.False, "and only once");
+    }
+
+    [Test]
+    public void Timer_PeriodicSwitchedToOneShot_EndsWithTheCurrentPeriod()
     {
         var clock = new LateClock();
         var apic = new LocalApic(0, true, clock, _bus, null);
         Enable(apic);
         Set(apic, LocalApic.RegDivide, 0xB);
-        Set(apic, LocalApic.RegLvtTimer, 0x40);
-        Set(apic, LocalApic.RegInitialCount, 100);
-        clock.Now = 50;
-        apic.PollTimer();
-        Assert.That(apic.TryAcknowledge(out _), Is.False, "not expired yet");
-        clock.Now = 1_000;
-        apic.PollTimer();
-        Assert.That(apic.TryAcknowledge(out byte v), Is.True);
-        Assert.That(v, Is.EqualTo(0x40));
-        Set(apic, LocalApic.RegEoi, 0);
+        Set(apic, LocalApic.RegLvtTimer, LocalApic.LvtPeriodic | 0x40);
+        Set(apic, LocalApic.RegInitialCount, 999); // period 1000 ns
+        clock.Now = 2_500;
         clock.RunDue();
-        apic.PollTimer();
-        Assert.That(apic.TryAcknowledge(out _), Is.False, "delivered once: the clock's own expiry was withdrawn");
+        while (apic.TryAcknowledge(out _))
+        {
+            Set(apic, LocalApic.RegEoi, 0);
+        }
+        Set(apic, LocalApic.RegLvtTimer, 0x40);
+        Assert.That(apic.TryAcknowledge(out _), Is.False, "switching mode mid-period does not interrupt");
+        Assert.That(Reg(apic, LocalApic.RegCurrentCount), Is.EqualTo(499u), "the count goes on (999 - 500)");
+        clock.Now = 3_000;
+        clock.RunDue();
+        Assert.That(apic.TryAcknowledge(out _), Is.True, "the one-shot ends with the period");
+        Set(apic, LocalApic.RegEoi, 0);
+        clock.Now = 10_000;
+        clock.RunDue();
+        Assert.That(apic.TryAcknowledge(out _), Is.False, "and does not repeat");
     }
 
     [Test]
