@@ -379,6 +379,16 @@ public sealed class LocalApic : ILocalApic
                 ArmTimer();
                 break;
             case RegDivide:
+                if (_timerRunning)
+                {
+                    // A new divisor changes the rate from now on: keep the ticks counted so far.
+                    long now = _timer.Clock.NowNs;
+                    long elapsedTicks = (now - _loadTimeNs) >> DivideShift;
+                    _divide = value & 0xB;
+                    _loadTimeNs = now - (elapsedTicks << DivideShift);
+                    ArmTimer();
+                    break;
+                }
                 _divide = value & 0xB;
                 break;
             default:

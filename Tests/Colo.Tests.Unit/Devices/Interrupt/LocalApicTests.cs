@@ -230,6 +230,24 @@ public sealed class LocalApicTests
     }
 
     [Test]
+    public void Timer_DivideChangedWhileCounting_KeepsTheCountAndChangesTheRate()
+    {
+        LocalApic apic = Create();
+        Enable(apic);
+        Set(apic, LocalApic.RegDivide, 0xB); // divide by 1
+        Set(apic, LocalApic.RegLvtTimer, 0x40);
+        Set(apic, LocalApic.RegInitialCount, 1000);
+        _clock.Advance(400);
+        Set(apic, LocalApic.RegDivide, 0x0); // divide by 2
+        Assert.That(Reg(apic, LocalApic.RegCurrentCount), Is.EqualTo(600u), "the ticks counted so far stay counted");
+        _clock.Advance(2 * 599);
+        Assert.That(apic.TryAcknowledge(out _), Is.False, "the rest counts at the new rate");
+        _clock.Advance(2 * 2);
+        Assert.That(apic.TryAcknowledge(out byte v), Is.True);
+        Assert.That(v, Is.EqualTo(0x40));
+    }
+
+    [Test]
     public void Timer_PeriodicSwitchedToOneShot_EndsWithTheCurrentPeriod()
     {
         var clock = new LateClock();
