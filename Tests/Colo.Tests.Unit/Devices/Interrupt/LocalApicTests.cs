@@ -22,6 +22,22 @@ public sealed class LocalApicTests
 
     private static uint Reg(LocalApic apic, int reg) => (uint)apic.Read((uint)reg, 4);
 
+    /// <summary>Takes the interrupt the APIC must have pending and ends it; returns its vector.</summary>
+    private static byte AcknowledgeAndEoi(LocalApic apic, string because)
+    {
+        Assert.That(apic.TryAcknowledge(out byte vector), Is.True, because);
+        Set(apic, LocalApic.RegEoi, 0);
+        return vector;
+    }
+
+    /// <summary>Programs the timer as a guest does: divide configuration, LVT timer entry, then the initial count.</summary>
+    private static void StartTimer(LocalApic apic, uint divide, uint lvt, uint count)
+    {
+        Set(apic, LocalApic.RegDivide, divide);
+        Set(apic, LocalApic.RegLvtTimer, lvt);
+        Set(apic, LocalApic.RegInitialCount, count);
+    }
+
     private static void Set(LocalApic apic, int reg, uint value) => apic.Write((uint)reg, 4, value);
 
     private static void Enable(LocalApic apic) => Set(apic, LocalApic.RegSvr, LocalApic.SvrEnable | 0xFF);
@@ -156,9 +172,7 @@ public sealed class LocalApicTests
     {
         LocalApic apic = Create();
         Enable(apic);
-        Set(apic, LocalApic.RegDivide, 0x3); // divide by 16
-        Set(apic, LocalApic.RegLvtTimer, 0x40);
-        Set(apic, LocalApic.RegInitialCount, 100);
+        StartTimer(apic, divide: 0x3, lvt: 0x40, count: 100); // divide by 16
         _clock.Advance(16 * 50);
         Assert.That(Reg(apic, LocalApic.RegCurrentCount), Is.EqualTo(50u));
         Assert.That(apic.TryAcknowledge(out _), Is.False);
@@ -197,9 +211,7 @@ public sealed class LocalApicTests
         var clock = new LateClock();
         var apic = new LocalApic(0, true, clock, _bus, null);
         Enable(apic);
-        Set(apic, LocalApic.RegDivide, 0xB); // divide by 1
-        Set(apic, LocalApic.RegLvtTimer, 0x40);
-        Set(apic, LocalApic.RegInitialCount, 100);
+        StartTimer(apic, divide: 0xB, lvt: 0x40, count: 100); // divide by 1
         clock.Now = 1_000;
         Set(apic, reg, value);
         clock.RunDue();
@@ -219,12 +231,8 @@ public sealed class LocalApicTests
         var clock = new LateClock { StepPerRead = 1_000 };
         var apic = new LocalApic(0, true, clock, _bus, null);
         Enable(apic);
-        Set(apic, LocalApic.RegDivide, 0xB); // divide by 1
-        Set(apic, LocalApic.RegLvtTimer, 0x40);
-        Set(apic, LocalApic.RegInitialCount, 100);
-        Assert.That(apic.TryAcknowledge(out byte v), Is.True, "the one-shot interrupted");
-        Assert.That(v, Is.EqualTo(0x40));
-        Set(apic, LocalApic.RegEoi, 0);
+        StartTimer(apic, divide: 0xB, lvt: 0x40, count: 100); // divide by 1
+        Assert.That(AcknowledgeAndEoi(apic, "the one-shot interrupted"), Is.EqualTo(0x40));
         clock.RunDue();
         Assert.That(apic.TryAcknowledge(out _), Is.False, "and only once");
     }
@@ -234,9 +242,7 @@ public sealed class LocalApicTests
     {
         LocalApic apic = Create();
         Enable(apic);
-        Set(apic, LocalApic.RegDivide, 0xB); // divide by 1
-        Set(apic, LocalApic.RegLvtTimer, 0x40);
-        Set(apic, LocalApic.RegInitialCount, 1000);
+        StartTimer(apic, divide: 0xB, lvt: 0x40, count: 1000); // divide by 1
         _clock.Advance(400);
         Set(apic, LocalApic.RegDivide, 0x0); // divide by 2
         Assert.That(Reg(apic, LocalApic.RegCurrentCount), Is.EqualTo(600u), "the ticks counted so far stay counted");
@@ -253,9 +259,7 @@ public sealed class LocalApicTests
         var clock = new LateClock();
         var apic = new LocalApic(0, true, clock, _bus, null);
         Enable(apic);
-        Set(apic, LocalApic.RegDivide, 0xB);
-        Set(apic, LocalApic.RegLvtTimer, LocalApic.LvtPeriodic | 0x40);
-        Set(apic, LocalApic.RegInitialCount, 999); // period 1000 ns
+        StartTimer(apic, divide: 0xB, lvt: LocalApic.LvtPeriodic | 0x40, count: 999); // period 1000 ns
         clock.Now = 2_500;
         clock.RunDue();
         while (apic.TryAcknowledge(out _))
@@ -267,8 +271,7 @@ public sealed class LocalApicTests
         Assert.That(Reg(apic, LocalApic.RegCurrentCount), Is.EqualTo(499u), "the count goes on (999 - 500)");
         clock.Now = 3_000;
         clock.RunDue();
-        Assert.That(apic.TryAcknowledge(out _), Is.True, "the one-shot ends with the period");
-        Set(apic, LocalApic.RegEoi, 0);
+        AcknowledgeAndEoi(apic, "the one-shot ends with the period");
         clock.Now = 10_000;
         clock.RunDue();
         Assert.That(apic.TryAcknowledge(out _), Is.False, "and does not repeat");
@@ -279,9 +282,7 @@ public sealed class LocalApicTests
     {
         LocalApic apic = Create();
         Enable(apic);
-        Set(apic, LocalApic.RegDivide, 0xB); // divide by 1
-        Set(apic, LocalApic.RegLvtTimer, LocalApic.LvtPeriodic | 0x41);
-        Set(apic, LocalApic.RegInitialCount, 999); // period 1000 ns
+        StartTimer(apic, divide: 0xB, lvt: LocalApic.LvtPeriodic | 0x41, count: 999); // divide by 1; period 1000 ns
         int fired = 0;
         for (int i = 0; i < 5; i++)
         {
