@@ -350,8 +350,7 @@ public sealed class LocalApic : ILocalApic
                 {
                     // Periodic to one-shot: the count goes on from where it is, so the one-shot ends with this period.
                     ulong period = (ulong)_initialCount + 1;
-                    ulong elapsed = (ulong)(_timer.Clock.NowNs - _loadTimeNs) >> DivideShift;
-                    _loadTimeNs += (long)((elapsed / period * period) << DivideShift);
+                    _loadTimeNs += (long)((ElapsedTicks(_timer.Clock.NowNs) / period * period) << DivideShift);
                 }
                 _lvt[index] = v;
                 if (index == LvtTimer)
@@ -379,18 +378,18 @@ public sealed class LocalApic : ILocalApic
                 ArmTimer();
                 break;
             case RegDivide:
+            {
+                // A new divisor changes the rate from now on: the ticks counted so far stay counted.
+                long now = _timer.Clock.NowNs;
+                ulong counted = ElapsedTicks(now);
+                _divide = value & 0xB;
                 if (_timerRunning)
                 {
-                    // A new divisor changes the rate from now on: keep the ticks counted so far.
-                    long now = _timer.Clock.NowNs;
-                    long elapsedTicks = (now - _loadTimeNs) >> DivideShift;
-                    _divide = value & 0xB;
-                    _loadTimeNs = now - (elapsedTicks << DivideShift);
+                    _loadTimeNs = now - (long)(counted << DivideShift);
                     ArmTimer();
-                    break;
                 }
-                _divide = value & 0xB;
                 break;
+            }
             default:
                 break; // read-only or reserved
         }
@@ -548,6 +547,9 @@ public sealed class LocalApic : ILocalApic
     /// <summary>DCR bits 3,1:0 → log2 of the divisor (0b111 means divide by 1).</summary>
     private int DivideShift => (int)(((_divide & 3) | ((_divide >> 1) & 4)) + 1) & 7;
 
+    /// <summary>Timer ticks (bus clocks after the divider) from the count's load to <paramref name="now"/>.</summary>
+    private ulong ElapsedTicks(long now) => (ulong)(now - _loadTimeNs) >> DivideShift;
+
     /// <summary>The timer's current-count register as the guest would read it now.</summary>
     public uint CurrentCountRegister => CurrentCount();
 
@@ -557,7 +559,7 @@ public sealed class LocalApic : ILocalApic
         {
             return 0;
         }
-        ulong ticks = (ulong)(_timer.Clock.NowNs - _loadTimeNs) >> DivideShift;
+        ulong ticks = ElapsedTicks(_timer.Clock.NowNs);
         if ((_lvt[LvtTimer] & LvtPeriodic) != 0)
         {
             return (uint)(_initialCount - (ticks % ((ulong)_initialCount + 1)));
@@ -574,7 +576,7 @@ public sealed class LocalApic : ILocalApic
             return;
         }
         ulong period = (ulong)_initialCount + 1;
-        ulong ticks = (ulong)(_timer.Clock.NowNs - _loadTimeNs) >> DivideShift;
+        ulong ticks = ElapsedTicks(_timer.Clock.NowNs);
         if ((_lvt[LvtTimer] & LvtPeriodic) == 0 && ticks >= period)
         {
             // A running one-shot has not been delivered (OnTimer stops it), yet its count already ran out: the vCPU was
